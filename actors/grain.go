@@ -1,0 +1,291 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
+)
+
+// ErrPoison marks a record that can never succeed (it cannot be decoded):
+// the grain applies the error policy at once instead of retrying it.
+var ErrPoison = errors.New("poison record")
+
+// ErrPartitionStopped is returned for records delivered to a grain whose
+// error policy stopped it. Test for it with errors.Is.
+var ErrPartitionStopped = errors.New("partition stopped by its agent's error policy")
+
+// Task is one record to be handled by one of the agents subscribed to its
+// topic.
+type Task struct {
+	Msg   *sarama.ConsumerMessage
+	Agent int
+}
+
+// Core is the partition's processing logic; the grain drives it. All calls
+// come from the grain's actor, one at a time.
+type Core interface {
+	// Fanout returns the agents that handle records of topic.
+	Fanout(topic string) []int
+	// Load drops any uncommitted state and loads the partition from durable
+	// storage. first is true on the grain's first start, when the core
+	// recovers its tables from their changelogs.
+	Load(ctx context.Context, first bool) error
+	// Process handles one task. An error (or panic) fails the grain, which
+	// the supervisor restarts; errors wrapping ErrPoison skip the retries.
+	Process(ctx context.Context, t Task) error
+	// GiveUp applies the agent's error policy to a task that failed too
+	// often. Returning ErrPartitionStopped stops the partition.
+	GiveUp(ctx context.Context, t Task, cause error) error
+	// Commit makes everything processed so far durable.
+	Commit(ctx context.Context) error
+}
+
+// GrainConfig configures a grain.
+type GrainConfig struct {
+	Core Core
+	// MaxAttempts is how often a task is tried before the error policy
+	// applies. Default 3.
+	MaxAttempts int
+	// CommitInterval is how often the grain commits. Default 500ms.
+	CommitInterval time.Duration
+	// MaxUncommitted forces a commit once this many records are
+	// uncommitted. Default 10,000.
+	MaxUncommitted int
+	Log            *slog.Logger
+	// OnLoaded is called after every successful Load.
+	OnLoaded func(first bool)
+	// OnStopped is called when the error policy stops the partition.
+	OnStopped func(err error)
+}
+
+// Deliver hands a batch of records, in offset order, to a grain. Done
+// receives nil once every record is processed, or ErrPartitionStopped.
+type Deliver struct {
+	Records []*sarama.ConsumerMessage
+	Done    chan error
+}
+
+// Drain asks the grain to commit; the reply is the commit's error (nil on
+// success). Used on revoke and shutdown.
+type Drain struct{}
+
+type commitTick struct{}
+
+type attemptKey struct {
+	topic  string
+	offset int64
+	agent  int
+}
+
+// Slot is the part of a grain that outlives restarts: the records received
+// since the last commit (replayed after a restart), how often each task
+// failed, and the batches waiting for their Done.
+type Slot struct {
+	cfg      GrainConfig
+	log      []Task
+	next     int  // index in log of the next task to process
+	current  int  // index of the task being processed, -1 if none
+	loaded   bool // the first Load succeeded
+	attempts map[attemptKey]int
+	lastErr  map[attemptKey]error
+	inflight []*Deliver
+	stopped  error
+	ticker   scheduler.CancelFunc
+	failed   error // set when the grain escalated and awaits restart
+}
+
+// NewGrainProps returns the props of a grain driving cfg.Core. The returned
+// Slot keeps the grain's state across restarts.
+func NewGrainProps(cfg GrainConfig) *actor.Props {
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	if cfg.CommitInterval <= 0 {
+		cfg.CommitInterval = 500 * time.Millisecond
+	}
+	if cfg.MaxUncommitted <= 0 {
+		cfg.MaxUncommitted = 10_000
+	}
+	s := &Slot{cfg: cfg, current: -1, attempts: map[attemptKey]int{}, lastErr: map[attemptKey]error{}}
+	return actor.PropsFromProducer(func() actor.Actor { return &grain{s: s} })
+}
+
+// grain is one incarnation of a partition's actor.
+type grain struct{ s *Slot }
+
+func (g *grain) Receive(c actor.Context) {
+	s := g.s
+	switch m := c.Message().(type) {
+	case *actor.Started:
+		g.start(c)
+	case *Deliver:
+		if s.stopped != nil {
+			m.Done <- s.stopped
+			return
+		}
+		for _, r := range m.Records {
+			for _, a := range s.cfg.Core.Fanout(r.Topic) {
+				s.log = append(s.log, Task{Msg: r, Agent: a})
+			}
+		}
+		s.inflight = append(s.inflight, m)
+		if !g.run(c) {
+			return
+		}
+		if len(s.log) >= s.cfg.MaxUncommitted {
+			g.commit(c)
+		}
+	case commitTick:
+		if s.next > 0 || len(s.log) == 0 {
+			g.commit(c)
+		}
+	case *Drain:
+		c.Respond(g.commit(c))
+	case *actor.Stopping:
+		if s.ticker != nil {
+			s.ticker()
+		}
+	}
+}
+
+func (g *grain) start(c actor.Context) {
+	s := g.s
+	if s.current >= 0 && s.current < len(s.log) {
+		// The previous incarnation failed on this task.
+		t := s.log[s.current]
+		k := attemptKey{t.Msg.Topic, t.Msg.Offset, t.Agent}
+		s.attempts[k]++
+		if s.lastErr[k] == nil {
+			s.lastErr[k] = s.failed
+		}
+	}
+	s.current, s.failed = -1, nil
+	first := !s.loaded
+	if err := s.cfg.Core.Load(context.Background(), first); err != nil {
+		g.fail(c, fmt.Errorf("load partition: %w", err))
+		return
+	}
+	s.loaded = true
+	if s.cfg.OnLoaded != nil {
+		s.cfg.OnLoaded(first)
+	}
+	if s.ticker == nil {
+		s.ticker = scheduler.NewTimerScheduler(c).SendRepeatedly(s.cfg.CommitInterval, s.cfg.CommitInterval, c.Self(), commitTick{})
+	}
+	s.next = 0 // the uncommitted state was dropped: replay everything since the last commit
+	g.run(c)
+}
+
+// run processes the log from next on. It returns false if the grain failed.
+func (g *grain) run(c actor.Context) bool {
+	s := g.s
+	for s.next < len(s.log) && s.stopped == nil {
+		t := s.log[s.next]
+		k := attemptKey{t.Msg.Topic, t.Msg.Offset, t.Agent}
+		if n := s.attempts[k]; n >= s.cfg.MaxAttempts {
+			if !g.giveUp(c, t, fmt.Errorf("failed %d times, last: %w", n, s.lastErr[k])) {
+				return false
+			}
+			s.next++
+			continue
+		}
+		s.current = s.next
+		err := g.process(t)
+		if err != nil && errors.Is(err, ErrPoison) {
+			s.current = -1
+			if !g.giveUp(c, t, err) {
+				return false
+			}
+			s.next++
+			continue
+		}
+		if err != nil {
+			s.lastErr[k] = err
+			g.fail(c, fmt.Errorf("%s/%d@%d: %w", t.Msg.Topic, t.Msg.Partition, t.Msg.Offset, err))
+			return false
+		}
+		s.current = -1
+		s.next++
+	}
+	if s.stopped == nil {
+		for _, d := range s.inflight {
+			d.Done <- nil
+		}
+		s.inflight = s.inflight[:0]
+	}
+	return true
+}
+
+// process runs one task, turning a panic into an error so that it takes the
+// same path (escalation to the supervisor) as a returned error.
+func (g *grain) process(t Task) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panicked: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return g.s.cfg.Core.Process(context.Background(), t)
+}
+
+func (g *grain) giveUp(c actor.Context, t Task, cause error) bool {
+	s := g.s
+	err := s.cfg.Core.GiveUp(context.Background(), t, cause)
+	if errors.Is(err, ErrPartitionStopped) {
+		s.stopped = err
+		s.log = s.log[:s.next] // keep what was processed; commit it below
+		g.commit(c)
+		for _, d := range s.inflight {
+			d.Done <- err
+		}
+		s.inflight = nil
+		if s.cfg.OnStopped != nil {
+			s.cfg.OnStopped(err)
+		}
+		return false
+	}
+	if err != nil {
+		g.fail(c, err)
+		return false
+	}
+	return true
+}
+
+// commit commits everything processed so far. Tasks received but not yet
+// processed stay in the log.
+func (g *grain) commit(c actor.Context) error {
+	s := g.s
+	if s.failed != nil {
+		return s.failed
+	}
+	if err := s.cfg.Core.Commit(context.Background()); err != nil {
+		err = fmt.Errorf("commit: %w", err)
+		g.fail(c, err)
+		return err
+	}
+	for _, t := range s.log[:s.next] {
+		k := attemptKey{t.Msg.Topic, t.Msg.Offset, t.Agent}
+		delete(s.attempts, k)
+		delete(s.lastErr, k)
+	}
+	s.log = append(s.log[:0], s.log[s.next:]...)
+	s.next = 0
+	return nil
+}
+
+// fail hands the grain to its supervisor, which restarts it with backoff.
+// The mailbox is suspended until then, so nothing else is processed.
+func (g *grain) fail(c actor.Context, err error) {
+	g.s.failed = err
+	if sup, ok := c.(interface{ EscalateFailure(reason, message any) }); ok {
+		sup.EscalateFailure(err, c.Message())
+		return
+	}
+	panic(err) // not reached: every actor context is a supervisor
+}

@@ -1,0 +1,174 @@
+package mephisto
+
+import (
+	"fmt"
+
+	"github.com/mephistohq/mephisto/actors"
+	"github.com/mephistohq/mephisto/codec"
+)
+
+// Handler handles one event of an agent's topic. Returning an error (or
+// panicking) fails the partition's grain: the supervisor restarts it with
+// backoff and it resumes from its last commit; after the configured number
+// of attempts the agent's ErrorPolicy decides.
+type Handler[K, V any] func(ctx Context, key K, value V) error
+
+// ErrorPolicy decides what happens to a record that cannot be decoded or
+// whose handler keeps failing.
+type ErrorPolicy int
+
+const (
+	// DeadLetter (the default) copies the record, original bytes and
+	// headers, plus headers naming the error and the source topic,
+	// partition and offset, to the topic <app>-<agent>-dead-letters, counts
+	// it, and goes on with the next record.
+	DeadLetter ErrorPolicy = iota
+	// Skip counts the record, logs it, and goes on.
+	Skip
+	// Stop stops the partition: its grain processes nothing more, the node
+	// reports not ready on /readyz, and the operator decides.
+	Stop
+)
+
+// String returns the policy's name as used in flags and output.
+func (p ErrorPolicy) String() string {
+	switch p {
+	case DeadLetter:
+		return "dead-letter"
+	case Skip:
+		return "skip"
+	case Stop:
+		return "stop"
+	}
+	return fmt.Sprintf("ErrorPolicy(%d)", int(p))
+}
+
+// AgentOption configures an agent.
+type AgentOption func(*agentDef)
+
+// OnError sets the agent's error policy (default DeadLetter).
+func OnError(p ErrorPolicy) AgentOption { return func(d *agentDef) { d.policy = p } }
+
+// agentDef is what the runtime knows of an agent, whatever its types.
+type agentDef struct {
+	name            string
+	topic           *topicDef
+	policy          ErrorPolicy
+	deadLetterTopic string
+	sinks           []string
+	internal        bool
+	// run decodes the event and calls the handler.
+	run func(ec *eventCtx) error
+}
+
+// Agent is a declared agent: a handler per event of its topic, run inside
+// the grain of the event's partition.
+type Agent[K, V any] struct {
+	app   *App
+	def   *agentDef
+	topic *Topic[K, V]
+}
+
+// Name returns the agent's name.
+func (a *Agent[K, V]) Name() string { return a.def.name }
+
+// Topic returns the agent's input topic.
+func (a *Agent[K, V]) Topic() *Topic[K, V] { return a.topic }
+
+// NewAgent declares an agent that runs h for every record of topic.
+func NewAgent[K, V any](app *App, name string, topic *Topic[K, V], h Handler[K, V], opts ...AgentOption) *Agent[K, V] {
+	return newAgent(app, name, topic, false, nil, func(ec *eventCtx, k K, v V) error { return h(ec, k, v) }, opts)
+}
+
+// Sink receives what an agent yields (Faust's sink=): a function, or a
+// topic.
+type Sink[R any] struct {
+	name string
+	fn   func(ctx Context, r R) error
+}
+
+// SinkFunc makes a sink of a function. Inside it, ctx is the event's
+// context, so it may send to topics and use tables.
+func SinkFunc[R any](name string, fn func(ctx Context, r R) error) Sink[R] {
+	return Sink[R]{name: "func:" + name, fn: fn}
+}
+
+// SinkTopic makes a sink that sends each result, without a key, to t (on
+// the partition the event came from).
+func SinkTopic[K, R any](t *Topic[K, R]) Sink[R] {
+	return Sink[R]{name: "topic:" + t.Name(), fn: func(ctx Context, r R) error { return t.SendValue(ctx, r) }}
+}
+
+// NewAgentWithSinks declares an agent whose handler yields results (any
+// number per event, like a Faust agent's yield); each result goes to every
+// sink, in order. Sends made by sinks are effects of the event like the
+// handler's own.
+func NewAgentWithSinks[K, V, R any](app *App, name string, topic *Topic[K, V],
+	h func(ctx Context, key K, value V, yield func(R) error) error, sinks []Sink[R], opts ...AgentOption) *Agent[K, V] {
+	names := make([]string, len(sinks))
+	for i, s := range sinks {
+		names[i] = s.name
+	}
+	return newAgent(app, name, topic, false, names, func(ec *eventCtx, k K, v V) error {
+		return h(ec, k, v, func(r R) error {
+			for _, s := range sinks {
+				if err := s.fn(ec, r); err != nil {
+					return fmt.Errorf("sink %s: %w", s.name, err)
+				}
+			}
+			return nil
+		})
+	}, opts)
+}
+
+func newAgent[K, V any](app *App, name string, topic *Topic[K, V], internal bool, sinks []string,
+	h func(ec *eventCtx, k K, v V) error, opts []AgentOption) *Agent[K, V] {
+	d := &agentDef{
+		name: name, topic: topic.def, internal: internal, sinks: sinks,
+		deadLetterTopic: app.name + "-" + name + "-dead-letters",
+	}
+	for _, o := range opts {
+		o(d)
+	}
+	kc, vc := topic.kc, topic.vc
+	d.run = func(ec *eventCtx) error {
+		var k K
+		if ec.msg.Key != nil {
+			var err error
+			if k, err = kc.Decode(ec.msg.Key); err != nil {
+				return fmt.Errorf("%w: agent %s: key: %w", actors.ErrPoison, name, err)
+			}
+		}
+		v, err := vc.Decode(ec.msg.Value)
+		if err != nil {
+			return fmt.Errorf("%w: agent %s: value: %w", actors.ErrPoison, name, err)
+		}
+		return h(ec, k, v)
+	}
+	app.mu.Lock()
+	defer app.mu.Unlock()
+	if !nameRE.MatchString(name) {
+		app.errs = append(app.errs, fmt.Errorf("agent name %q: use only letters, digits, '.', '_' and '-'", name))
+	}
+	if _, dup := app.agents[name]; dup {
+		app.errs = append(app.errs, fmt.Errorf("agent %s declared twice", name))
+	} else {
+		app.order = append(app.order, name)
+	}
+	app.agents[name] = d
+	return &Agent[K, V]{app: app, def: d, topic: topic}
+}
+
+// GroupBy repartitions a topic by a new key (Faust's stream.group_by): an
+// internal agent named name forwards every record of src, keyed by key(k, v),
+// to the internal topic <app>-<name>-repartition, which it returns. Agents
+// consuming the returned topic see every record of one new key on one
+// partition, so they can keep per-key state in tables.
+func GroupBy[K, V, K2 any](src *Topic[K, V], name string, key func(K, V) K2, kc codec.Codec[K2]) *Topic[K2, V] {
+	app := src.app
+	out := newTopic(app, app.name+"-"+name+"-repartition", kc, src.vc, true)
+	newAgent(app, name, src, true, nil, func(ec *eventCtx, k K, v V) error {
+		return out.Send(ec, key(k, v), v)
+	}, nil)
+	return out
+}

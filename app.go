@@ -1,0 +1,272 @@
+// Package mephisto is Faust-style stateful stream processing for Go, built
+// on actors.
+//
+// A program declares an App, its typed Topics, Tables and Agents, and calls
+// App.Main. Every running copy of the program is a worker node: it consumes
+// the agents' topics as a member of one Kafka consumer group, runs each
+// assigned partition as a supervised actor (a grain) that owns that
+// partition's shard of every table, keeps the shards in Pebble on local
+// disk, and writes every table change to a compacted changelog topic from
+// which a shard is rebuilt on any node.
+//
+//	app := mephisto.New("wordcount")
+//	words := mephisto.NewTopic(app, "words", codec.String(), codec.String())
+//	counts := mephisto.NewTable(app, "word_counts", codec.String(), codec.Int64())
+//	mephisto.NewAgent(app, "count", words, func(ctx mephisto.Context, word, _ string) error {
+//		return counts.Update(ctx, word, func(n int64) int64 { return n + 1 })
+//	})
+//	app.Main()
+package mephisto
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sort"
+	"sync"
+	"time"
+)
+
+// ErrNotRunning is returned by operations that need a running worker (such
+// as Topic.Send outside a handler) when the app is not running. Test for it
+// with errors.Is.
+var ErrNotRunning = errors.New("mephisto: app is not running")
+
+// ErrNotInAgent is returned by table operations called outside an agent's
+// handler: tables are read and written only by the grain that owns the
+// partition. Test for it with errors.Is.
+var ErrNotInAgent = errors.New("mephisto: table access outside an agent handler")
+
+// App is a Mephisto application: the declared topics, tables and agents
+// (its topology), plus the configuration of the worker that runs them.
+type App struct {
+	name string
+	cfg  Config
+
+	mu     sync.Mutex // guards the fields below
+	topics map[string]*topicDef
+	tables map[string]*tableDef
+	agents map[string]*agentDef
+	order  []string // agent names in declaration order
+	tasks  []taskDef
+	rt     *runtime // non-nil while a worker runs
+	errs   []error  // declaration errors, reported by Validate
+}
+
+// Config is a worker's configuration. Every field has a command-line flag
+// and an environment variable (see the README); options set the defaults
+// that flags then override.
+type Config struct {
+	// Brokers are the Kafka bootstrap addresses. Empty starts the embedded
+	// broker (EmbeddedBroker). Flag --brokers, env MEPHISTO_BROKERS.
+	Brokers []string
+	// EmbeddedBroker is where the embedded broker listens when Brokers is
+	// empty. Default 127.0.0.1:9092. Flag --embedded-broker.
+	EmbeddedBroker string
+	// DataDir holds the node's table state (and the embedded broker's
+	// data). Default ./<app>-data. Flag --data-dir.
+	DataDir string
+	// WebAddr is where the HTTP server listens; "" disables it. Default
+	// 127.0.0.1:6066. Flag --web.
+	WebAddr string
+	// NodeID names this node in logs, client ids and (later) the cluster.
+	// Default: the host name. Flag --node-id.
+	NodeID string
+	// Partitions is the partition count of topics Mephisto creates. Default
+	// 8. Flag --partitions.
+	Partitions int32
+	// ReplicationFactor of topics Mephisto creates; -1 uses the brokers'
+	// default. Default -1. Flag --replication-factor.
+	ReplicationFactor int16
+	// CommitInterval is how often each partition commits (flushes its
+	// changelog, writes Pebble, commits offsets). Default 500ms. Flag
+	// --commit-interval.
+	CommitInterval time.Duration
+	// MaxAttempts is how often a failing record is retried (with the
+	// supervisor's backoff between attempts) before the agent's error
+	// policy applies. Default 3. Flag --max-attempts.
+	MaxAttempts int
+	// CacheBytes sizes Pebble's block cache. Default 64 MiB. Flag
+	// --cache-size.
+	CacheBytes int64
+	// Logger receives the node's logs. Default: text to stderr at info.
+	Logger *slog.Logger
+
+	// crash, when set, is called at named points of the commit protocol so
+	// tests can kill the process there (see MEPHISTO_FAULTPOINT).
+	crash func(point string)
+}
+
+// Option configures an App.
+type Option func(*Config)
+
+// WithBrokers sets the Kafka bootstrap brokers (default: embedded broker).
+func WithBrokers(addrs ...string) Option { return func(c *Config) { c.Brokers = addrs } }
+
+// WithEmbeddedBroker sets where the embedded broker listens (default
+// 127.0.0.1:9092; use 127.0.0.1:0 for a random port).
+func WithEmbeddedBroker(addr string) Option { return func(c *Config) { c.EmbeddedBroker = addr } }
+
+// WithDataDir sets the node's data directory (default ./<app>-data).
+func WithDataDir(dir string) Option { return func(c *Config) { c.DataDir = dir } }
+
+// WithWebAddr sets the HTTP listen address (default 127.0.0.1:6066; ""
+// disables the server).
+func WithWebAddr(addr string) Option { return func(c *Config) { c.WebAddr = addr } }
+
+// WithNodeID sets the node id (default: the host name).
+func WithNodeID(id string) Option { return func(c *Config) { c.NodeID = id } }
+
+// WithPartitions sets the partition count of topics the app creates
+// (default 8).
+func WithPartitions(n int32) Option { return func(c *Config) { c.Partitions = n } }
+
+// WithReplicationFactor sets the replication factor of topics the app
+// creates (default -1: the brokers' default).
+func WithReplicationFactor(n int16) Option { return func(c *Config) { c.ReplicationFactor = n } }
+
+// WithCommitInterval sets how often partitions commit (default 500ms).
+func WithCommitInterval(d time.Duration) Option { return func(c *Config) { c.CommitInterval = d } }
+
+// WithMaxAttempts sets how often a failing record is tried before the
+// error policy applies (default 3).
+func WithMaxAttempts(n int) Option { return func(c *Config) { c.MaxAttempts = n } }
+
+// WithCacheSize sets the Pebble block cache size in bytes (default 64 MiB).
+func WithCacheSize(n int64) Option { return func(c *Config) { c.CacheBytes = n } }
+
+// WithLogger sets the logger (default: text to stderr at info).
+func WithLogger(l *slog.Logger) Option { return func(c *Config) { c.Logger = l } }
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
+
+// New declares an app. name is the Kafka consumer group id and prefixes
+// every internal topic, so it must be unique per application on a cluster
+// and use only letters, digits, '.', '_' and '-'.
+func New(name string, opts ...Option) *App {
+	a := &App{
+		name:   name,
+		topics: map[string]*topicDef{},
+		tables: map[string]*tableDef{},
+		agents: map[string]*agentDef{},
+	}
+	if !nameRE.MatchString(name) {
+		a.errs = append(a.errs, fmt.Errorf("app name %q: use only letters, digits, '.', '_' and '-'", name))
+	}
+	a.cfg = Config{
+		EmbeddedBroker:    "127.0.0.1:9092",
+		DataDir:           "./" + name + "-data",
+		WebAddr:           "127.0.0.1:6066",
+		Partitions:        8,
+		ReplicationFactor: -1,
+		CommitInterval:    500 * time.Millisecond,
+		MaxAttempts:       3,
+		CacheBytes:        64 << 20,
+	}
+	for _, o := range opts {
+		o(&a.cfg)
+	}
+	return a
+}
+
+// Name returns the app's name.
+func (a *App) Name() string { return a.name }
+
+// Config returns a copy of the app's configuration.
+func (a *App) Config() Config {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cfg
+}
+
+// Configure applies options; it must be called before Run.
+func (a *App) Configure(opts ...Option) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, o := range opts {
+		o(&a.cfg)
+	}
+}
+
+func (a *App) declErr(err error) {
+	a.mu.Lock()
+	a.errs = append(a.errs, err)
+	a.mu.Unlock()
+}
+
+// Validate reports every problem found in the declarations.
+func (a *App) Validate() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	errs := append([]error(nil), a.errs...)
+	if len(a.agents) == 0 {
+		errs = append(errs, errors.New("the app declares no agents: nothing to run"))
+	}
+	return errors.Join(errs...)
+}
+
+func (a *App) runtime() *runtime {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.rt
+}
+
+// Topology describes what an app declares. It is data: printed by the
+// `agents` and `tables` commands and served on /topology.
+type Topology struct {
+	App    string      `json:"app"`
+	Topics []TopicInfo `json:"topics"`
+	Tables []TableInfo `json:"tables"`
+	Agents []AgentInfo `json:"agents"`
+}
+
+// TopicInfo describes a declared topic.
+type TopicInfo struct {
+	Name       string `json:"name"`
+	KeyCodec   string `json:"key_codec"`
+	ValueCodec string `json:"value_codec"`
+	Internal   bool   `json:"internal"`
+}
+
+// TableInfo describes a declared table.
+type TableInfo struct {
+	Name       string `json:"name"`
+	Changelog  string `json:"changelog"`
+	KeyCodec   string `json:"key_codec"`
+	ValueCodec string `json:"value_codec"`
+}
+
+// AgentInfo describes a declared agent.
+type AgentInfo struct {
+	Name       string   `json:"name"`
+	Topic      string   `json:"topic"`
+	OnError    string   `json:"on_error"`
+	DeadLetter string   `json:"dead_letter_topic,omitempty"`
+	Sinks      []string `json:"sinks,omitempty"`
+	Internal   bool     `json:"internal,omitempty"`
+}
+
+// Topology returns what the app declares, sorted by name.
+func (a *App) Topology() Topology {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t := Topology{App: a.name, Topics: []TopicInfo{}, Tables: []TableInfo{}, Agents: []AgentInfo{}}
+	for _, d := range a.topics {
+		t.Topics = append(t.Topics, TopicInfo{Name: d.name, KeyCodec: d.keyCodec, ValueCodec: d.valueCodec, Internal: d.internal})
+	}
+	for _, d := range a.tables {
+		t.Tables = append(t.Tables, TableInfo{Name: d.name, Changelog: d.changelog, KeyCodec: d.keyCodec, ValueCodec: d.valueCodec})
+	}
+	for _, name := range a.order {
+		d := a.agents[name]
+		info := AgentInfo{Name: d.name, Topic: d.topic.name, OnError: d.policy.String(), Sinks: d.sinks, Internal: d.internal}
+		if d.policy == DeadLetter {
+			info.DeadLetter = d.deadLetterTopic
+		}
+		t.Agents = append(t.Agents, info)
+	}
+	sort.Slice(t.Topics, func(i, j int) bool { return t.Topics[i].Name < t.Topics[j].Name })
+	sort.Slice(t.Tables, func(i, j int) bool { return t.Tables[i].Name < t.Tables[j].Name })
+	return t
+}

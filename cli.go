@@ -1,0 +1,329 @@
+package mephisto
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/mephistohq/mephisto/kafka"
+	"github.com/mephistohq/mephisto/state"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// Exit codes of the app binary.
+const (
+	ExitOK    = 0 // success
+	ExitError = 1 // the command failed (its error is printed)
+	ExitUsage = 2 // bad flags or arguments (usage is printed)
+)
+
+// Main runs the app binary's command line (worker, send, agents, tables,
+// reset) on os.Args and exits with its code.
+func (a *App) Main() {
+	os.Exit(a.Execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// Execute runs the command line args and returns the exit code. Main calls
+// it; tests and embedding programs may call it directly.
+func (a *App) Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := a.command(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	var ue usageError
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") ||
+		strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "arg(s)") {
+		fmt.Fprintf(stderr, "Error: %v\n\n", err)
+		cmd, _, ferr := root.Find(args)
+		if ferr != nil || cmd == nil {
+			cmd = root
+		}
+		fmt.Fprint(stderr, cmd.UsageString())
+		return ExitUsage
+	}
+	fmt.Fprintf(stderr, "Error: %v\n", err)
+	return ExitError
+}
+
+// cliFlags holds what the flags set.
+type cliFlags struct {
+	brokers        []string
+	embeddedBroker string
+	dataDir        string
+	web            string
+	nodeID         string
+	partitions     int32
+	replication    int16
+	commitInterval time.Duration
+	maxAttempts    int
+	cacheBytes     int64
+	logLevel       string
+	logFormat      string
+	key            string
+	jsonOut        bool
+}
+
+func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
+	cfg := a.Config()
+	var f cliFlags
+	root := &cobra.Command{
+		Use:           filepath.Base(os.Args[0]),
+		Short:         fmt.Sprintf("%s: a Mephisto stream-processing app", a.name),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.CompletionOptions.DisableDefaultCmd = true
+
+	brokersFlag := func(fs *pflag.FlagSet, dflt []string, help string) {
+		fs.StringSliceVar(&f.brokers, "brokers", dflt, help)
+	}
+	logFlags := func(fs *pflag.FlagSet) {
+		fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+		fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	}
+
+	worker := &cobra.Command{
+		Use:   "worker",
+		Short: "Run a worker node: consume the agents' topics, keep the tables, serve HTTP",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(stderr, f.logLevel, f.logFormat)
+			if err != nil {
+				return usageError{err}
+			}
+			opts := []Option{
+				WithBrokers(f.brokers...), WithEmbeddedBroker(f.embeddedBroker), WithDataDir(f.dataDir),
+				WithWebAddr(f.web), WithNodeID(f.nodeID), WithPartitions(f.partitions),
+				WithReplicationFactor(f.replication), WithCommitInterval(f.commitInterval),
+				WithMaxAttempts(f.maxAttempts), WithCacheSize(f.cacheBytes),
+			}
+			if cfg.Logger == nil || cmd.Flags().Changed("log-level") || cmd.Flags().Changed("log-format") {
+				opts = append(opts, WithLogger(log))
+			}
+			if f.partitions < 1 {
+				return usageError{fmt.Errorf("--partitions must be at least 1, got %d", f.partitions)}
+			}
+			a.Configure(opts...)
+			if point := os.Getenv("MEPHISTO_FAULTPOINT"); point != "" {
+				a.Configure(func(c *Config) { c.crash = crashAt(point, log) })
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return a.Run(ctx)
+		},
+	}
+	wf := worker.Flags()
+	brokersFlag(wf, cfg.Brokers, "Kafka bootstrap brokers, comma-separated; empty runs the embedded broker")
+	wf.StringVar(&f.embeddedBroker, "embedded-broker", cfg.EmbeddedBroker, "listen address of the embedded broker (used when --brokers is empty)")
+	wf.StringVar(&f.dataDir, "data-dir", cfg.DataDir, "directory for table state (and the embedded broker's data)")
+	wf.StringVar(&f.web, "web", cfg.WebAddr, "HTTP listen address; empty disables it")
+	wf.StringVar(&f.nodeID, "node-id", cfg.NodeID, "node id (default: the host name)")
+	wf.Int32Var(&f.partitions, "partitions", cfg.Partitions, "partition count of topics the app creates")
+	wf.Int16Var(&f.replication, "replication-factor", cfg.ReplicationFactor, "replication factor of topics the app creates; -1 uses the brokers' default")
+	wf.DurationVar(&f.commitInterval, "commit-interval", cfg.CommitInterval, "how often each partition commits")
+	wf.IntVar(&f.maxAttempts, "max-attempts", cfg.MaxAttempts, "attempts of a failing record before the agent's error policy applies")
+	wf.Int64Var(&f.cacheBytes, "cache-size", cfg.CacheBytes, "Pebble block cache size in bytes")
+	logFlags(wf)
+
+	send := &cobra.Command{
+		Use:   "send TOPIC VALUE",
+		Short: "Produce one record to a topic (value and --key are parsed with the topic's codecs)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.sendCmd(cmd.Context(), stdout, f.brokers, args[0], args[1], f.key, cmd.Flags().Changed("key"))
+		},
+	}
+	brokersFlag(send.Flags(), defaultClientBrokers(cfg), "Kafka bootstrap brokers, comma-separated")
+	send.Flags().StringVar(&f.key, "key", "", "record key (default: no key)")
+
+	agents := &cobra.Command{
+		Use:   "agents",
+		Short: "List the app's agents",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			t := a.Topology()
+			if f.jsonOut {
+				return json.NewEncoder(stdout).Encode(t.Agents)
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "AGENT\tTOPIC\tON ERROR\tSINKS")
+			for _, ag := range t.Agents {
+				onErr := ag.OnError
+				if ag.DeadLetter != "" {
+					onErr += " (" + ag.DeadLetter + ")"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ag.Name, ag.Topic, onErr, strings.Join(ag.Sinks, ","))
+			}
+			return tw.Flush()
+		},
+	}
+	agents.Flags().BoolVar(&f.jsonOut, "json", false, "print JSON")
+
+	tables := &cobra.Command{
+		Use:   "tables",
+		Short: "List the app's tables",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			t := a.Topology()
+			if f.jsonOut {
+				return json.NewEncoder(stdout).Encode(t.Tables)
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TABLE\tCHANGELOG\tKEY\tVALUE")
+			for _, tb := range t.Tables {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", tb.Name, tb.Changelog, tb.KeyCodec, tb.ValueCodec)
+			}
+			return tw.Flush()
+		},
+	}
+	tables.Flags().BoolVar(&f.jsonOut, "json", false, "print JSON")
+
+	reset := &cobra.Command{
+		Use:   "reset",
+		Short: "Wipe this node's table state (it is rebuilt from the changelogs on the next start)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			dir := filepath.Join(f.dataDir, "state")
+			if state.Exists(dir) {
+				// Opening takes Pebble's lock: a running worker makes this fail.
+				s, err := state.Open(state.Options{Dir: dir})
+				if err != nil && !errors.Is(err, state.ErrCorrupt) {
+					return fmt.Errorf("cannot reset %s (is a worker still running on it?): %w", dir, err)
+				}
+				if s != nil {
+					_ = s.Close()
+				}
+			}
+			if err := state.Reset(dir); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "wiped table state in %s; the next worker start rebuilds it from the changelogs\n", dir)
+			return nil
+		},
+	}
+	reset.Flags().StringVar(&f.dataDir, "data-dir", cfg.DataDir, "the worker's data directory")
+	reset.Flags().StringSliceVar(&f.brokers, "brokers", cfg.Brokers, "Kafka brokers (unused: state is local; accepted for symmetry)")
+
+	root.AddCommand(worker, send, agents, tables, reset)
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return bindEnv(cmd) }
+	return root
+}
+
+// bindEnv gives every flag of cmd not set on the command line the value of
+// its environment variable MEPHISTO_<FLAG> (dashes become underscores).
+func bindEnv(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().VisitAll(func(fl *pflag.Flag) {
+		if fl.Changed || err != nil {
+			return
+		}
+		name := "MEPHISTO_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if serr := fl.Value.Set(v); serr != nil {
+				err = usageError{fmt.Errorf("environment %s=%q: %w", name, v, serr)}
+			}
+		}
+	})
+	return err
+}
+
+func defaultClientBrokers(cfg Config) []string {
+	if len(cfg.Brokers) > 0 {
+		return cfg.Brokers
+	}
+	return []string{cfg.EmbeddedBroker}
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// crashAt returns a crash hook that kills the process with SIGKILL at the
+// named commit-protocol point: a real crash, for tests of the protocol.
+func crashAt(point string, log *slog.Logger) func(string) {
+	return func(p string) {
+		if p == point {
+			log.Warn("MEPHISTO_FAULTPOINT reached: killing the process", "point", p)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}
+}
+
+// sendCmd produces one record as a client (not a cluster member).
+func (a *App) sendCmd(ctx context.Context, stdout io.Writer, brokers []string, topic, value, key string, keyed bool) error {
+	var kb, vb []byte = nil, []byte(value)
+	a.mu.Lock()
+	def := a.topics[topic]
+	a.mu.Unlock()
+	var err error
+	if def != nil {
+		if vb, err = def.textValue(value); err != nil {
+			return usageError{fmt.Errorf("value for topic %s (%s codec): %w", topic, def.valueCodec, err)}
+		}
+		if keyed {
+			if kb, err = def.textKey(key); err != nil {
+				return usageError{fmt.Errorf("key for topic %s (%s codec): %w", topic, def.keyCodec, err)}
+			}
+		}
+	} else if keyed {
+		kb = []byte(key)
+	}
+	cfg := kafka.ClientConfig(a.name + "-cli")
+	client, err := sarama.NewClient(brokers, cfg)
+	if err != nil {
+		return fmt.Errorf("connect to Kafka at %s: %w", strings.Join(brokers, ","), err)
+	}
+	defer client.Close()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		return fmt.Errorf("topic %s: %w (a worker creates the app's topics when it starts)", topic, err)
+	}
+	p := int32(0)
+	if kb != nil {
+		p = kafka.Partition(kb, int32(len(parts)))
+	}
+	prod, err := kafka.NewProducer(client, nil)
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+	off, err := prod.SendSync(ctx, &sarama.ProducerMessage{Topic: topic, Partition: p, Key: bytesEncoder(kb), Value: bytesEncoder(vb)})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "sent to %s partition %d offset %d\n", topic, p, off)
+	return nil
+}

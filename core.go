@@ -1,0 +1,309 @@
+package mephisto
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/mephistohq/mephisto/actors"
+	"github.com/mephistohq/mephisto/kafka"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// core is the processing logic of one partition p: it runs the agents'
+// handlers, keeps the uncommitted table writes in a write-back cache (one
+// entry per key, so the changelog carries one record per key per commit,
+// not one per event), and runs the commit protocol. The grain actor drives
+// it; nothing else touches it.
+type core struct {
+	rt     *runtime
+	p      int32
+	sess   sarama.ConsumerGroupSession // fences commits to the generation that created the grain
+	log    *slog.Logger
+	shards []*shard
+	agents []*agentDef
+	fanout map[string][]int // topic → indexes in agents
+
+	tracker   *kafka.Tracker   // records produced since the last commit
+	srcDone   map[string]int64 // last offset processed per source topic, since the last commit
+	srcStored map[string]int64 // last offset per source topic reflected in Pebble
+	ec        eventCtx
+}
+
+// shard is the in-memory part of one table's partition: the writes not yet
+// committed.
+type shard struct {
+	def    *tableDef
+	core   *core
+	dirty  map[string]dirty
+	writes prometheus.Counter
+}
+
+// dirty is an uncommitted table write.
+type dirty struct {
+	v       any    // the typed value, served to reads
+	raw     []byte // its encoding, written to the changelog and Pebble
+	deleted bool
+}
+
+func (s *shard) get(key []byte) ([]byte, bool, error) {
+	return s.core.rt.store.Get(s.def.id, s.core.p, key)
+}
+
+func newCore(rt *runtime, p int32, sess sarama.ConsumerGroupSession) *core {
+	c := &core{
+		rt: rt, p: p, sess: sess,
+		log:     rt.log.With("partition", p),
+		agents:  rt.agents,
+		fanout:  rt.fanout,
+		tracker: kafka.NewTracker(),
+	}
+	for _, d := range rt.tables {
+		c.shards = append(c.shards, &shard{def: d, core: c, dirty: map[string]dirty{},
+			writes: rt.metrics.tableWrites.WithLabelValues(d.name)})
+	}
+	c.ec = eventCtx{Context: rt.ctx, core: c}
+	return c
+}
+
+func (c *core) Fanout(topic string) []int { return c.fanout[topic] }
+
+func (c *core) Load(ctx context.Context, first bool) error {
+	for _, sh := range c.shards {
+		clear(sh.dirty)
+	}
+	c.srcDone = map[string]int64{}
+	c.srcStored = map[string]int64{}
+	if first {
+		for _, sh := range c.shards {
+			if err := c.recoverShard(sh); err != nil {
+				return fmt.Errorf("recover table %s: %w", sh.def.name, err)
+			}
+		}
+	}
+	for topic := range c.fanout {
+		off, ok, err := c.rt.store.SourceOffset(topic, c.p)
+		if err != nil {
+			return err
+		}
+		if ok {
+			c.srcStored[topic] = off
+		}
+	}
+	return nil
+}
+
+// recoverShard replays the table's changelog partition from the last
+// offset the shard applied up to the high watermark, before the grain
+// processes any input (DESIGN decision 7).
+func (c *core) recoverShard(sh *shard) error {
+	st, topic, id := c.rt.store, sh.def.changelog, sh.def.id
+	stored, ok, err := st.ChangelogOffset(id, c.p)
+	if err != nil {
+		return err
+	}
+	oldest, hwm, err := kafka.Bounds(c.rt.client, topic, c.p)
+	if err != nil {
+		return err
+	}
+	from := oldest
+	if ok {
+		switch {
+		case stored >= hwm:
+			c.log.Error("table shard is AHEAD of its changelog (was the changelog topic deleted or recreated?): wiping the shard and rebuilding it from the changelog",
+				"table", sh.def.name, "stored_offset", stored, "changelog_end", hwm)
+			if err := st.WipeShard(id, c.p); err != nil {
+				return err
+			}
+		case stored+1 < oldest:
+			c.log.Error("changelog no longer holds the records after the shard's offset (retention?): wiping the shard and rebuilding it",
+				"table", sh.def.name, "stored_offset", stored, "changelog_start", oldest)
+			if err := st.WipeShard(id, c.p); err != nil {
+				return err
+			}
+		default:
+			from = stored + 1
+		}
+	}
+	total := hwm - from
+	remaining := c.rt.metrics.recoveryRemaining.WithLabelValues(sh.def.name, strconv.Itoa(int(c.p)))
+	if total <= 0 {
+		remaining.Set(0)
+		return nil
+	}
+	remaining.Set(float64(total))
+	start := time.Now()
+	c.log.Info("recovering table shard from changelog", "table", sh.def.name, "from", from, "to", hwm, "records", total)
+	recovered := c.rt.metrics.recoveryRecords.WithLabelValues(sh.def.name)
+	const batchSize = 10_000
+	b := st.NewBatch()
+	var n, last int64 = 0, -1
+	lastLog := start
+	flush := func() error {
+		if last < 0 {
+			return nil
+		}
+		b.SetChangelogOffset(id, c.p, last)
+		err := b.Commit()
+		b = st.NewBatch()
+		return err
+	}
+	err = kafka.ReadRange(c.rt.ctx, c.rt.consumer, topic, c.p, from, hwm, func(m *sarama.ConsumerMessage) error {
+		if m.Value == nil {
+			b.Delete(id, c.p, m.Key)
+		} else {
+			b.Set(id, c.p, m.Key, m.Value)
+		}
+		n, last = n+1, m.Offset
+		recovered.Inc()
+		remaining.Set(float64(hwm - 1 - m.Offset))
+		if b.Len() >= batchSize {
+			if err := flush(); err != nil {
+				return err
+			}
+			if now := time.Now(); now.Sub(lastLog) > 2*time.Second {
+				lastLog = now
+				done := float64(m.Offset-from+1) / float64(total)
+				rate := float64(n) / now.Sub(start).Seconds()
+				eta := time.Duration(float64(hwm-1-m.Offset)/rate) * time.Second
+				c.log.Info("recovery progress", "table", sh.def.name, "percent", int(done*100), "records", n, "eta", eta.Round(time.Second))
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	} else {
+		b.Discard()
+	}
+	if err != nil {
+		return err
+	}
+	remaining.Set(0)
+	c.log.Info("recovered table shard", "table", sh.def.name, "records", n, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func (c *core) Process(_ context.Context, t actors.Task) error {
+	m := t.Msg
+	if stored, ok := c.srcStored[m.Topic]; ok && m.Offset <= stored {
+		return nil // already reflected in the tables (a commit reached Pebble but not Kafka)
+	}
+	a := c.agents[t.Agent]
+	ec := &c.ec
+	ec.msg, ec.agent, ec.staged = m, a, ec.staged[:0]
+	start := time.Now()
+	if err := a.run(ec); err != nil {
+		return err
+	}
+	c.rt.metrics.latency.WithLabelValues(a.name).Observe(time.Since(start).Seconds())
+	for _, pm := range ec.staged {
+		c.rt.producer.Send(c.tracker, pm)
+	}
+	c.srcDone[m.Topic] = m.Offset
+	return nil
+}
+
+func (c *core) GiveUp(_ context.Context, t actors.Task, cause error) error {
+	m, a := t.Msg, c.agents[t.Agent]
+	attrs := []any{"agent", a.name, "topic", m.Topic, "offset", m.Offset, "err", cause}
+	switch a.policy {
+	case DeadLetter:
+		p, err := c.rt.partitionFor(a.deadLetterTopic, nil, false, m.Partition)
+		if err != nil {
+			return err
+		}
+		headers := make([]sarama.RecordHeader, 0, len(m.Headers)+5)
+		for _, h := range m.Headers {
+			headers = append(headers, *h)
+		}
+		headers = append(headers,
+			sarama.RecordHeader{Key: []byte("mephisto.error"), Value: []byte(cause.Error())},
+			sarama.RecordHeader{Key: []byte("mephisto.agent"), Value: []byte(a.name)},
+			sarama.RecordHeader{Key: []byte("mephisto.topic"), Value: []byte(m.Topic)},
+			sarama.RecordHeader{Key: []byte("mephisto.partition"), Value: []byte(strconv.Itoa(int(m.Partition)))},
+			sarama.RecordHeader{Key: []byte("mephisto.offset"), Value: []byte(strconv.FormatInt(m.Offset, 10))},
+		)
+		c.rt.producer.Send(c.tracker, &sarama.ProducerMessage{
+			Topic: a.deadLetterTopic, Partition: p, Key: bytesEncoder(m.Key), Value: bytesEncoder(m.Value), Headers: headers})
+		c.rt.metrics.deadLetters.WithLabelValues(a.name).Inc()
+		c.log.Warn("record sent to the dead-letter topic; processing goes on", append(attrs, "dead_letter_topic", a.deadLetterTopic)...)
+	case Skip:
+		c.rt.metrics.skipped.WithLabelValues(a.name).Inc()
+		c.log.Warn("record skipped by the agent's error policy", attrs...)
+	case Stop:
+		c.log.Error("partition STOPPED by the agent's error policy: fix the cause, then restart the worker", attrs...)
+		return fmt.Errorf("%w: agent %s, %s/%d@%d: %w", actors.ErrPartitionStopped, a.name, m.Topic, m.Partition, m.Offset, cause)
+	}
+	c.srcDone[m.Topic] = m.Offset
+	return nil
+}
+
+// Commit runs the commit protocol (DESIGN decision 5): (a) changelog
+// records for the write-back cache are produced and every record produced
+// since the last commit is acknowledged; (b) one synced Pebble batch holds
+// the rows and the changelog and source offsets they reflect; (c) the
+// source offsets are marked for the consumer group's commit.
+func (c *core) Commit(ctx context.Context) error {
+	for _, sh := range c.shards {
+		for k, d := range sh.dirty {
+			pm := &sarama.ProducerMessage{Topic: sh.def.changelog, Partition: c.p, Key: sarama.ByteEncoder(k)}
+			if !d.deleted {
+				pm.Value = sarama.ByteEncoder(d.raw)
+			}
+			c.rt.producer.Send(c.tracker, pm)
+		}
+	}
+	acked, err := c.tracker.Wait(c.rt.ctx)
+	if err != nil {
+		return err
+	}
+	c.rt.crashPoint("commit:acked")
+
+	b := c.rt.store.NewBatch()
+	for _, sh := range c.shards {
+		id := sh.def.id
+		for k, d := range sh.dirty {
+			if d.deleted {
+				b.Delete(id, c.p, []byte(k))
+			} else {
+				b.Set(id, c.p, []byte(k), d.raw)
+			}
+		}
+		if off, ok := acked[kafka.TopicPartition{Topic: sh.def.changelog, Partition: c.p}]; ok {
+			b.SetChangelogOffset(id, c.p, off)
+		}
+	}
+	for topic, off := range c.srcDone {
+		b.SetSourceOffset(topic, c.p, off)
+	}
+	if b.Len() == 0 {
+		b.Discard()
+		return nil
+	}
+	if err := b.Commit(); err != nil {
+		return fmt.Errorf("%w (if the disk is full, free space: the partition retries with backoff and loses nothing)", err)
+	}
+	c.rt.crashPoint("commit:stored")
+	for _, sh := range c.shards {
+		clear(sh.dirty)
+	}
+	for topic, off := range c.srcDone {
+		c.srcStored[topic] = off
+		c.sess.MarkOffset(topic, c.p, off+1, "")
+	}
+	clear(c.srcDone)
+	c.rt.crashPoint("commit:marked")
+	c.rt.metrics.commits.Inc()
+	return nil
+}
+
+var _ actors.Core = (*core)(nil)
+
+// errNotOwned is returned by table reads for partitions this node does not
+// process right now.
+var errNotOwned = errors.New("partition not active on this node")

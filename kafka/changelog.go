@@ -1,0 +1,62 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/IBM/sarama"
+)
+
+// Bounds returns the first offset still in a partition's log and its high
+// watermark (the offset the next record will get).
+func Bounds(client sarama.Client, topic string, partition int32) (oldest, hwm int64, err error) {
+	oldest, err = client.GetOffset(topic, partition, sarama.OffsetOldest)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read start of %s/%d: %w", topic, partition, err)
+	}
+	hwm, err = client.GetOffset(topic, partition, sarama.OffsetNewest)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read end of %s/%d: %w", topic, partition, err)
+	}
+	return oldest, hwm, nil
+}
+
+// ReadRange calls fn for every record of topic/partition with an offset in
+// [from, until), in order, and returns when the record at until-1 (or a
+// later one) has been delivered. Offsets may have gaps (compaction,
+// transaction markers), so it stops on the first offset >= until-1, or when
+// the consumer's high watermark shows nothing below until is left.
+func ReadRange(ctx context.Context, consumer sarama.Consumer, topic string, partition int32, from, until int64, fn func(*sarama.ConsumerMessage) error) error {
+	if from >= until {
+		return nil
+	}
+	pc, err := consumer.ConsumePartition(topic, partition, from)
+	if err != nil {
+		return fmt.Errorf("read %s/%d from %d: %w", topic, partition, from, err)
+	}
+	defer pc.AsyncClose()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m, ok := <-pc.Messages():
+			if !ok {
+				return errors.New("partition consumer closed")
+			}
+			if m.Offset >= until {
+				return nil
+			}
+			if err := fn(m); err != nil {
+				return err
+			}
+			if m.Offset >= until-1 {
+				return nil
+			}
+		case cerr, ok := <-pc.Errors():
+			if ok {
+				return fmt.Errorf("read %s/%d: %w", topic, partition, cerr)
+			}
+		}
+	}
+}

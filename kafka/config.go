@@ -1,0 +1,76 @@
+// Package kafka holds Mephisto's Kafka plumbing: client configuration,
+// topic administration, the acknowledged producer, changelog reading and
+// the embedded broker.
+package kafka
+
+import (
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Version is the Kafka protocol version Mephisto speaks. Kafka 3.x brokers,
+// Redpanda and the embedded broker all support it.
+var Version = sarama.V3_6_0_0
+
+// ClientConfig returns the sarama configuration every Mephisto client starts
+// from: idempotent producer with acks=all (required by the commit protocol),
+// manual partitioning (Mephisto computes partitions itself, see Partition),
+// and retries that never give up while a broker is away, backing off up to
+// maxBackoff.
+func ClientConfig(clientID string) *sarama.Config {
+	cfg := sarama.NewConfig()
+	cfg.ClientID = clientID
+	cfg.Version = Version
+
+	cfg.Producer.Idempotent = true
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Net.MaxOpenRequests = 1 // idempotence requires it
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Return.Errors = true
+	cfg.Producer.Partitioner = sarama.NewManualPartitioner
+	// sarama allocates per-partition retry state sized by Retry.Max, so it
+	// must stay modest: 1000 retries with backoff up to 2s ride out about
+	// half an hour of broker outage; past that the send fails, the grain
+	// restarts and re-sends from its last commit, so nothing is lost.
+	cfg.Producer.Retry.Max = 1000
+	cfg.Producer.Retry.BackoffFunc = backoff
+	cfg.Producer.Flush.Frequency = time.Millisecond
+	cfg.Producer.Compression = sarama.CompressionNone
+
+	// Bounded so that a call fails (and the caller logs and backs off) rather
+	// than hiding an unreachable cluster in endless internal retries.
+	cfg.Metadata.Retry.Max = 5
+	cfg.Metadata.Retry.BackoffFunc = func(retries, _ int) time.Duration { return backoff(retries, 0) }
+	cfg.Metadata.Full = false
+
+	cfg.Consumer.Return.Errors = true
+	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
+	cfg.Consumer.Offsets.AutoCommit.Enable = true
+	cfg.Consumer.Offsets.AutoCommit.Interval = time.Second
+	cfg.Consumer.Fetch.Default = 4 << 20
+	cfg.Consumer.MaxWaitTime = 100 * time.Millisecond
+	cfg.Consumer.Group.Rebalance.Retry.Max = 1000
+	cfg.Consumer.Group.Session.Timeout = 10 * time.Second
+	cfg.Consumer.Group.Heartbeat.Interval = time.Second
+	cfg.Consumer.IsolationLevel = sarama.ReadUncommitted
+
+	cfg.Net.DialTimeout = 5 * time.Second
+	cfg.Admin.Retry.Max = 5
+	cfg.Admin.Timeout = 10 * time.Second
+	return cfg
+}
+
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 2 * time.Second
+)
+
+// backoff doubles from minBackoff up to maxBackoff.
+func backoff(retries, _ int) time.Duration {
+	d := minBackoff
+	for i := 0; i < retries && d < maxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxBackoff)
+}

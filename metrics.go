@@ -1,0 +1,53 @@
+package mephisto
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are one node's Prometheus metrics, in a registry of its own so
+// that several nodes can run in one process.
+type metrics struct {
+	reg               *prometheus.Registry
+	eventsIn          *prometheus.CounterVec
+	latency           *prometheus.HistogramVec
+	lag               *prometheus.GaugeVec
+	tableWrites       *prometheus.CounterVec
+	recoveryRecords   *prometheus.CounterVec
+	recoveryRemaining *prometheus.GaugeVec
+	restarts          *prometheus.CounterVec
+	deadLetters       *prometheus.CounterVec
+	skipped           *prometheus.CounterVec
+	commits           prometheus.Counter
+	stopped           prometheus.Gauge
+	ready             prometheus.Gauge
+}
+
+func newMetrics(app, node string) *metrics {
+	reg := prometheus.NewRegistry()
+	labels := prometheus.Labels{"app": app, "node": node}
+	f := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: "mephisto", Name: name, Help: help, ConstLabels: labels}
+	}
+	m := &metrics{
+		reg:      reg,
+		eventsIn: prometheus.NewCounterVec(prometheus.CounterOpts(f("events_in_total", "Records received from Kafka.")), []string{"topic"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "mephisto", Name: "processing_seconds",
+			Help: "Time an agent's handler takes per event.", ConstLabels: labels,
+			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12)}, []string{"agent"}),
+		lag:               prometheus.NewGaugeVec(prometheus.GaugeOpts(f("consumer_lag", "Records behind the high watermark.")), []string{"topic", "partition"}),
+		tableWrites:       prometheus.NewCounterVec(prometheus.CounterOpts(f("table_writes_total", "Table writes by handlers.")), []string{"table"}),
+		recoveryRecords:   prometheus.NewCounterVec(prometheus.CounterOpts(f("recovery_records_total", "Changelog records replayed into table shards.")), []string{"table"}),
+		recoveryRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts(f("recovery_remaining_records", "Changelog records left to replay before the shard is ready.")), []string{"table", "partition"}),
+		restarts:          prometheus.NewCounterVec(prometheus.CounterOpts(f("grain_restarts_total", "Partition grains restarted by the supervisor.")), []string{"grain"}),
+		deadLetters:       prometheus.NewCounterVec(prometheus.CounterOpts(f("dead_letters_total", "Records sent to a dead-letter topic.")), []string{"agent"}),
+		skipped:           prometheus.NewCounterVec(prometheus.CounterOpts(f("skipped_total", "Records skipped by the error policy.")), []string{"agent"}),
+		commits:           prometheus.NewCounter(prometheus.CounterOpts(f("commits_total", "Partition commits (changelog acked, Pebble synced, offsets marked)."))),
+		stopped:           prometheus.NewGauge(prometheus.GaugeOpts(f("partitions_stopped", "Partitions stopped by an error policy."))),
+		ready:             prometheus.NewGauge(prometheus.GaugeOpts(f("ready", "1 when every assigned partition is recovered and processing."))),
+	}
+	reg.MustRegister(m.eventsIn, m.latency, m.lag, m.tableWrites, m.recoveryRecords, m.recoveryRemaining,
+		m.restarts, m.deadLetters, m.skipped, m.commits, m.stopped, m.ready,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

@@ -1,0 +1,170 @@
+package mephisto
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/mephistohq/mephisto/codec"
+)
+
+// tableDef is what the runtime knows of a table, whatever its types.
+type tableDef struct {
+	name, changelog      string
+	keyCodec, valueCodec string
+	index                int    // position in the runtime's table list
+	id                   uint32 // Pebble table id, set when the worker starts
+	textKey              func(string) ([]byte, error)
+	valueJSON            func([]byte) (json.RawMessage, error)
+}
+
+// Table is a typed, partitioned, durable key-value table (Faust's Table).
+// Each partition's shard belongs to the grain that processes that
+// partition: handlers read and write the shard of the event's partition.
+// Every write goes to the compacted changelog topic <app>-<table>-changelog,
+// from which the shard is rebuilt on any node.
+type Table[K, V any] struct {
+	app  *App
+	def  *tableDef
+	kc   codec.Codec[K]
+	vc   codec.Codec[V]
+	dflt func() V
+}
+
+// NewTable declares a table. Missing keys read as V's zero value unless a
+// default is set with WithDefault.
+func NewTable[K, V any](app *App, name string, kc codec.Codec[K], vc codec.Codec[V]) *Table[K, V] {
+	d := &tableDef{
+		name: name, changelog: app.name + "-" + name + "-changelog",
+		keyCodec: kc.Name(), valueCodec: vc.Name(),
+		textKey: textEncoder(kc),
+		valueJSON: func(b []byte) (json.RawMessage, error) {
+			v, err := vc.Decode(b)
+			if err != nil {
+				return nil, err
+			}
+			return codec.ToJSON(v)
+		},
+	}
+	app.mu.Lock()
+	if _, dup := app.tables[name]; dup {
+		app.errs = append(app.errs, fmt.Errorf("table %s declared twice", name))
+	}
+	if !nameRE.MatchString(name) {
+		app.errs = append(app.errs, fmt.Errorf("table name %q: use only letters, digits, '.', '_' and '-'", name))
+	}
+	d.index = len(app.tables)
+	app.tables[name] = d
+	app.mu.Unlock()
+	return &Table[K, V]{app: app, def: d, kc: kc, vc: vc}
+}
+
+// WithDefault sets the value missing keys read as (Faust's default=) and
+// returns the table.
+func (t *Table[K, V]) WithDefault(fn func() V) *Table[K, V] {
+	t.dflt = fn
+	return t
+}
+
+// Name returns the table's name.
+func (t *Table[K, V]) Name() string { return t.def.name }
+
+// ChangelogTopic returns the name of the table's changelog topic.
+func (t *Table[K, V]) ChangelogTopic() string { return t.def.changelog }
+
+func (t *Table[K, V]) zero() V {
+	if t.dflt != nil {
+		return t.dflt()
+	}
+	var v V
+	return v
+}
+
+func (t *Table[K, V]) shardOf(ctx context.Context, op string) (*eventCtx, *shard, error) {
+	ec := eventFrom(ctx)
+	if ec == nil {
+		return nil, nil, fmt.Errorf("table %s: %s: %w", t.def.name, op, ErrNotInAgent)
+	}
+	return ec, ec.core.shards[t.def.index], nil
+}
+
+// Lookup returns the value of key and whether the key has one.
+func (t *Table[K, V]) Lookup(ctx context.Context, key K) (V, bool, error) {
+	_, sh, err := t.shardOf(ctx, "get")
+	if err != nil {
+		return t.zero(), false, err
+	}
+	kb, err := t.kc.Encode(key)
+	if err != nil {
+		return t.zero(), false, fmt.Errorf("table %s: encode key: %w", t.def.name, err)
+	}
+	if d, ok := sh.dirty[string(kb)]; ok {
+		if d.deleted {
+			return t.zero(), false, nil
+		}
+		return d.v.(V), true, nil
+	}
+	raw, ok, err := sh.get(kb)
+	if err != nil || !ok {
+		return t.zero(), false, err
+	}
+	v, err := t.vc.Decode(raw)
+	if err != nil {
+		return t.zero(), false, fmt.Errorf("table %s: stored value of key %q: %w", t.def.name, kb, err)
+	}
+	return v, true, nil
+}
+
+// Get returns the value of key, or the default when it has none.
+func (t *Table[K, V]) Get(ctx context.Context, key K) (V, error) {
+	v, _, err := t.Lookup(ctx, key)
+	return v, err
+}
+
+// Set sets the value of key.
+func (t *Table[K, V]) Set(ctx context.Context, key K, value V) error {
+	ec, sh, err := t.shardOf(ctx, "set")
+	if err != nil {
+		return err
+	}
+	kb, err := t.kc.Encode(key)
+	if err != nil {
+		return fmt.Errorf("table %s: encode key: %w", t.def.name, err)
+	}
+	vb, err := t.vc.Encode(value)
+	if err != nil {
+		return fmt.Errorf("table %s: encode value: %w", t.def.name, err)
+	}
+	ec.write(sh, string(kb), dirty{v: value, raw: vb})
+	return nil
+}
+
+// Delete removes key.
+func (t *Table[K, V]) Delete(ctx context.Context, key K) error {
+	ec, sh, err := t.shardOf(ctx, "delete")
+	if err != nil {
+		return err
+	}
+	kb, err := t.kc.Encode(key)
+	if err != nil {
+		return fmt.Errorf("table %s: encode key: %w", t.def.name, err)
+	}
+	ec.write(sh, string(kb), dirty{deleted: true})
+	return nil
+}
+
+// Update replaces the value of key (or the default) with fn's result.
+func (t *Table[K, V]) Update(ctx context.Context, key K, fn func(V) V) error {
+	v, err := t.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	return t.Set(ctx, key, fn(v))
+}
+
+// write records a table write in the shard's dirty cache. A handler that
+// fails needs no undo: the grain restarts and drops the whole cache.
+func (e *eventCtx) write(sh *shard, key string, d dirty) {
+	sh.dirty[key] = d
+	sh.writes.Inc()
+}

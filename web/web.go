@@ -1,0 +1,118 @@
+// Package web serves a Mephisto node's HTTP endpoints: health, readiness,
+// Prometheus metrics, table reads and the topology.
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Errors a Backend's TableValue returns; Handler maps them to status codes.
+var (
+	// ErrNoTable: the app declares no such table (404).
+	ErrNoTable = errors.New("no such table")
+	// ErrNotFound: the key was never written, or was deleted (404).
+	ErrNotFound = errors.New("key not found")
+	// ErrBadKey: the key cannot be parsed with the table's key codec (400).
+	ErrBadKey = errors.New("bad key")
+	// ErrUnavailable: the key's partition is not served here right now,
+	// e.g. during a rebalance or recovery (503 with Retry-After).
+	ErrUnavailable = errors.New("partition unavailable")
+)
+
+// Backend is what a node exposes over HTTP.
+type Backend interface {
+	// Ready reports whether every assigned partition is recovered and
+	// processing, and if not, why.
+	Ready() (bool, string)
+	// Metrics serves the node's Prometheus registry.
+	Metrics() http.Handler
+	// TableValue returns a table value rendered as JSON.
+	TableValue(table, key string) (json.RawMessage, error)
+	// Topology returns what the app declares, rendered as JSON.
+	Topology() any
+}
+
+// Handler returns the node's HTTP routes.
+func Handler(b Backend) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, why := b.Ready()
+		if !ok {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", b.Metrics())
+	mux.HandleFunc("GET /topology", func(w http.ResponseWriter, _ *http.Request) {
+		JSON(w, http.StatusOK, b.Topology())
+	})
+	mux.HandleFunc("GET /tables/{table}/{key}", func(w http.ResponseWriter, r *http.Request) {
+		table, key := r.PathValue("table"), r.PathValue("key")
+		v, err := b.TableValue(table, key)
+		switch {
+		case err == nil:
+			JSON(w, http.StatusOK, map[string]any{"table": table, "key": key, "value": v})
+		case errors.Is(err, ErrNoTable), errors.Is(err, ErrNotFound):
+			JSON(w, http.StatusNotFound, map[string]any{"table": table, "key": key, "error": err.Error()})
+		case errors.Is(err, ErrBadKey):
+			JSON(w, http.StatusBadRequest, map[string]any{"table": table, "key": key, "error": err.Error()})
+		case errors.Is(err, ErrUnavailable):
+			w.Header().Set("Retry-After", "1")
+			JSON(w, http.StatusServiceUnavailable, map[string]any{"table": table, "key": key, "error": err.Error()})
+		default:
+			JSON(w, http.StatusInternalServerError, map[string]any{"table": table, "key": key, "error": err.Error()})
+		}
+	})
+	return mux
+}
+
+// JSON writes v as a JSON response.
+func JSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Server is a running HTTP server.
+type Server struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// Listen starts serving h on addr. It fails at once (naming the address) if
+// the address is taken, rather than after the worker has started.
+func Listen(addr string, h http.Handler, log *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("web server on %s: %w (choose another with --web, or --web '' to disable)", addr, err)
+	}
+	s := &Server{ln: ln, srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("web server stopped", "err", err)
+		}
+	}()
+	return s, nil
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close stops the server, letting requests in flight finish for a moment.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return s.srv.Shutdown(ctx)
+}

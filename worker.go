@@ -1,0 +1,545 @@
+package mephisto
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/mephistohq/mephisto/actors"
+	"github.com/mephistohq/mephisto/kafka"
+	"github.com/mephistohq/mephisto/state"
+	"github.com/mephistohq/mephisto/web"
+)
+
+// Run runs a worker node until ctx is cancelled or a fatal error occurs
+// (a data dir of another app or cluster, topics that break co-partitioning,
+// a web address in use). On cancellation it drains every partition —
+// finishes the record in flight, commits — and returns nil.
+func (a *App) Run(ctx context.Context) error {
+	if err := a.Validate(); err != nil {
+		return fmt.Errorf("app %s: %w", a.name, err)
+	}
+	rt := newRuntime(a)
+	a.mu.Lock()
+	if a.rt != nil {
+		a.mu.Unlock()
+		return errors.New("mephisto: the app is already running")
+	}
+	a.rt = rt
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.rt = nil
+		a.mu.Unlock()
+	}()
+	return rt.run(ctx)
+}
+
+// runtime is one running worker node.
+type runtime struct {
+	app     *App
+	cfg     Config
+	log     *slog.Logger
+	// ctx bounds work that must finish on a clean stop (commits,
+	// recovery): it is cancelled once the worker has stopped, or
+	// drainGrace after a stop was requested if draining hangs (a broker
+	// that went away for good).
+	ctx    context.Context
+	cancel context.CancelFunc
+	metrics *metrics
+
+	// Set up by run before the consumer group starts, read-only after.
+	broker   *kafka.Broker
+	brokers  []string
+	client   sarama.Client
+	admin    sarama.ClusterAdmin
+	producer *kafka.Producer
+	consumer sarama.Consumer
+	group    sarama.ConsumerGroup
+	store    *state.Store
+	system   *actor.ActorSystem
+	sup      *actors.Supervisor
+	web      *web.Server
+	tables   []*tableDef      // by index
+	agents   []*agentDef      // by index
+	fanout   map[string][]int // topic → agents
+	sources  []string         // topics the consumer group subscribes to
+
+	mu         sync.Mutex // guards the fields below
+	counts     map[string]int32
+	phase      string // why the node is not ready, "" once consuming
+	session    bool
+	generation int32
+	grains     map[int32]*grainState
+
+	tasks sync.WaitGroup // running App.Task functions
+}
+
+type grainState struct {
+	pid     *actor.PID
+	loaded  bool
+	stopped error
+}
+
+func newRuntime(a *App) *runtime {
+	cfg := a.Config()
+	if cfg.NodeID == "" {
+		cfg.NodeID, _ = os.Hostname()
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	log = log.With("app", a.name, "node", cfg.NodeID)
+	rt := &runtime{
+		app: a, cfg: cfg, log: log,
+		metrics: newMetrics(a.name, cfg.NodeID),
+		counts:  map[string]int32{},
+		grains:  map[int32]*grainState{},
+		phase:   "starting",
+		fanout:  map[string][]int{},
+	}
+	a.mu.Lock()
+	rt.tables = make([]*tableDef, len(a.tables))
+	for _, d := range a.tables {
+		rt.tables[d.index] = d
+	}
+	for _, name := range a.order {
+		d := a.agents[name]
+		if _, ok := rt.fanout[d.topic.name]; !ok {
+			rt.sources = append(rt.sources, d.topic.name)
+		}
+		rt.fanout[d.topic.name] = append(rt.fanout[d.topic.name], len(rt.agents))
+		rt.agents = append(rt.agents, d)
+	}
+	a.mu.Unlock()
+	sort.Strings(rt.sources)
+	return rt
+}
+
+func (rt *runtime) setPhase(p string) {
+	rt.mu.Lock()
+	rt.phase = p
+	rt.mu.Unlock()
+}
+
+// drainGrace bounds how long a stopping worker waits for its partitions to
+// commit.
+const drainGrace = 30 * time.Second
+
+func (rt *runtime) run(stop context.Context) (err error) {
+	rt.ctx, rt.cancel = context.WithCancel(context.Background())
+	defer rt.cancel()
+	defer rt.shutdown()
+	go func() {
+		select {
+		case <-stop.Done():
+		case <-rt.ctx.Done():
+			return
+		}
+		t := time.NewTimer(drainGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			rt.log.Error("partitions did not drain in time; stopping without their last commit (their records will be processed again)", "grace", drainGrace)
+			rt.cancel()
+		case <-rt.ctx.Done():
+		}
+	}()
+
+	if rt.cfg.WebAddr != "" {
+		rt.web, err = web.Listen(rt.cfg.WebAddr, web.Handler(rt), rt.log)
+		if err != nil {
+			return err
+		}
+		rt.log.Info("HTTP server listening", "url", "http://"+rt.web.Addr(),
+			"endpoints", "/healthz /readyz /metrics /tables/{table}/{key} /topology")
+	}
+
+	rt.brokers = rt.cfg.Brokers
+	if len(rt.brokers) == 0 {
+		rt.broker, err = kafka.StartBroker(kafka.BrokerConfig{
+			Listen: rt.cfg.EmbeddedBroker, DataDir: filepath.Join(rt.cfg.DataDir, "broker"), Logger: rt.log.With("component", "embedded-broker"),
+		})
+		if err != nil {
+			return fmt.Errorf("no --brokers given and the embedded broker cannot start: %w", err)
+		}
+		rt.brokers = []string{rt.broker.Addr()}
+	}
+
+	rt.store, err = state.Open(state.Options{Dir: filepath.Join(rt.cfg.DataDir, "state"), Logger: rt.log, CacheBytes: rt.cfg.CacheBytes})
+	if err != nil {
+		return err
+	}
+	rt.log.Info("table state opened", "dir", rt.store.Dir())
+
+	clusterID, err := rt.connect(stop)
+	if err != nil {
+		return err
+	}
+	if err := rt.store.CheckIdentity(state.Identity{App: rt.app.name, ClusterID: clusterID}); err != nil {
+		return err
+	}
+	rt.setPhase("creating topics")
+	if err := rt.ensureTopics(); err != nil {
+		return err
+	}
+	for _, d := range rt.tables {
+		if d.id, err = rt.store.TableID(d.name); err != nil {
+			return err
+		}
+	}
+	if rt.producer, err = kafka.NewProducer(rt.client, rt.log); err != nil {
+		return err
+	}
+	if rt.consumer, err = sarama.NewConsumerFromClient(rt.client); err != nil {
+		return fmt.Errorf("start consumer: %w", err)
+	}
+	if rt.group, err = sarama.NewConsumerGroupFromClient(rt.app.name, rt.client); err != nil {
+		return fmt.Errorf("join consumer group %s: %w", rt.app.name, err)
+	}
+	rt.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return rt.log.With("component", "protoactor") // its chatter is at Info/Debug; see quietHandler
+	}))
+	rt.sup, err = actors.NewSupervisor(rt.system, "partitions", actors.SupervisorConfig{
+		Log: rt.log,
+		OnRestart: func(child *actor.PID, _ any) {
+			rt.metrics.restarts.WithLabelValues(child.Id).Inc()
+		},
+	})
+	if err != nil {
+		return err
+	}
+	go func() {
+		for err := range rt.group.Errors() {
+			rt.log.Warn("consumer group error", "err", err)
+		}
+	}()
+	rt.startTasks(stop)
+	defer rt.tasks.Wait()
+	rt.setPhase("joining consumer group")
+	rt.log.Info("worker started", "brokers", strings.Join(rt.brokers, ","), "topics", rt.sources, "data_dir", rt.cfg.DataDir)
+	for attempt := 1; stop.Err() == nil; attempt++ {
+		err := rt.group.Consume(stop, rt.sources, rt)
+		if stop.Err() != nil {
+			break
+		}
+		if err != nil {
+			d := kafkaBackoff(attempt)
+			rt.log.Warn("consumer group session failed; rejoining", "err", err, "retry_in", d)
+			select {
+			case <-stop.Done():
+			case <-time.After(d):
+			}
+			continue
+		}
+		attempt = 0
+	}
+	rt.log.Info("worker stopping: draining partitions")
+	return nil
+}
+
+// connect dials the brokers until they answer, so that a worker started
+// before Kafka (or cut off from it) waits instead of exiting, and returns
+// the cluster id.
+func (rt *runtime) connect(stop context.Context) (string, error) {
+	cfg := kafka.ClientConfig(rt.app.name + "-" + rt.cfg.NodeID)
+	for attempt := 1; ; attempt++ {
+		rt.setPhase("connecting to Kafka at " + strings.Join(rt.brokers, ","))
+		client, err := sarama.NewClient(rt.brokers, cfg)
+		var id string
+		if err == nil {
+			if id, err = kafka.ClusterID(client); err != nil {
+				_ = client.Close()
+			}
+		}
+		if err == nil {
+			rt.client = client
+			if rt.admin, err = sarama.NewClusterAdminFromClient(client); err != nil {
+				return "", fmt.Errorf("kafka admin: %w", err)
+			}
+			rt.log.Info("connected to Kafka", "brokers", strings.Join(rt.brokers, ","), "cluster_id", id)
+			return id, nil
+		}
+		d := kafkaBackoff(attempt)
+		rt.setPhase(fmt.Sprintf("cannot reach Kafka at %s: %v", strings.Join(rt.brokers, ","), err))
+		rt.log.Warn("cannot reach Kafka; retrying (check --brokers and that the brokers are up)",
+			"brokers", strings.Join(rt.brokers, ","), "err", err, "retry_in", d)
+		select {
+		case <-stop.Done():
+			return "", stop.Err()
+		case <-time.After(d):
+		}
+	}
+}
+
+func kafkaBackoff(attempt int) time.Duration {
+	return actors.Backoff{Min: 250 * time.Millisecond, Max: 5 * time.Second}.Delay(attempt)
+}
+
+// ensureTopics creates what is missing and checks co-partitioning: with
+// tables, every agent's topic and every changelog must have the same
+// partition count, since partition p of each is processed by grain p.
+func (rt *runtime) ensureTopics() error {
+	n := rt.cfg.Partitions
+	var specs []kafka.TopicSpec
+	seen := map[string]bool{}
+	add := func(s kafka.TopicSpec) {
+		if !seen[s.Name] {
+			seen[s.Name] = true
+			s.ReplicationFactor = rt.cfg.ReplicationFactor
+			specs = append(specs, s)
+		}
+	}
+	rt.app.mu.Lock()
+	for _, t := range rt.app.topics {
+		add(kafka.TopicSpec{Name: t.name, Partitions: n})
+	}
+	rt.app.mu.Unlock()
+	for _, d := range rt.tables {
+		add(kafka.TopicSpec{Name: d.changelog, Partitions: n, Compact: true})
+	}
+	for _, a := range rt.agents {
+		if a.policy == DeadLetter {
+			add(kafka.TopicSpec{Name: a.deadLetterTopic, Partitions: n})
+		}
+	}
+	counts, err := kafka.EnsureTopics(rt.admin, specs)
+	if err != nil {
+		return err
+	}
+	rt.mu.Lock()
+	for k, v := range counts {
+		rt.counts[k] = v
+	}
+	rt.mu.Unlock()
+	if len(rt.tables) == 0 {
+		return nil
+	}
+	copart := append([]string(nil), rt.sources...)
+	for _, d := range rt.tables {
+		copart = append(copart, d.changelog)
+	}
+	sort.Strings(copart)
+	want := counts[rt.tables[0].changelog]
+	var bad bool
+	desc := make([]string, len(copart))
+	for i, t := range copart {
+		desc[i] = fmt.Sprintf("%s=%d", t, counts[t])
+		bad = bad || counts[t] != want
+	}
+	if bad {
+		return fmt.Errorf("topics are not co-partitioned (%s): agents' topics and table changelogs must have the same partition count, "+
+			"because partition p of each is processed together; recreate the odd topics with the same count, or consume them through GroupBy",
+			strings.Join(desc, ", "))
+	}
+	return nil
+}
+
+func (rt *runtime) partitionCount(topic string) (int32, error) {
+	rt.mu.Lock()
+	n, ok := rt.counts[topic]
+	rt.mu.Unlock()
+	if ok {
+		return n, nil
+	}
+	ps, err := rt.client.Partitions(topic)
+	if err != nil {
+		return 0, fmt.Errorf("topic %s: %w", topic, err)
+	}
+	rt.mu.Lock()
+	rt.counts[topic] = int32(len(ps))
+	rt.mu.Unlock()
+	return int32(len(ps)), nil
+}
+
+func (rt *runtime) crashPoint(name string) {
+	if rt.cfg.crash != nil {
+		rt.cfg.crash(name)
+	}
+}
+
+// Setup starts one grain per assigned partition (sarama calls it after
+// each rebalance, before any ConsumeClaim).
+func (rt *runtime) Setup(sess sarama.ConsumerGroupSession) error {
+	parts := map[int32][]string{}
+	for topic, ps := range sess.Claims() {
+		for _, p := range ps {
+			parts[p] = append(parts[p], topic)
+		}
+	}
+	rt.log.Info("partitions assigned", "generation", sess.GenerationID(), "partitions", len(parts))
+	for p, topics := range parts {
+		// Pebble may be ahead of the group's committed offsets (a crash
+		// between commit steps b and c): resume after what the tables hold.
+		for _, topic := range topics {
+			if off, ok, err := rt.store.SourceOffset(topic, p); err == nil && ok {
+				sess.MarkOffset(topic, p, off+1, "")
+			}
+		}
+		gs := &grainState{}
+		rt.mu.Lock()
+		rt.grains[p] = gs
+		rt.mu.Unlock()
+		props := actors.NewGrainProps(actors.GrainConfig{
+			Core:           newCore(rt, p, sess),
+			MaxAttempts:    rt.cfg.MaxAttempts,
+			CommitInterval: rt.cfg.CommitInterval,
+			Log:            rt.log.With("partition", p),
+			OnLoaded: func(bool) {
+				rt.mu.Lock()
+				gs.loaded = true
+				rt.mu.Unlock()
+			},
+			OnStopped: func(err error) {
+				rt.mu.Lock()
+				gs.stopped = err
+				rt.mu.Unlock()
+				rt.metrics.stopped.Inc()
+			},
+		})
+		pid, err := rt.sup.Spawn(fmt.Sprintf("partition/%s/%d", rt.app.name, p), props)
+		if err != nil {
+			return err
+		}
+		rt.mu.Lock()
+		gs.pid = pid
+		rt.mu.Unlock()
+	}
+	rt.mu.Lock()
+	rt.session, rt.generation, rt.phase = true, sess.GenerationID(), ""
+	rt.mu.Unlock()
+	return nil
+}
+
+// ConsumeClaim feeds one topic partition to its grain, one fetched batch
+// per actor message, waiting for each batch before sending the next (the
+// claim's buffer keeps fetching meanwhile).
+func (rt *runtime) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	p := claim.Partition()
+	rt.mu.Lock()
+	gs := rt.grains[p]
+	rt.mu.Unlock()
+	eventsIn := rt.metrics.eventsIn.WithLabelValues(claim.Topic())
+	lag := rt.metrics.lag.WithLabelValues(claim.Topic(), strconv.Itoa(int(p)))
+	const maxBatch = 1024
+	for {
+		var first *sarama.ConsumerMessage
+		select {
+		case m, ok := <-claim.Messages():
+			if !ok {
+				return nil
+			}
+			first = m
+		case <-sess.Context().Done():
+			return nil
+		}
+		batch := make([]*sarama.ConsumerMessage, 1, 64)
+		batch[0] = first
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case m, ok := <-claim.Messages():
+				if !ok {
+					break fill
+				}
+				batch = append(batch, m)
+			default:
+				break fill
+			}
+		}
+		d := &actors.Deliver{Records: batch, Done: make(chan error, 1)}
+		rt.system.Root.Send(gs.pid, d)
+		eventsIn.Add(float64(len(batch)))
+		select {
+		case err := <-d.Done:
+			if err != nil { // stopped by the error policy: consume nothing more
+				<-sess.Context().Done()
+				return nil
+			}
+		case <-sess.Context().Done():
+			return nil
+		}
+		lag.Set(float64(claim.HighWaterMarkOffset() - batch[len(batch)-1].Offset - 1))
+	}
+}
+
+// Cleanup runs when the session ends (revoke, rebalance, shutdown): each
+// grain finishes its record in flight and commits, then stops, and only
+// then is the partition let go (DESIGN decision 5, STYLE 8).
+func (rt *runtime) Cleanup(sess sarama.ConsumerGroupSession) error {
+	rt.mu.Lock()
+	grains := rt.grains
+	rt.grains = map[int32]*grainState{}
+	rt.session = false
+	rt.mu.Unlock()
+	var wg sync.WaitGroup
+	for p, gs := range grains {
+		if gs.pid == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := rt.system.Root.RequestFuture(gs.pid, &actors.Drain{}, 30*time.Second).Result()
+			if err == nil {
+				err, _ = res.(error)
+			}
+			if err != nil {
+				rt.log.Warn("partition could not commit on revoke; its uncommitted records will be processed again", "partition", p, "err", err)
+			}
+			_ = rt.system.Root.StopFuture(gs.pid).Wait()
+		}()
+	}
+	wg.Wait()
+	sess.Commit()
+	rt.log.Info("partitions released", "generation", sess.GenerationID(), "partitions", len(grains))
+	return nil
+}
+
+func (rt *runtime) shutdown() {
+	if rt.group != nil {
+		if err := rt.group.Close(); err != nil {
+			rt.log.Warn("leave consumer group", "err", err)
+		}
+	}
+	if rt.sup != nil {
+		rt.sup.Stop()
+	}
+	if rt.system != nil {
+		rt.system.Shutdown()
+	}
+	if rt.producer != nil {
+		_ = rt.producer.Close()
+	}
+	if rt.consumer != nil {
+		_ = rt.consumer.Close()
+	}
+	if rt.admin != nil {
+		_ = rt.admin.Close() // closes rt.client too
+	} else if rt.client != nil {
+		_ = rt.client.Close()
+	}
+	if rt.store != nil {
+		if err := rt.store.Close(); err != nil {
+			rt.log.Warn("close table state", "err", err)
+		}
+	}
+	if rt.broker != nil {
+		_ = rt.broker.Close()
+	}
+	if rt.web != nil {
+		_ = rt.web.Close()
+	}
+	rt.log.Info("worker stopped")
+}
