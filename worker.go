@@ -47,15 +47,15 @@ func (a *App) Run(ctx context.Context) error {
 
 // runtime is one running worker node.
 type runtime struct {
-	app     *App
-	cfg     Config
-	log     *slog.Logger
+	app *App
+	cfg Config
+	log *slog.Logger
 	// ctx bounds work that must finish on a clean stop (commits,
 	// recovery): it is cancelled once the worker has stopped, or
 	// drainGrace after a stop was requested if draining hangs (a broker
 	// that went away for good).
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx     context.Context
+	cancel  context.CancelFunc
 	metrics *metrics
 
 	// Set up by run before the consumer group starts, read-only after.
