@@ -209,7 +209,9 @@ func (rt *runtime) run(stop context.Context) (err error) {
 		return fmt.Errorf("join consumer group %s: %w", rt.app.name, err)
 	}
 	rt.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return rt.log.With("component", "protoactor") // its chatter is at Info/Debug; see quietHandler
+		// protoactor narrates every restart at Info; our supervisor already
+		// logs failures with their cause, so keep only its warnings.
+		return slog.New(minLevel{rt.log.Handler(), slog.LevelWarn}).With("component", "protoactor")
 	}))
 	rt.sup, err = actors.NewSupervisor(rt.system, "partitions", actors.SupervisorConfig{
 		Log: rt.log,
@@ -543,3 +545,18 @@ func (rt *runtime) shutdown() {
 	}
 	rt.log.Info("worker stopped")
 }
+
+// minLevel drops records below min.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.min}
+}
+func (h minLevel) WithGroup(n string) slog.Handler { return minLevel{h.Handler.WithGroup(n), h.min} }

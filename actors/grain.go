@@ -193,7 +193,6 @@ func (g *grain) run(c actor.Context) bool {
 			if !g.giveUp(c, t, fmt.Errorf("failed %d times, last: %w", n, s.lastErr[k])) {
 				return false
 			}
-			s.next++
 			continue
 		}
 		s.current = s.next
@@ -203,7 +202,6 @@ func (g *grain) run(c actor.Context) bool {
 			if !g.giveUp(c, t, err) {
 				return false
 			}
-			s.next++
 			continue
 		}
 		if err != nil {
@@ -234,6 +232,8 @@ func (g *grain) process(t Task) (err error) {
 	return g.s.cfg.Core.Process(context.Background(), t)
 }
 
+// giveUp applies the error policy to the task at next and moves past it.
+// It returns false if the grain failed or stopped.
 func (g *grain) giveUp(c actor.Context, t Task, cause error) bool {
 	s := g.s
 	err := s.cfg.Core.GiveUp(context.Background(), t, cause)
@@ -254,7 +254,10 @@ func (g *grain) giveUp(c actor.Context, t Task, cause error) bool {
 		g.fail(c, err)
 		return false
 	}
-	return true
+	// Commit at once, so that a later failure's replay does not apply the
+	// policy to this record again (a second dead letter).
+	s.next++
+	return g.commit(c) == nil
 }
 
 // commit commits everything processed so far. Tasks received but not yet

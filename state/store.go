@@ -17,9 +17,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -117,11 +119,16 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("state: create data dir %s: %w", opts.Dir, err)
 	}
 	db, err := pebble.Open(opts.Dir, po)
-	if err != nil {
-		if errors.Is(err, pebble.ErrCorruption) {
-			return nil, fmt.Errorf("%w: %s: %w (the tables can be rebuilt from Kafka: run the `reset` command, then start the worker again)", ErrCorrupt, opts.Dir, err)
-		}
-		return nil, fmt.Errorf("state: open %s: %w", opts.Dir, err)
+	switch {
+	case err == nil:
+	case errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("state: open %s: %w (check the data dir's owner and mode)", opts.Dir, err)
+	case strings.Contains(err.Error(), "lock"):
+		return nil, fmt.Errorf("state: open %s: %w (is another worker running on this data dir?)", opts.Dir, err)
+	default:
+		// Anything else that stops an existing store from opening is damage
+		// to its files (Pebble does not mark all of it ErrCorruption).
+		return nil, fmt.Errorf("%w: %s: %w (the tables can be rebuilt from Kafka: run the `reset` command, then start the worker again)", ErrCorrupt, opts.Dir, err)
 	}
 	return &Store{db: db, dir: opts.Dir, tables: map[string]uint32{}}, nil
 }
