@@ -42,7 +42,6 @@ func ClientConfig(clientID string) *sarama.Config {
 	// than hiding an unreachable cluster in endless internal retries.
 	cfg.Metadata.Retry.Max = 5
 	cfg.Metadata.Retry.BackoffFunc = func(retries, _ int) time.Duration { return backoff(retries, 0) }
-	cfg.Metadata.Full = false
 
 	cfg.Consumer.Return.Errors = true
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
