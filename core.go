@@ -286,7 +286,7 @@ func (c *core) Commit(ctx context.Context) error {
 		return nil
 	}
 	if err := b.Commit(); err != nil {
-		return fmt.Errorf("%w (if the disk is full, free space: the partition retries with backoff and loses nothing)", err)
+		return err
 	}
 	c.rt.crashPoint("commit:stored")
 	for _, sh := range c.shards {

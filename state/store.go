@@ -393,9 +393,15 @@ func (l pebbleLogger) Errorf(format string, args ...any) {
 	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
 }
 
+// ExitStateFailure is the exit code of a worker whose table state cannot be
+// written (disk full or failing): EX_IOERR.
+const ExitStateFailure = 74
+
 func (l pebbleLogger) Fatalf(format string, args ...any) {
-	// Pebble calls Fatalf on unrecoverable invariant violations; it expects
-	// the process not to continue.
-	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble", "fatal", true)
-	os.Exit(70)
+	// Pebble calls Fatalf when it cannot write its log (a full or failing
+	// disk) or finds an invariant broken; it must not go on. What was
+	// committed is intact: a restarted worker resumes from it.
+	l.log.Error("table state cannot be written (disk full or failing?): exiting; nothing committed is lost — free disk space or fix the disk, then restart the worker",
+		"component", "pebble", "cause", fmt.Sprintf(format, args...))
+	os.Exit(ExitStateFailure)
 }
