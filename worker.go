@@ -157,15 +157,6 @@ func (rt *runtime) run(stop context.Context) (err error) {
 		}
 	}()
 
-	if rt.cfg.WebAddr != "" {
-		rt.web, err = web.Listen(rt.cfg.WebAddr, web.Handler(rt), rt.log)
-		if err != nil {
-			return err
-		}
-		rt.log.Info("HTTP server listening", "url", "http://"+rt.web.Addr(),
-			"endpoints", "/healthz /readyz /metrics /tables/{table}/{key} /topology")
-	}
-
 	rt.brokers = rt.cfg.Brokers
 	if len(rt.brokers) == 0 {
 		rt.broker, err = kafka.StartBroker(kafka.BrokerConfig{
@@ -175,6 +166,15 @@ func (rt *runtime) run(stop context.Context) (err error) {
 			return fmt.Errorf("no --brokers given and the embedded broker cannot start: %w", err)
 		}
 		rt.brokers = []string{rt.broker.Addr()}
+	}
+
+	if rt.cfg.WebAddr != "" {
+		rt.web, err = web.Listen(rt.cfg.WebAddr, web.Handler(rt), rt.log)
+		if err != nil {
+			return err
+		}
+		rt.log.Info("HTTP server listening", "url", "http://"+rt.web.Addr(),
+			"endpoints", "/healthz /readyz /metrics /tables/{table}/{key} /topology")
 	}
 
 	rt.store, err = state.Open(state.Options{Dir: filepath.Join(rt.cfg.DataDir, "state"), Logger: rt.log, CacheBytes: rt.cfg.CacheBytes})
