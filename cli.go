@@ -65,7 +65,6 @@ func (a *App) Execute(ctx context.Context, args []string, stdout, stderr io.Writ
 
 // cliFlags holds what the flags set.
 type cliFlags struct {
-	brokers        []string
 	embeddedBroker string
 	dataDir        string
 	web            string
@@ -95,9 +94,10 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.CompletionOptions.DisableDefaultCmd = true
 
-	brokersFlag := func(fs *pflag.FlagSet, dflt []string, help string) {
-		fs.StringSliceVar(&f.brokers, "brokers", dflt, help)
-	}
+	// Each command gets its own brokers variable: pflag writes a flag's
+	// default into its variable when the flag is defined, so a shared one
+	// would end up with the default of the last command defined.
+	var workerBrokers, sendBrokers, resetBrokers []string
 	logFlags := func(fs *pflag.FlagSet) {
 		fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 		fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -113,7 +113,7 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 				return usageError{err}
 			}
 			opts := []Option{
-				WithBrokers(f.brokers...), WithEmbeddedBroker(f.embeddedBroker), WithDataDir(f.dataDir),
+				WithBrokers(workerBrokers...), WithEmbeddedBroker(f.embeddedBroker), WithDataDir(f.dataDir),
 				WithWebAddr(f.web), WithNodeID(f.nodeID), WithPartitions(f.partitions),
 				WithReplicationFactor(f.replication), WithCommitInterval(f.commitInterval),
 				WithMaxAttempts(f.maxAttempts), WithCacheSize(f.cacheBytes),
@@ -134,7 +134,7 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	wf := worker.Flags()
-	brokersFlag(wf, cfg.Brokers, "Kafka bootstrap brokers, comma-separated; empty runs the embedded broker")
+	wf.StringSliceVar(&workerBrokers, "brokers", cfg.Brokers, "Kafka bootstrap brokers, comma-separated; empty runs the embedded broker")
 	wf.StringVar(&f.embeddedBroker, "embedded-broker", cfg.EmbeddedBroker, "listen address of the embedded broker (used when --brokers is empty)")
 	wf.StringVar(&f.dataDir, "data-dir", cfg.DataDir, "directory for table state (and the embedded broker's data)")
 	wf.StringVar(&f.web, "web", cfg.WebAddr, "HTTP listen address; empty disables it")
@@ -151,10 +151,10 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Produce one record to a topic (value and --key are parsed with the topic's codecs)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.sendCmd(cmd.Context(), stdout, f.brokers, args[0], args[1], f.key, cmd.Flags().Changed("key"))
+			return a.sendCmd(cmd.Context(), stdout, sendBrokers, args[0], args[1], f.key, cmd.Flags().Changed("key"))
 		},
 	}
-	brokersFlag(send.Flags(), defaultClientBrokers(cfg), "Kafka bootstrap brokers, comma-separated")
+	send.Flags().StringSliceVar(&sendBrokers, "brokers", defaultClientBrokers(cfg), "Kafka bootstrap brokers, comma-separated")
 	send.Flags().StringVar(&f.key, "key", "", "record key (default: no key)")
 
 	agents := &cobra.Command{
@@ -223,7 +223,7 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	reset.Flags().StringVar(&f.dataDir, "data-dir", cfg.DataDir, "the worker's data directory")
-	reset.Flags().StringSliceVar(&f.brokers, "brokers", cfg.Brokers, "Kafka brokers (unused: state is local; accepted for symmetry)")
+	reset.Flags().StringSliceVar(&resetBrokers, "brokers", cfg.Brokers, "Kafka brokers (unused: state is local; accepted for symmetry)")
 
 	root.AddCommand(worker, send, agents, tables, reset)
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return bindEnv(cmd) }

@@ -1,0 +1,40 @@
+# Mephisto developer targets. Run `make help` for the list.
+
+GO ?= go
+
+# `make run` settings; override on the command line, e.g.
+#   make run WORDCOUNT_RATE=50 RUN_ARGS='--web 127.0.0.1:6067 --embedded-broker 127.0.0.1:9093'
+WORDCOUNT_RATE ?= 5
+RUN_DIR ?= ./.run
+RUN_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help run test lint build clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+run: ## run the wordcount example with a generator (embedded broker 127.0.0.1:9092, HTTP 127.0.0.1:6066)
+	@mkdir -p $(RUN_DIR)
+	@echo "wordcount: embedded Kafka broker on 127.0.0.1:9092, HTTP on http://127.0.0.1:6066, state in $(RUN_DIR)/wordcount-data"
+	@echo "  (ports taken? make run RUN_ARGS='--web 127.0.0.1:6067 --embedded-broker 127.0.0.1:9093'; stop with Ctrl-C)"
+	@# Built, then exec'd rather than `go run`, so that Ctrl-C ends with the worker's clean exit status.
+	$(GO) build -o $(RUN_DIR)/wordcount ./examples/wordcount
+	WORDCOUNT_RATE=$(WORDCOUNT_RATE) exec $(RUN_DIR)/wordcount worker --data-dir $(RUN_DIR)/wordcount-data $(RUN_ARGS)
+
+test: ## vet, then run every test with the race detector
+	$(GO) vet ./...
+	$(GO) test -race -timeout 20m ./...
+
+lint: ## fail if any file needs gofmt; go vet
+	@unformatted=$$(gofmt -l .); \
+	if [ -n "$$unformatted" ]; then echo "these files need gofmt -w:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+build: ## build every package, and bin/mephisto, bin/wordcount, bin/orders
+	$(GO) build ./...
+	$(GO) build -o bin/ ./cmd/mephisto ./examples/wordcount ./examples/orders
+
+clean: ## remove bin/ and the `make run` state (./.run by default)
+	rm -rf bin $(RUN_DIR)

@@ -1,0 +1,249 @@
+// Command orders is Faust's introduction example in Mephisto: it counts
+// orders per account, repartitioning the order stream by account first.
+//
+// Orders arrive as JSON on the orders topic, keyed by order id, so the
+// orders of one account are spread over every partition. GroupBy
+// repartitions them by account id through an internal topic
+// (orders-orders-by-account-repartition), after which every order of one
+// account is on one partition, and the count-orders agent can keep a
+// per-account count in the order_count table without any locking:
+//
+//	orders (key: order id) ──▶ orders-by-account ──▶ repartition topic (key: account id)
+//	                                                   ──▶ count-orders ──▶ order_count (table)
+//
+// Run it from the repository root (no Kafka needed: with no --brokers the
+// worker starts an embedded development broker on 127.0.0.1:9092, and
+// serves HTTP on 127.0.0.1:6066):
+//
+//	ORDERS_RATE=5 go run ./examples/orders worker --data-dir ./.run/orders-data
+//
+// then, from another terminal:
+//
+//	go run ./examples/orders send orders '{"account_id":"a1","product_id":"p1","amount":2,"price":9.5}' --key o1 --brokers 127.0.0.1:9092
+//	curl -s http://127.0.0.1:6066/tables/order_count/a1
+//	go run ./examples/orders agents
+//
+// ORDERS_RATE (orders per second; unset or 0: off) starts a generator task
+// that sends random orders of five accounts and, every two seconds, logs
+// their counts as read back from the worker's own HTTP endpoint.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mephistohq/mephisto"
+	"github.com/mephistohq/mephisto/codec"
+)
+
+// Order is one order, as JSON on the orders topic.
+type Order struct {
+	AccountID string  `json:"account_id"`
+	ProductID string  `json:"product_id"`
+	Amount    int     `json:"amount"`
+	Price     float64 `json:"price"`
+}
+
+// rateEnv names the environment variable that turns the generator on.
+const rateEnv = "ORDERS_RATE"
+
+// accounts and products are what the generator's orders are made of.
+var (
+	accounts = []string{"a1", "a2", "a3", "a4", "a5"}
+	products = []string{"p1", "p2", "p3", "p4"}
+)
+
+// console receives the start-up guide (tests redirect it).
+var console io.Writer = os.Stderr
+
+func main() {
+	newApp().Main()
+}
+
+// newApp declares the orders app. opts override its configuration (the
+// tests point it at their own broker and directories).
+func newApp(opts ...mephisto.Option) *mephisto.App {
+	app := mephisto.New("orders", opts...)
+
+	orders := mephisto.NewTopic(app, "orders", codec.String(), codec.JSON[Order]())
+	orderCount := mephisto.NewTable(app, "order_count", codec.String(), codec.Int64())
+
+	// Faust: async for order in stream.group_by(Order.account_id)
+	byAccount := mephisto.GroupBy(orders, "orders-by-account",
+		func(_ string, o Order) string { return o.AccountID }, codec.String())
+
+	mephisto.NewAgent(app, "count-orders", byAccount, func(ctx mephisto.Context, account string, _ Order) error {
+		return orderCount.Update(ctx, account, func(n int64) int64 { return n + 1 })
+	})
+
+	app.Task("guide", func(ctx context.Context) error { return guide(ctx, app) })
+	app.Task("generator", func(ctx context.Context) error { return generate(ctx, app, orders) })
+	return app
+}
+
+// guide prints, once the worker is ready, where to look and what to try.
+func guide(ctx context.Context, app *mephisto.App) error {
+	waitReady(ctx, app, 30*time.Second)
+	if ctx.Err() != nil {
+		return nil
+	}
+	// The send hint names the brokers this worker uses, so that it is
+	// right whatever the flags.
+	cfg := app.Config()
+	brokers := cfg.EmbeddedBroker
+	if len(cfg.Brokers) > 0 {
+		brokers = strings.Join(cfg.Brokers, ",")
+	} else if strings.HasSuffix(brokers, ":0") {
+		brokers = "<the embedded broker's address, logged above>"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n  orders is running.\n")
+	if web := app.WebAddr(); web != "" {
+		fmt.Fprintf(&b, "    counts:    curl -s http://%s/tables/order_count/a1\n", web)
+		fmt.Fprintf(&b, "    metrics:   http://%s/metrics\n", web)
+		fmt.Fprintf(&b, "    readiness: http://%s/readyz\n", web)
+	}
+	fmt.Fprintf(&b, "    send:      %s send orders '{\"account_id\":\"a1\",\"product_id\":\"p1\",\"amount\":2,\"price\":9.5}' --key o1 --brokers %s\n",
+		selfCommand(), brokers)
+	if os.Getenv(rateEnv) == "" {
+		fmt.Fprintf(&b, "    generate:  set %s=5 to send 5 random orders a second\n", rateEnv)
+	}
+	fmt.Fprintln(&b)
+	_, err := io.WriteString(console, b.String())
+	return err
+}
+
+// generate sends random orders, keyed by order id, at the rate set by
+// ORDERS_RATE and every two seconds logs the accounts' order counts read
+// from the worker's HTTP endpoint.
+func generate(ctx context.Context, app *mephisto.App, orders *mephisto.Topic[string, Order]) error {
+	rate, err := rateFromEnv(rateEnv)
+	if err != nil || rate == 0 {
+		return err
+	}
+	log := logger(app)
+	log.Info("generator on", "orders_per_second", rate, "env", rateEnv)
+	send := time.NewTicker(max(time.Duration(float64(time.Second)/rate), time.Microsecond))
+	defer send.Stop()
+	report := time.NewTicker(2 * time.Second)
+	defer report.Stop()
+	client := &http.Client{Timeout: 2 * time.Second}
+	run := rand.Uint32() // order ids of this run: o<run>-<n>
+	for n := 1; ; {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-send.C:
+			o := Order{
+				AccountID: accounts[rand.IntN(len(accounts))],
+				ProductID: products[rand.IntN(len(products))],
+				Amount:    1 + rand.IntN(5),
+				Price:     float64(100+rand.IntN(9900)) / 100,
+			}
+			// Outside a handler, Send waits for the broker's
+			// acknowledgement.
+			if err := orders.Send(ctx, fmt.Sprintf("o%08x-%d", run, n), o); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("send to %s: %w", orders.Name(), err)
+			}
+			n++
+		case <-report.C:
+			web := app.WebAddr()
+			if web == "" {
+				continue
+			}
+			attrs := make([]any, 0, 2*len(accounts))
+			for _, a := range accounts {
+				attrs = append(attrs, a, readCount(ctx, client, web, "order_count", a))
+			}
+			log.Info("counts", attrs...)
+		}
+	}
+}
+
+// rateFromEnv reads a non-negative rate from the environment (unset: 0).
+func rateFromEnv(name string) (float64, error) {
+	s := os.Getenv(name)
+	if s == "" {
+		return 0, nil
+	}
+	r, err := strconv.ParseFloat(s, 64)
+	if err != nil || r < 0 || math.IsInf(r, 0) || math.IsNaN(r) {
+		return 0, fmt.Errorf("%s=%q: want a number of records per second (0 or unset: off)", name, s)
+	}
+	return r, nil
+}
+
+// readCount GETs /tables/{table}/{key}: the count, "0" for a key not
+// counted yet, or "?" if the worker cannot answer.
+func readCount(ctx context.Context, client *http.Client, web, table, key string) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+web+"/tables/"+table+"/"+key, nil)
+	if err != nil {
+		return "?"
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "?"
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Value json.Number `json:"value"`
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return "0"
+	case resp.StatusCode != http.StatusOK, json.NewDecoder(resp.Body).Decode(&body) != nil:
+		return "?"
+	}
+	return body.Value.String()
+}
+
+// waitReady polls the worker's readiness until it is ready, ctx is done or
+// timeout passes.
+func waitReady(ctx context.Context, app *mephisto.App, timeout time.Duration) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if ok, _ := app.Ready(); ok {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// logger returns the worker's logger.
+func logger(app *mephisto.App) *slog.Logger {
+	if l := app.Config().Logger; l != nil {
+		return l
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+}
+
+// selfCommand is how to run this program again: "go run ./examples/orders"
+// under go run, else the path it was started with.
+func selfCommand() string {
+	if strings.Contains(os.Args[0], "go-build") {
+		return "go run ./examples/orders"
+	}
+	return os.Args[0]
+}
