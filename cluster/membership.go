@@ -1,0 +1,321 @@
+// Package cluster holds what makes several Mephisto nodes one cluster: the
+// partition assignor (who is active and standby for which partition) and
+// gossip membership (who is alive, and where to reach it).
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// NodeMeta is what every node gossips about itself. memberlist limits it to
+// 512 bytes; bigger state travels in the assignment's user data.
+type NodeMeta struct {
+	ID    string `json:"id"`
+	Actor string `json:"actor,omitempty"` // actor-system address
+	Web   string `json:"web,omitempty"`   // HTTP address
+	// Leaving is set just before a graceful Leave, so that peers tell a
+	// departure from a death (memberlist's own node state does not reach
+	// its event delegate).
+	Leaving bool `json:"leaving,omitempty"`
+}
+
+// MetaLimit is memberlist's limit on node metadata.
+const MetaLimit = memberlist.MetaMaxSize
+
+// Timing tunes failure detection. A silent node is declared dead about
+// ProbeInterval + ProbeTimeout + SuspicionMult·max(1, log10(N))·ProbeInterval
+// after it stops answering.
+type Timing struct {
+	ProbeInterval  time.Duration // default 200ms (memberlist's LAN default: 1s)
+	ProbeTimeout   time.Duration // default 100ms
+	SuspicionMult  int           // default 3
+	GossipInterval time.Duration // default 50ms
+}
+
+// FastTiming is the default: a dead node is declared dead in about a second
+// on a LAN.
+var FastTiming = Timing{ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond, SuspicionMult: 3, GossipInterval: 50 * time.Millisecond}
+
+// MembershipConfig configures Join.
+type MembershipConfig struct {
+	Meta      NodeMeta
+	Bind      string   // host:port to listen on (UDP and TCP)
+	Advertise string   // host:port others should use; "" means Bind
+	Seeds     []string // host:port of nodes to join; empty starts a new cluster
+	// Key encrypts gossip (AES; 16, 24 or 32 bytes). Every node needs the
+	// same key.
+	Key    []byte
+	Timing Timing
+	Log    *slog.Logger
+	// OnChange is called (from memberlist's goroutine; it must not block)
+	// whenever a node joins, leaves, dies or changes its metadata.
+	OnChange func(Event)
+}
+
+// EventKind says what happened to a node.
+type EventKind int
+
+// Kinds of membership events.
+const (
+	NodeJoined  EventKind = iota
+	NodeLeft              // left gracefully
+	NodeDead              // stopped answering: declared dead
+	NodeUpdated           // changed its metadata
+)
+
+// String names the kind.
+func (k EventKind) String() string {
+	return [...]string{"joined", "left", "dead", "updated"}[k]
+}
+
+// Event is a change in membership.
+type Event struct {
+	Kind EventKind
+	Node NodeMeta
+}
+
+// Member is a node as membership sees it.
+type Member struct {
+	NodeMeta
+	Alive bool
+}
+
+// Membership is this node's view of the cluster.
+type Membership struct {
+	ml   *memberlist.Memberlist
+	meta []byte
+	cfg  MembershipConfig
+
+	mu      sync.Mutex // guards the fields below
+	gone    map[string]NodeMeta
+	leaving map[string]bool // peers that announced a graceful leave
+}
+
+// ErrMetaTooLarge is returned when NodeMeta does not fit memberlist's limit.
+var ErrMetaTooLarge = errors.New("cluster: node metadata exceeds memberlist's 512-byte limit")
+
+// Join starts gossip on cfg.Bind and joins the seeds.
+func Join(cfg MembershipConfig) (*Membership, error) {
+	meta, err := json.Marshal(cfg.Meta)
+	if err != nil {
+		return nil, err
+	}
+	if len(meta) > MetaLimit {
+		return nil, fmt.Errorf("%w (%d bytes): shorten the node id or addresses", ErrMetaTooLarge, len(meta))
+	}
+	if cfg.Timing == (Timing{}) {
+		cfg.Timing = FastTiming
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	m := &Membership{meta: meta, cfg: cfg, gone: map[string]NodeMeta{}, leaving: map[string]bool{}}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.Meta.ID
+	host, port, err := splitHostPort(cfg.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("gossip address %q: %w", cfg.Bind, err)
+	}
+	mc.BindAddr, mc.BindPort = host, port
+	mc.AdvertiseAddr, mc.AdvertisePort = host, port
+	if host == "0.0.0.0" || host == "::" {
+		mc.AdvertiseAddr = "" // memberlist picks a private address
+	}
+	if cfg.Advertise != "" {
+		if mc.AdvertiseAddr, mc.AdvertisePort, err = splitHostPort(cfg.Advertise); err != nil {
+			return nil, fmt.Errorf("advertise address %q: %w", cfg.Advertise, err)
+		}
+	}
+	mc.ProbeInterval = cfg.Timing.ProbeInterval
+	mc.ProbeTimeout = cfg.Timing.ProbeTimeout
+	mc.SuspicionMult = cfg.Timing.SuspicionMult
+	mc.GossipInterval = cfg.Timing.GossipInterval
+	mc.PushPullInterval = 10 * time.Second
+	mc.DeadNodeReclaimTime = time.Second // a restarted node may come back at once under its old name
+	mc.SecretKey = cfg.Key
+	mc.Logger = log.New(slogWriter{cfg.Log}, "", 0)
+	mc.Delegate = delegate{m}
+	mc.Events = events{m}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("start gossip on %s: %w", cfg.Bind, err)
+	}
+	m.ml = ml
+	if len(cfg.Seeds) > 0 {
+		if _, err := ml.Join(cfg.Seeds); err != nil {
+			_ = ml.Shutdown()
+			return nil, fmt.Errorf("join gossip seeds %s: %w", strings.Join(cfg.Seeds, ","), err)
+		}
+	}
+	return m, nil
+}
+
+// Members returns every node known, alive or gone, sorted by id.
+func (m *Membership) Members() []Member {
+	var out []Member
+	seen := map[string]bool{}
+	for _, n := range m.ml.Members() {
+		var meta NodeMeta
+		if json.Unmarshal(n.Meta, &meta) != nil {
+			continue
+		}
+		seen[meta.ID] = true
+		out = append(out, Member{NodeMeta: meta, Alive: n.State == memberlist.StateAlive})
+	}
+	m.mu.Lock()
+	for id, meta := range m.gone {
+		if !seen[id] {
+			out = append(out, Member{NodeMeta: meta})
+		}
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Alive reports whether node id is alive.
+func (m *Membership) Alive(id string) bool {
+	for _, mem := range m.Members() {
+		if mem.ID == id {
+			return mem.Alive
+		}
+	}
+	return false
+}
+
+// Self returns this node's metadata.
+func (m *Membership) Self() NodeMeta { return m.cfg.Meta }
+
+// Addr returns the gossip address this node advertises.
+func (m *Membership) Addr() string {
+	n := m.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// Leave tells the others this node is going, then stops gossip.
+func (m *Membership) Leave(timeout time.Duration) error {
+	meta := m.cfg.Meta
+	meta.Leaving = true
+	if b, err := json.Marshal(meta); err == nil {
+		m.mu.Lock()
+		m.meta = b
+		m.mu.Unlock()
+		_ = m.ml.UpdateNode(timeout)
+	}
+	err := m.ml.Leave(timeout)
+	if serr := m.ml.Shutdown(); err == nil {
+		err = serr
+	}
+	return err
+}
+
+// Shutdown stops gossip without telling anyone (the others will declare
+// this node dead).
+func (m *Membership) Shutdown() error { return m.ml.Shutdown() }
+
+func (m *Membership) notify(kind EventKind, n *memberlist.Node) {
+	var meta NodeMeta
+	if err := json.Unmarshal(n.Meta, &meta); err != nil {
+		m.cfg.Log.Warn("gossip: node with unreadable metadata", "node", n.Name, "err", err)
+		return
+	}
+	if meta.ID == m.cfg.Meta.ID {
+		return
+	}
+	m.mu.Lock()
+	switch {
+	case kind == NodeDead && m.leaving[meta.ID], kind == NodeDead && meta.Leaving:
+		kind = NodeLeft
+		fallthrough
+	case kind == NodeLeft:
+		m.gone[meta.ID] = meta
+		delete(m.leaving, meta.ID)
+	case kind == NodeDead:
+		m.gone[meta.ID] = meta
+	case meta.Leaving:
+		m.leaving[meta.ID] = true
+		m.mu.Unlock()
+		return
+	default:
+		delete(m.gone, meta.ID)
+		delete(m.leaving, meta.ID)
+	}
+	m.mu.Unlock()
+	level := slog.LevelInfo
+	if kind == NodeDead {
+		level = slog.LevelWarn
+	}
+	m.cfg.Log.Log(context.Background(), level, "gossip: node "+kind.String(), "peer", meta.ID, "peer_web", meta.Web, "peer_gossip", n.Address())
+	if m.cfg.OnChange != nil {
+		m.cfg.OnChange(Event{Kind: kind, Node: meta})
+	}
+}
+
+type delegate struct{ m *Membership }
+
+func (d delegate) NodeMeta(int) []byte {
+	d.m.mu.Lock()
+	defer d.m.mu.Unlock()
+	return d.m.meta
+}
+func (d delegate) NotifyMsg([]byte)                {}
+func (d delegate) GetBroadcasts(int, int) [][]byte { return nil }
+func (d delegate) LocalState(bool) []byte          { return nil }
+func (d delegate) MergeRemoteState([]byte, bool)   {}
+
+type events struct{ m *Membership }
+
+func (e events) NotifyJoin(n *memberlist.Node)   { e.m.notify(NodeJoined, n) }
+func (e events) NotifyUpdate(n *memberlist.Node) { e.m.notify(NodeUpdated, n) }
+func (e events) NotifyLeave(n *memberlist.Node)  { e.m.notify(NodeDead, n) } // notify tells a leave
+
+func splitHostPort(hp string) (string, int, error) {
+	host, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", p, err)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}
+
+// slogWriter turns memberlist's "[LEVEL] memberlist: msg" lines into slog
+// records at the matching level (its INFO chatter goes to Debug).
+type slogWriter struct{ log *slog.Logger }
+
+var memberlistLevels = []struct {
+	prefix string
+	level  slog.Level
+}{{"[DEBUG]", slog.LevelDebug}, {"[INFO]", slog.LevelDebug}, {"[WARN]", slog.LevelWarn}, {"[ERR]", slog.LevelError}}
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	line := string(bytes.TrimSpace(p))
+	level := slog.LevelInfo
+	for _, l := range memberlistLevels {
+		if strings.HasPrefix(line, l.prefix) {
+			level, line = l.level, strings.TrimSpace(strings.TrimPrefix(line, l.prefix))
+			break
+		}
+	}
+	w.log.Log(context.Background(), level, line, "component", "gossip")
+	return len(p), nil
+}
