@@ -88,8 +88,8 @@ type Event struct {
 	Node NodeMeta
 }
 
-// Member is a node as membership sees it.
-type Member struct {
+// Peer is a node as gossip sees it.
+type Peer struct {
 	NodeMeta
 	Alive bool
 }
@@ -164,9 +164,9 @@ func Join(cfg MembershipConfig) (*Membership, error) {
 	return m, nil
 }
 
-// Members returns every node known, alive or gone, sorted by id.
-func (m *Membership) Members() []Member {
-	var out []Member
+// Peers returns every node known, alive or gone, sorted by id.
+func (m *Membership) Peers() []Peer {
+	var out []Peer
 	seen := map[string]bool{}
 	for _, n := range m.ml.Members() {
 		var meta NodeMeta
@@ -174,12 +174,12 @@ func (m *Membership) Members() []Member {
 			continue
 		}
 		seen[meta.ID] = true
-		out = append(out, Member{NodeMeta: meta, Alive: n.State == memberlist.StateAlive})
+		out = append(out, Peer{NodeMeta: meta, Alive: n.State == memberlist.StateAlive})
 	}
 	m.mu.Lock()
 	for id, meta := range m.gone {
 		if !seen[id] {
-			out = append(out, Member{NodeMeta: meta})
+			out = append(out, Peer{NodeMeta: meta})
 		}
 	}
 	m.mu.Unlock()
@@ -189,7 +189,7 @@ func (m *Membership) Members() []Member {
 
 // Alive reports whether node id is alive.
 func (m *Membership) Alive(id string) bool {
-	for _, mem := range m.Members() {
+	for _, mem := range m.Peers() {
 		if mem.ID == id {
 			return mem.Alive
 		}

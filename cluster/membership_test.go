@@ -82,14 +82,14 @@ func TestMembershipJoinDeathAndLeave(t *testing.T) {
 	}
 	waitUntil(t, 5*time.Second, "all three alive everywhere", func() bool {
 		for _, n := range nodes {
-			ms := n.Members()
+			ms := n.Peers()
 			if len(ms) != 3 || !ms[0].Alive || !ms[1].Alive || !ms[2].Alive {
 				return false
 			}
 		}
 		return true
 	})
-	if got := nodes[2].Members()[1]; got.ID != "n2" || got.Web != "n2:6066" {
+	if got := nodes[2].Peers()[1]; got.ID != "n2" || got.Web != "n2:6066" {
 		t.Errorf("metadata not gossiped: %+v", got)
 	}
 
