@@ -93,6 +93,27 @@ type Config struct {
 	// Logger receives the node's logs. Default: text to stderr at info.
 	Logger *slog.Logger
 
+	// Gossip is where this node's memberlist gossip listens (host:port);
+	// "" disables gossip (a single node, or a cluster that waits for Kafka's
+	// session timeout to notice a dead node). Flag --gossip.
+	Gossip string
+	// Join lists gossip addresses of nodes to join. Default
+	// 127.0.0.1:7946 (the first local node's usual --gossip). Flag --join.
+	Join []string
+	// Advertise is the host other nodes use to reach this one (its gossip
+	// and web ports stay); "" uses the listen addresses. Flag --advertise.
+	Advertise string
+	// GossipKey encrypts gossip (16, 24 or 32 bytes); all nodes need the
+	// same. Flag --gossip-key.
+	GossipKey string
+	// Standbys is how many other nodes keep a warm copy of each table
+	// shard (capped at nodes-1). Default 1. Flag --standbys.
+	Standbys int
+	// SessionTimeout is the consumer group session timeout: how long Kafka
+	// waits for a silent node when gossip does not report it dead first.
+	// Default 10s. Flag --session-timeout.
+	SessionTimeout time.Duration
+
 	// crash, when set, is called at named points of the commit protocol so
 	// tests can kill the process there (see MEPHISTO_FAULTPOINT).
 	crash func(point string)
@@ -139,6 +160,25 @@ func WithCacheSize(n int64) Option { return func(c *Config) { c.CacheBytes = n }
 // WithLogger sets the logger (default: text to stderr at info).
 func WithLogger(l *slog.Logger) Option { return func(c *Config) { c.Logger = l } }
 
+// WithGossip sets the gossip listen address (default "": no gossip).
+func WithGossip(addr string) Option { return func(c *Config) { c.Gossip = addr } }
+
+// WithJoin sets the gossip seeds (default 127.0.0.1:7946).
+func WithJoin(addrs ...string) Option { return func(c *Config) { c.Join = addrs } }
+
+// WithAdvertise sets the host other nodes use to reach this one.
+func WithAdvertise(host string) Option { return func(c *Config) { c.Advertise = host } }
+
+// WithGossipKey sets the gossip encryption key (16, 24 or 32 bytes).
+func WithGossipKey(key string) Option { return func(c *Config) { c.GossipKey = key } }
+
+// WithStandbys sets how many standby copies of each table shard the
+// cluster keeps (default 1).
+func WithStandbys(n int) Option { return func(c *Config) { c.Standbys = n } }
+
+// WithSessionTimeout sets the consumer group session timeout (default 10s).
+func WithSessionTimeout(d time.Duration) Option { return func(c *Config) { c.SessionTimeout = d } }
+
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
 
 // New declares an app. name is the Kafka consumer group id and prefixes
@@ -163,6 +203,9 @@ func New(name string, opts ...Option) *App {
 		CommitInterval:    500 * time.Millisecond,
 		MaxAttempts:       3,
 		CacheBytes:        64 << 20,
+		Join:              []string{"127.0.0.1:7946"},
+		Standbys:          1,
+		SessionTimeout:    10 * time.Second,
 	}
 	for _, o := range opts {
 		o(&a.cfg)

@@ -78,6 +78,12 @@ type cliFlags struct {
 	logFormat      string
 	key            string
 	jsonOut        bool
+	gossip         string
+	join           []string
+	advertise      string
+	gossipKey      string
+	standbys       int
+	sessionTimeout time.Duration
 }
 
 func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
@@ -117,6 +123,14 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 				WithWebAddr(f.web), WithNodeID(f.nodeID), WithPartitions(f.partitions),
 				WithReplicationFactor(f.replication), WithCommitInterval(f.commitInterval),
 				WithMaxAttempts(f.maxAttempts), WithCacheSize(f.cacheBytes),
+				WithGossip(f.gossip), WithJoin(f.join...), WithAdvertise(f.advertise), WithGossipKey(f.gossipKey),
+				WithStandbys(f.standbys), WithSessionTimeout(f.sessionTimeout),
+			}
+			if k := len(f.gossipKey); k != 0 && k != 16 && k != 24 && k != 32 {
+				return usageError{fmt.Errorf("--gossip-key must be 16, 24 or 32 bytes, got %d", k)}
+			}
+			if f.standbys < 0 {
+				return usageError{fmt.Errorf("--standbys must be 0 or more, got %d", f.standbys)}
 			}
 			if cfg.Logger == nil || cmd.Flags().Changed("log-level") || cmd.Flags().Changed("log-format") {
 				opts = append(opts, WithLogger(log))
@@ -144,6 +158,12 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 	wf.DurationVar(&f.commitInterval, "commit-interval", cfg.CommitInterval, "how often each partition commits")
 	wf.IntVar(&f.maxAttempts, "max-attempts", cfg.MaxAttempts, "attempts of a failing record before the agent's error policy applies")
 	wf.Int64Var(&f.cacheBytes, "cache-size", cfg.CacheBytes, "Pebble block cache size in bytes")
+	wf.StringVar(&f.gossip, "gossip", cfg.Gossip, "gossip (memberlist) listen address host:port; empty disables gossip")
+	wf.StringSliceVar(&f.join, "join", cfg.Join, "gossip address of a node to join (repeatable)")
+	wf.StringVar(&f.advertise, "advertise", cfg.Advertise, "host other nodes use to reach this one (default: the listen addresses)")
+	wf.StringVar(&f.gossipKey, "gossip-key", cfg.GossipKey, "encrypt gossip with this key (16, 24 or 32 bytes; the same on every node)")
+	wf.IntVar(&f.standbys, "standbys", cfg.Standbys, "standby copies of each table shard kept on other nodes (capped at nodes-1)")
+	wf.DurationVar(&f.sessionTimeout, "session-timeout", cfg.SessionTimeout, "consumer group session timeout (how long Kafka waits for a silent node)")
 	logFlags(wf)
 
 	send := &cobra.Command{

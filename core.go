@@ -2,7 +2,6 @@ package mephisto
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -84,6 +83,9 @@ func (c *core) Load(ctx context.Context, first bool) error {
 				return fmt.Errorf("recover table %s: %w", sh.def.name, err)
 			}
 		}
+		c.rt.mu.Lock()
+		delete(c.rt.promoted, c.p)
+		c.rt.mu.Unlock()
 	}
 	for topic := range c.fanout {
 		off, ok, err := c.rt.store.SourceOffset(topic, c.p)
@@ -131,6 +133,13 @@ func (c *core) recoverShard(sh *shard) error {
 	}
 	total := hwm - from
 	remaining := c.rt.metrics.recoveryRemaining.WithLabelValues(sh.def.name, strconv.Itoa(int(c.p)))
+	c.rt.metrics.recoveryLast.WithLabelValues(sh.def.name, strconv.Itoa(int(c.p))).Set(float64(max(0, total)))
+	c.rt.mu.Lock()
+	promoted := c.rt.promoted[c.p]
+	c.rt.mu.Unlock()
+	if promoted {
+		c.log.Info("promoted standby shard: replaying only the changelog tail", "table", sh.def.name, "tail_records", max(0, total))
+	}
 	if total <= 0 {
 		remaining.Set(0)
 		return nil
@@ -303,7 +312,3 @@ func (c *core) Commit(ctx context.Context) error {
 }
 
 var _ actors.Core = (*core)(nil)
-
-// errNotOwned is returned by table reads for partitions this node does not
-// process right now.
-var errNotOwned = errors.New("partition not active on this node")

@@ -60,8 +60,9 @@ func (rt *runtime) Metrics() http.Handler {
 }
 
 // TableValue reads the committed value of key from the shard of the
-// partition the key hashes to, if this node has that partition recovered.
-func (rt *runtime) TableValue(table, key string) (json.RawMessage, error) {
+// partition the key hashes to: here if this node is active for it (or, with
+// stale, keeps a standby copy), else it names the node that is.
+func (rt *runtime) TableValue(table, key string, stale bool) (web.Value, error) {
 	var d *tableDef
 	for _, t := range rt.tables {
 		if t.name == table {
@@ -69,32 +70,35 @@ func (rt *runtime) TableValue(table, key string) (json.RawMessage, error) {
 		}
 	}
 	if d == nil {
-		return nil, fmt.Errorf("%w: %s", web.ErrNoTable, table)
+		return web.Value{}, fmt.Errorf("%w: %s", web.ErrNoTable, table)
 	}
 	kb, err := d.textKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", web.ErrBadKey, err)
+		return web.Value{}, fmt.Errorf("%w: %v", web.ErrBadKey, err)
 	}
 	n, err := rt.partitionCount(d.changelog)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", web.ErrUnavailable, err)
+		return web.Value{}, fmt.Errorf("%w: %v", web.ErrUnavailable, err)
 	}
 	p := kafka.Partition(kb, n)
-	rt.mu.Lock()
-	gs, ok := rt.grains[p]
-	loaded := ok && gs.loaded
-	rt.mu.Unlock()
-	if !loaded {
-		return nil, fmt.Errorf("%w: partition %d of table %s: %v", web.ErrUnavailable, p, table, errNotOwned)
+	local, remote := rt.routeOf(p)
+	fromStandby := !local && stale && rt.isStandby(p)
+	switch {
+	case local, fromStandby:
+	case remote != "":
+		return web.Value{}, &web.ElsewhereError{Web: remote}
+	default:
+		return web.Value{}, fmt.Errorf("%w: partition %d of table %s is moving or recovering", web.ErrUnavailable, p, table)
 	}
 	raw, found, err := rt.store.Get(d.id, p, kb)
 	if err != nil {
-		return nil, err
+		return web.Value{}, err
 	}
 	if !found {
-		return nil, web.ErrNotFound
+		return web.Value{}, web.ErrNotFound
 	}
-	return d.valueJSON(raw)
+	v, err := d.valueJSON(raw)
+	return web.Value{JSON: v, Stale: fromStandby}, err
 }
 
 // Topology returns the app's topology.

@@ -21,6 +21,10 @@ type metrics struct {
 	commits           prometheus.Counter
 	stopped           prometheus.Gauge
 	ready             prometheus.Gauge
+	standbyLag        *prometheus.GaugeVec
+	recoveryLast      *prometheus.GaugeVec
+	evictions         prometheus.Counter
+	generation        prometheus.Gauge
 }
 
 func newMetrics(app, node string) *metrics {
@@ -45,9 +49,14 @@ func newMetrics(app, node string) *metrics {
 		commits:           prometheus.NewCounter(prometheus.CounterOpts(f("commits_total", "Partition commits (changelog acked, Pebble synced, offsets marked)."))),
 		stopped:           prometheus.NewGauge(prometheus.GaugeOpts(f("partitions_stopped", "Partitions stopped by an error policy."))),
 		ready:             prometheus.NewGauge(prometheus.GaugeOpts(f("ready", "1 when every assigned partition is recovered and processing."))),
+		standbyLag:        prometheus.NewGaugeVec(prometheus.GaugeOpts(f("standby_lag_records", "Changelog records a standby shard is behind.")), []string{"table", "partition"}),
+		recoveryLast:      prometheus.NewGaugeVec(prometheus.GaugeOpts(f("recovery_last_records", "Changelog records replayed by the shard's last recovery (a promoted standby replays only its tail).")), []string{"table", "partition"}),
+		evictions:         prometheus.NewCounter(prometheus.CounterOpts(f("dead_nodes_evicted_total", "Dead nodes this node removed from the consumer group to start a rebalance at once."))),
+		generation:        prometheus.NewGauge(prometheus.GaugeOpts(f("group_generation", "The consumer group generation of this node's current assignment."))),
 	}
 	reg.MustRegister(m.eventsIn, m.latency, m.lag, m.tableWrites, m.recoveryRecords, m.recoveryRemaining,
 		m.restarts, m.deadLetters, m.skipped, m.commits, m.stopped, m.ready,
+		m.standbyLag, m.recoveryLast, m.evictions, m.generation,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

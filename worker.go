@@ -16,6 +16,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/mephistohq/mephisto/actors"
+	"github.com/mephistohq/mephisto/cluster"
 	"github.com/mephistohq/mephisto/kafka"
 	"github.com/mephistohq/mephisto/state"
 	"github.com/mephistohq/mephisto/web"
@@ -75,9 +76,16 @@ type runtime struct {
 	fanout   map[string][]int // topic → agents
 	sources  []string         // topics the consumer group subscribes to
 
+	members  *cluster.Membership // nil without --gossip
+	strategy *cluster.Strategy
+
 	mu         sync.Mutex // guards the fields below
 	counts     map[string]int32
-	phase      string // why the node is not ready, "" once consuming
+	plan       *cluster.Plan      // the latest assignment plan received
+	lastActive []int32            // partitions active in the current/last session
+	standbys   map[int32]*standby // standby shards being tailed
+	promoted   map[int32]bool     // standbys stopped because the partition became active here
+	phase      string             // why the node is not ready, "" once consuming
 	session    bool
 	generation int32
 	grains     map[int32]*grainState
@@ -103,11 +111,13 @@ func newRuntime(a *App) *runtime {
 	log = log.With("app", a.name, "node", cfg.NodeID)
 	rt := &runtime{
 		app: a, cfg: cfg, log: log,
-		metrics: newMetrics(a.name, cfg.NodeID),
-		counts:  map[string]int32{},
-		grains:  map[int32]*grainState{},
-		phase:   "starting",
-		fanout:  map[string][]int{},
+		metrics:  newMetrics(a.name, cfg.NodeID),
+		counts:   map[string]int32{},
+		grains:   map[int32]*grainState{},
+		standbys: map[int32]*standby{},
+		promoted: map[int32]bool{},
+		phase:    "starting",
+		fanout:   map[string][]int{},
 	}
 	a.mu.Lock()
 	rt.tables = make([]*tableDef, len(a.tables))
@@ -227,6 +237,9 @@ func (rt *runtime) run(stop context.Context) (err error) {
 			rt.log.Warn("consumer group error", "err", err)
 		}
 	}()
+	if err := rt.startGossip(stop); err != nil {
+		return err
+	}
 	rt.startTasks(stop)
 	defer rt.tasks.Wait()
 	rt.setPhase("joining consumer group")
@@ -256,6 +269,13 @@ func (rt *runtime) run(stop context.Context) (err error) {
 // the cluster id.
 func (rt *runtime) connect(stop context.Context) (string, error) {
 	cfg := kafka.ClientConfig(rt.app.name + "-" + rt.cfg.NodeID)
+	rt.strategy = cluster.NewStrategy(rt.localMember, rt.onPlan)
+	cfg.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{rt.strategy}
+	// Static membership: a node that restarts quickly keeps its partitions.
+	cfg.Consumer.Group.InstanceId = rt.cfg.NodeID
+	cfg.Consumer.Group.Session.Timeout = rt.cfg.SessionTimeout
+	// Members learn of a rebalance at their next heartbeat.
+	cfg.Consumer.Group.Heartbeat.Interval = min(rt.cfg.SessionTimeout/10, 300*time.Millisecond)
 	for attempt := 1; ; attempt++ {
 		rt.setPhase("connecting to Kafka at " + strings.Join(rt.brokers, ","))
 		client, err := sarama.NewClient(rt.brokers, cfg)
@@ -381,6 +401,17 @@ func (rt *runtime) Setup(sess sarama.ConsumerGroupSession) error {
 		}
 	}
 	rt.log.Info("partitions assigned", "generation", sess.GenerationID(), "partitions", len(parts))
+	active := map[int32]bool{}
+	var actives []int32
+	for p := range parts {
+		active[p] = true
+		actives = append(actives, p)
+	}
+	sort.Slice(actives, func(i, j int) bool { return actives[i] < actives[j] })
+	rt.mu.Lock()
+	rt.lastActive = actives
+	rt.mu.Unlock()
+	rt.placeStandbys(active)
 	for p, topics := range parts {
 		// Pebble may be ahead of the group's committed offsets (a crash
 		// between commit steps b and c): resume after what the tables hold.
@@ -510,6 +541,11 @@ func (rt *runtime) Cleanup(sess sarama.ConsumerGroupSession) error {
 }
 
 func (rt *runtime) shutdown() {
+	if rt.members != nil {
+		if err := rt.members.Leave(time.Second); err != nil {
+			rt.log.Warn("leave gossip", "err", err)
+		}
+	}
 	if rt.group != nil {
 		if err := rt.group.Close(); err != nil {
 			rt.log.Warn("leave consumer group", "err", err)
@@ -524,6 +560,7 @@ func (rt *runtime) shutdown() {
 	if rt.producer != nil {
 		_ = rt.producer.Close()
 	}
+	rt.stopStandbys()
 	if rt.consumer != nil {
 		_ = rt.consumer.Close()
 	}

@@ -164,6 +164,14 @@ func Join(cfg MembershipConfig) (*Membership, error) {
 	return m, nil
 }
 
+// JoinSeeds joins the cluster through any of seeds.
+func (m *Membership) JoinSeeds(seeds []string) error {
+	if _, err := m.ml.Join(seeds); err != nil {
+		return fmt.Errorf("join gossip seeds %s: %w", strings.Join(seeds, ","), err)
+	}
+	return nil
+}
+
 // Peers returns every node known, alive or gone, sorted by id.
 func (m *Membership) Peers() []Peer {
 	var out []Peer

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,11 +34,32 @@ type Backend interface {
 	Ready() (bool, string)
 	// Metrics serves the node's Prometheus registry.
 	Metrics() http.Handler
-	// TableValue returns a table value rendered as JSON.
-	TableValue(table, key string) (json.RawMessage, error)
+	// TableValue returns a table value rendered as JSON. With stale, a
+	// node that only keeps a standby copy of the key's partition may answer
+	// from it (and says so). An *ElsewhereError says which node serves it.
+	TableValue(table, key string, stale bool) (Value, error)
 	// Topology returns what the app declares, rendered as JSON.
 	Topology() any
+	// Cluster returns the node's view of the cluster, rendered as JSON.
+	Cluster() any
 }
+
+// Value is a table value and whether it came from a standby copy.
+type Value struct {
+	JSON  json.RawMessage
+	Stale bool
+}
+
+// ElsewhereError says that another node serves the key: Handler proxies
+// the request there (one hop).
+type ElsewhereError struct{ Web string }
+
+func (e *ElsewhereError) Error() string { return "served by the node at " + e.Web }
+
+// forwardedHeader marks a proxied request so it is not proxied again.
+const forwardedHeader = "X-Mephisto-Forwarded"
+
+var proxyClient = &http.Client{Timeout: 5 * time.Second}
 
 // Handler returns the node's HTTP routes.
 func Handler(b Backend) http.Handler {
@@ -58,12 +80,25 @@ func Handler(b Backend) http.Handler {
 	mux.HandleFunc("GET /topology", func(w http.ResponseWriter, _ *http.Request) {
 		JSON(w, http.StatusOK, b.Topology())
 	})
+	mux.HandleFunc("GET /cluster", func(w http.ResponseWriter, _ *http.Request) {
+		JSON(w, http.StatusOK, b.Cluster())
+	})
 	mux.HandleFunc("GET /tables/{table}/{key}", func(w http.ResponseWriter, r *http.Request) {
 		table, key := r.PathValue("table"), r.PathValue("key")
-		v, err := b.TableValue(table, key)
+		v, err := b.TableValue(table, key, r.URL.Query().Get("stale") == "ok")
+		var elsewhere *ElsewhereError
+		if errors.As(err, &elsewhere) {
+			if r.Header.Get(forwardedHeader) == "" {
+				proxy(w, r, elsewhere.Web)
+				return
+			}
+			err = fmt.Errorf("%w: ownership is changing", ErrUnavailable)
+		}
 		switch {
+		case err == nil && v.Stale:
+			JSON(w, http.StatusOK, map[string]any{"table": table, "key": key, "value": v.JSON, "stale": true})
 		case err == nil:
-			JSON(w, http.StatusOK, map[string]any{"table": table, "key": key, "value": v})
+			JSON(w, http.StatusOK, map[string]any{"table": table, "key": key, "value": v.JSON})
 		case errors.Is(err, ErrNoTable), errors.Is(err, ErrNotFound):
 			JSON(w, http.StatusNotFound, map[string]any{"table": table, "key": key, "error": err.Error()})
 		case errors.Is(err, ErrBadKey):
@@ -76,6 +111,30 @@ func Handler(b Backend) http.Handler {
 		}
 	})
 	return mux
+}
+
+// proxy forwards a table read to the node that serves it and relays the
+// answer; if that node cannot be reached the partition counts as moving.
+func proxy(w http.ResponseWriter, r *http.Request, web string) {
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+web+r.URL.RequestURI(), nil)
+	if err == nil {
+		req.Header.Set(forwardedHeader, "1")
+		var resp *http.Response
+		if resp, err = proxyClient.Do(req); err == nil {
+			defer resp.Body.Close()
+			for _, h := range []string{"Content-Type", "Retry-After"} {
+				if v := resp.Header.Get(h); v != "" {
+					w.Header().Set(h, v)
+				}
+			}
+			w.Header().Set("X-Mephisto-Served-By", web)
+			w.WriteHeader(resp.StatusCode)
+			_, _ = io.Copy(w, resp.Body)
+			return
+		}
+	}
+	w.Header().Set("Retry-After", "1")
+	JSON(w, http.StatusServiceUnavailable, map[string]any{"error": fmt.Sprintf("%v: the node at %s does not answer: %v", ErrUnavailable, web, err)})
 }
 
 // JSON writes v as a JSON response.

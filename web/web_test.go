@@ -15,6 +15,7 @@ import (
 type fakeBackend struct {
 	ready bool
 	why   string
+	other string // web address of the node serving "far"
 }
 
 func (f fakeBackend) Ready() (bool, string) { return f.ready, f.why }
@@ -22,18 +23,23 @@ func (f fakeBackend) Metrics() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "mephisto_up 1") })
 }
 func (f fakeBackend) Topology() any { return map[string]string{"app": "x"} }
-func (f fakeBackend) TableValue(table, key string) (json.RawMessage, error) {
+func (f fakeBackend) Cluster() any  { return map[string]int{"generation": 3} }
+func (f fakeBackend) TableValue(table, key string, stale bool) (Value, error) {
 	switch {
 	case table != "counts":
-		return nil, ErrNoTable
+		return Value{}, ErrNoTable
+	case key == "moving" && stale:
+		return Value{JSON: json.RawMessage("41"), Stale: true}, nil
 	case key == "moving":
-		return nil, fmt.Errorf("%w: partition 3 recovering", ErrUnavailable)
+		return Value{}, fmt.Errorf("%w: partition 3 recovering", ErrUnavailable)
 	case key == "bad":
-		return nil, fmt.Errorf("%w: not an int", ErrBadKey)
+		return Value{}, fmt.Errorf("%w: not an int", ErrBadKey)
 	case key == "the":
-		return json.RawMessage("42"), nil
+		return Value{JSON: json.RawMessage("42")}, nil
+	case key == "far" && f.other != "":
+		return Value{}, &ElsewhereError{Web: f.other}
 	}
-	return nil, ErrNotFound
+	return Value{}, ErrNotFound
 }
 
 func TestHandler(t *testing.T) {
@@ -54,6 +60,8 @@ func TestHandler(t *testing.T) {
 		{fakeBackend{}, "/tables/nope/the", 404, `"error":"no such table"`, false},
 		{fakeBackend{}, "/tables/counts/bad", 400, `bad key`, false},
 		{fakeBackend{}, "/tables/counts/moving", 503, `partition unavailable`, true},
+		{fakeBackend{}, "/tables/counts/moving?stale=ok", 200, `"stale":true`, false},
+		{fakeBackend{}, "/cluster", 200, `{"generation":3}`, false},
 	}
 	for _, c := range cases {
 		t.Run(c.path, func(t *testing.T) {
@@ -79,5 +87,42 @@ func TestListenNamesTakenAddress(t *testing.T) {
 	_, err = Listen(ln.Addr().String(), http.NotFoundHandler(), slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), ln.Addr().String()) || !strings.Contains(err.Error(), "--web") {
 		t.Fatalf("Listen on a taken address: %v", err)
+	}
+}
+
+// TestProxyOneHop: a key served elsewhere is fetched from that node; a
+// request already forwarded is not forwarded again; an unreachable owner is
+// a 503 with Retry-After.
+func TestProxyOneHop(t *testing.T) {
+	owner := httptest.NewServer(Handler(fakeBackend{}))
+	defer owner.Close()
+	// A node that thinks "far" is on itself-elsewhere would loop; forwarded
+	// requests must stop.
+	looping := httptest.NewServer(nil)
+	looping.Config.Handler = Handler(fakeBackend{other: strings.TrimPrefix(looping.URL, "http://")})
+	defer looping.Close()
+	front := httptest.NewServer(Handler(fakeBackend{other: strings.TrimPrefix(owner.URL, "http://")}))
+	defer front.Close()
+
+	get := func(url string) (int, string, http.Header) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header
+	}
+	// The owner itself has no "far" key: it answers 404, relayed as is.
+	if code, body, h := get(front.URL + "/tables/counts/far"); code != 404 || h.Get("X-Mephisto-Served-By") == "" {
+		t.Errorf("proxied read: %d %q %v", code, body, h)
+	}
+	if code, _, h := get(looping.URL + "/tables/counts/far"); code != 503 || h.Get("Retry-After") == "" {
+		t.Errorf("second hop: %d, want 503 with Retry-After", code)
+	}
+	dead := httptest.NewServer(Handler(fakeBackend{other: "127.0.0.1:1"}))
+	defer dead.Close()
+	if code, _, h := get(dead.URL + "/tables/counts/far"); code != 503 || h.Get("Retry-After") == "" {
+		t.Errorf("unreachable owner: %d, want 503 with Retry-After", code)
 	}
 }
