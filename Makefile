@@ -10,7 +10,7 @@ RUN_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run test lint build clean
+.PHONY: help run run-cluster test lint build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ run: ## run the wordcount example with a generator (embedded broker 127.0.0.1:90
 	@# Built, then exec'd rather than `go run`, so that Ctrl-C ends with the worker's clean exit status.
 	$(GO) build -o $(RUN_DIR)/wordcount ./examples/wordcount
 	WORDCOUNT_RATE=$(WORDCOUNT_RATE) exec $(RUN_DIR)/wordcount worker --data-dir $(RUN_DIR)/wordcount-data $(RUN_ARGS)
+
+run-cluster: ## a dev broker and three wordcount nodes with load; prints each node's URL (kill one and watch)
+	./scripts/run-cluster.sh
 
 test: ## vet, then run every test with the race detector
 	$(GO) vet ./...

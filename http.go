@@ -1,7 +1,6 @@
 package mephisto
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"

@@ -275,7 +275,7 @@ func (rt *runtime) connect(stop context.Context) (string, error) {
 	cfg.Consumer.Group.InstanceId = rt.cfg.NodeID
 	cfg.Consumer.Group.Session.Timeout = rt.cfg.SessionTimeout
 	// Members learn of a rebalance at their next heartbeat.
-	cfg.Consumer.Group.Heartbeat.Interval = min(rt.cfg.SessionTimeout/10, 300*time.Millisecond)
+	cfg.Consumer.Group.Heartbeat.Interval = min(rt.cfg.SessionTimeout/10, 150*time.Millisecond)
 	for attempt := 1; ; attempt++ {
 		rt.setPhase("connecting to Kafka at " + strings.Join(rt.brokers, ","))
 		client, err := sarama.NewClient(rt.brokers, cfg)
