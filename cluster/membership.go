@@ -100,8 +100,8 @@ type Membership struct {
 	meta []byte
 	cfg  MembershipConfig
 
-	mu      sync.Mutex // guards the fields below
-	gone    map[string]NodeMeta
+	mu      sync.Mutex      // guards the fields below
+	peers   map[string]Peer // every other node seen, by id
 	leaving map[string]bool // peers that announced a graceful leave
 }
 
@@ -123,7 +123,7 @@ func Join(cfg MembershipConfig) (*Membership, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	m := &Membership{meta: meta, cfg: cfg, gone: map[string]NodeMeta{}, leaving: map[string]bool{}}
+	m := &Membership{meta: meta, cfg: cfg, peers: map[string]Peer{}, leaving: map[string]bool{}}
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.Meta.ID
 	host, port, err := splitHostPort(cfg.Bind)
@@ -172,25 +172,17 @@ func (m *Membership) JoinSeeds(seeds []string) error {
 	return nil
 }
 
-// Peers returns every node known, alive or gone, sorted by id.
+// Peers returns every node known, alive or gone, sorted by id. It reads the
+// view kept from memberlist's events: the nodes memberlist itself returns
+// are written by its goroutines while we would read them.
 func (m *Membership) Peers() []Peer {
-	var out []Peer
-	seen := map[string]bool{}
-	for _, n := range m.ml.Members() {
-		var meta NodeMeta
-		if json.Unmarshal(n.Meta, &meta) != nil {
-			continue
-		}
-		seen[meta.ID] = true
-		out = append(out, Peer{NodeMeta: meta, Alive: n.State == memberlist.StateAlive})
-	}
 	m.mu.Lock()
-	for id, meta := range m.gone {
-		if !seen[id] {
-			out = append(out, Peer{NodeMeta: meta})
-		}
+	out := make([]Peer, 0, len(m.peers)+1)
+	for _, p := range m.peers {
+		out = append(out, p)
 	}
 	m.mu.Unlock()
+	out = append(out, Peer{NodeMeta: m.cfg.Meta, Alive: true})
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
@@ -246,20 +238,18 @@ func (m *Membership) notify(kind EventKind, n *memberlist.Node) {
 	}
 	m.mu.Lock()
 	switch {
-	case kind == NodeDead && m.leaving[meta.ID], kind == NodeDead && meta.Leaving:
+	case kind == NodeDead && (m.leaving[meta.ID] || meta.Leaving), kind == NodeLeft:
 		kind = NodeLeft
-		fallthrough
-	case kind == NodeLeft:
-		m.gone[meta.ID] = meta
+		m.peers[meta.ID] = Peer{NodeMeta: meta}
 		delete(m.leaving, meta.ID)
 	case kind == NodeDead:
-		m.gone[meta.ID] = meta
+		m.peers[meta.ID] = Peer{NodeMeta: meta}
 	case meta.Leaving:
 		m.leaving[meta.ID] = true
 		m.mu.Unlock()
 		return
 	default:
-		delete(m.gone, meta.ID)
+		m.peers[meta.ID] = Peer{NodeMeta: meta, Alive: true}
 		delete(m.leaving, meta.ID)
 	}
 	m.mu.Unlock()
