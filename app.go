@@ -22,6 +22,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"sync"
@@ -65,7 +67,8 @@ type Config struct {
 	// empty. Default 127.0.0.1:9092. Flag --embedded-broker.
 	EmbeddedBroker string
 	// DataDir holds the node's table state (and the embedded broker's
-	// data). Default ./<app>-data. Flag --data-dir.
+	// data). Default ./<app>-data/<node-id>, so that several nodes can run
+	// from one directory. Flag --data-dir.
 	DataDir string
 	// WebAddr is where the HTTP server listens; "" disables it. Default
 	// 127.0.0.1:6066. Flag --web.
@@ -119,6 +122,18 @@ type Config struct {
 	crash func(point string)
 }
 
+// dataDir returns the data dir, resolving the default.
+func (c Config) dataDir(app string) string {
+	if c.DataDir != "" {
+		return c.DataDir
+	}
+	node := c.NodeID
+	if node == "" {
+		node, _ = os.Hostname()
+	}
+	return filepath.Join(".", app+"-data", node)
+}
+
 // Option configures an App.
 type Option func(*Config)
 
@@ -129,7 +144,8 @@ func WithBrokers(addrs ...string) Option { return func(c *Config) { c.Brokers = 
 // 127.0.0.1:9092; use 127.0.0.1:0 for a random port).
 func WithEmbeddedBroker(addr string) Option { return func(c *Config) { c.EmbeddedBroker = addr } }
 
-// WithDataDir sets the node's data directory (default ./<app>-data).
+// WithDataDir sets the node's data directory (default
+// ./<app>-data/<node-id>).
 func WithDataDir(dir string) Option { return func(c *Config) { c.DataDir = dir } }
 
 // WithWebAddr sets the HTTP listen address (default 127.0.0.1:6066; ""
@@ -196,7 +212,6 @@ func New(name string, opts ...Option) *App {
 	}
 	a.cfg = Config{
 		EmbeddedBroker:    "127.0.0.1:9092",
-		DataDir:           "./" + name + "-data",
 		WebAddr:           "127.0.0.1:6066",
 		Partitions:        8,
 		ReplicationFactor: -1,

@@ -150,7 +150,7 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 	wf := worker.Flags()
 	wf.StringSliceVar(&workerBrokers, "brokers", cfg.Brokers, "Kafka bootstrap brokers, comma-separated; empty runs the embedded broker")
 	wf.StringVar(&f.embeddedBroker, "embedded-broker", cfg.EmbeddedBroker, "listen address of the embedded broker (used when --brokers is empty)")
-	wf.StringVar(&f.dataDir, "data-dir", cfg.DataDir, "directory for table state (and the embedded broker's data)")
+	wf.StringVar(&f.dataDir, "data-dir", cfg.DataDir, "directory for table state and the embedded broker's data (default ./"+a.name+"-data/<node-id>)")
 	wf.StringVar(&f.web, "web", cfg.WebAddr, "HTTP listen address; empty disables it")
 	wf.StringVar(&f.nodeID, "node-id", cfg.NodeID, "node id (default: the host name)")
 	wf.Int32Var(&f.partitions, "partitions", cfg.Partitions, "partition count of topics the app creates")
@@ -224,7 +224,7 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Wipe this node's table state (it is rebuilt from the changelogs on the next start)",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			dir := filepath.Join(f.dataDir, "state")
+			dir := filepath.Join(Config{DataDir: f.dataDir, NodeID: f.nodeID}.dataDir(a.name), "state")
 			if state.Exists(dir) {
 				// Opening takes Pebble's lock: a running worker makes this fail.
 				s, err := state.Open(state.Options{Dir: dir})
@@ -242,7 +242,8 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 			return nil
 		},
 	}
-	reset.Flags().StringVar(&f.dataDir, "data-dir", cfg.DataDir, "the worker's data directory")
+	reset.Flags().StringVar(&f.dataDir, "data-dir", cfg.DataDir, "the worker's data directory (default ./"+a.name+"-data/<node-id>)")
+	reset.Flags().StringVar(&f.nodeID, "node-id", cfg.NodeID, "the worker's node id, to find its default data directory")
 	reset.Flags().StringSliceVar(&resetBrokers, "brokers", cfg.Brokers, "Kafka brokers (unused: state is local; accepted for symmetry)")
 
 	root.AddCommand(worker, send, agents, tables, reset)

@@ -104,6 +104,7 @@ func newRuntime(a *App) *runtime {
 	if cfg.NodeID == "" {
 		cfg.NodeID, _ = os.Hostname()
 	}
+	cfg.DataDir = cfg.dataDir(a.name)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
