@@ -1,0 +1,185 @@
+package systest
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// waitPartway polls the worker's committed counts until some, but far from
+// all, of the events behind truth are reflected: the moment to stop or kill
+// it "mid-stream". It returns the total it saw.
+func waitPartway(t testing.TB, w *workerProc, truth map[string]int64) int64 {
+	t.Helper()
+	total := sum(truth)
+	lo, hi := total/20, total*9/10
+	var seen int64
+	waitFor(t, 60*time.Second, w.name+" partway through the input", func() (bool, string) {
+		if w.exited() {
+			t.Fatalf("%s exited: %s", w.name, w.describeExit())
+		}
+		got, err := w.table("counts", eventKeys)
+		if err != nil {
+			return false, err.Error()
+		}
+		seen = sum(got)
+		if seen >= hi {
+			t.Fatalf("%s processed %d of %d events before it could be stopped mid-stream: make the input bigger", w.name, seen, total)
+		}
+		return seen >= lo, "counts total " + itoa(seen)
+	})
+	t.Logf("%s has committed %d of %d events", w.name, seen, total)
+	return seen
+}
+
+// TestWorkerCleanStopMidStream stops a worker with SIGTERM while input
+// streams in, then restarts it: a clean stop commits everything it
+// processed (Pebble and the group's offsets agree exactly), and the
+// restarted worker ends with exact counts in both the one-hop table and the
+// two-hop one (whose intermediate topic the worker produces itself).
+func TestWorkerCleanStopMidStream(t *testing.T) {
+	t.Parallel()
+	b := newBroker(t)
+	dataDir := t.TempDir()
+	w1 := startWorker(t, "worker-1", b.addr, dataDir, nil)
+	w1.waitReady(60 * time.Second)
+
+	p := newProducer(t, b.addr)
+	events := makeEvents(20000, 1)
+	lines, wordTruth := makeLines(3000, 1)
+	truth := countKeys(events)
+	waitEvents := p.sendAsync("events", events, 100)
+	waitLines := p.sendAsync("lines", lines, 20)
+	waitPartway(t, w1, truth)
+	w1.stop()
+	waitEvents()
+	waitLines()
+
+	d := readDisk(t, dataDir, "counts", "events")
+	checkDataMatchesOffsets(t, d, events)
+	if n := sum(d.rows); n == 0 || n >= int64(len(events)) {
+		t.Errorf("the stopped worker had processed %d of %d events: not mid-stream", n, len(events))
+	}
+	committed := checkCommittedNotAhead(t, b.addr, "events", d)
+	for p := range partitions {
+		if d.parts[p].src >= 0 && committed[p] != d.parts[p].src+1 {
+			t.Errorf("partition %d: after a clean stop the group's committed offset is %d, want %d (Pebble's source offset + 1)",
+				p, committed[p], d.parts[p].src+1)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+
+	w2 := startWorker(t, "worker-2", b.addr, dataDir, nil)
+	w2.waitReady(60 * time.Second)
+	w2.waitTable(60*time.Second, "counts", truth)
+	w2.waitTable(60*time.Second, "word_counts", wordTruth)
+	waitCaughtUp(t, b.addr, "events", "lines", "words")
+	w2.waitTable(time.Second, "counts", truth)
+	w2.waitTable(time.Second, "word_counts", wordTruth)
+	// A clean stop re-sends nothing: the intermediate topic holds each
+	// word of the lines exactly once.
+	if d := diff(readTopic(t, b.addr, "words"), wordTruth); d != "" {
+		t.Errorf("topic words: %s", d)
+	}
+}
+
+// TestWorkerKill9MidStream kills a worker with SIGKILL while input streams
+// in. What it left in Pebble must be self-consistent (rows == the input up
+// to the stored source offset, Kafka's committed offsets not ahead), and
+// after a restart nothing is lost: the counts end exactly at what the
+// at-least-once protocol implies — the changelog records acknowledged but
+// not yet in Pebble are replayed, then every record after Pebble's source
+// offset is processed again — which is >= the truth for every key.
+func TestWorkerKill9MidStream(t *testing.T) {
+	t.Parallel()
+	b := newBroker(t)
+	dataDir := t.TempDir()
+	w1 := startWorker(t, "worker-1", b.addr, dataDir, nil)
+	w1.waitReady(60 * time.Second)
+
+	p := newProducer(t, b.addr)
+	events := makeEvents(20000, 2)
+	lines, wordTruth := makeLines(3000, 2)
+	truth := countKeys(events)
+	waitEvents := p.sendAsync("events", events, 100)
+	waitLines := p.sendAsync("lines", lines, 20)
+	waitPartway(t, w1, truth)
+	w1.kill9()
+	waitEvents()
+	waitLines()
+
+	d := readDisk(t, dataDir, "counts", "events")
+	checkDataMatchesOffsets(t, d, events)
+	checkCommittedNotAhead(t, b.addr, "events", d)
+	if n := sum(d.rows); n == 0 || n >= int64(len(events)) {
+		t.Errorf("the killed worker had processed %d of %d events: not mid-stream", n, len(events))
+	}
+	tail := changelogTails(t, b.addr, countsChangelog, d)
+	want := expectAfterRestart(d, tail, events)
+	requireAtLeast(t, "expected counts after restart", want, truth)
+	t.Logf("truth total %d; expected after restart %d (%d records counted twice)", sum(truth), sum(want), sum(want)-sum(truth))
+	if t.Failed() {
+		return
+	}
+
+	w2 := startWorker(t, "worker-2", b.addr, dataDir, nil)
+	w2.waitReady(60 * time.Second)
+	w2.waitTable(60*time.Second, "counts", want)
+	w2.waitTableAtLeast(60*time.Second, "word_counts", wordTruth)
+	waitCaughtUp(t, b.addr, "events", "lines", "words")
+	w2.waitTable(time.Second, "counts", want)
+	// Two hops, at least once: every word of the lines is in topic words
+	// (maybe more than once), and every record of topic words is counted.
+	words := readTopic(t, b.addr, "words")
+	requireAtLeast(t, "topic words", words, wordTruth)
+	got, err := w2.table("word_counts", keysOf(wordTruth))
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireAtLeast(t, "word_counts against the records of topic words", got, words)
+	t.Logf("word_counts: %d words in lines, %d records in topic words, counted %d", sum(wordTruth), sum(words), sum(got))
+}
+
+// TestWorkerDataDirDeleted deletes a cleanly stopped worker's whole data dir:
+// the restarted worker rebuilds both tables from their changelogs, exactly,
+// and goes on counting from there.
+func TestWorkerDataDirDeleted(t *testing.T) {
+	t.Parallel()
+	b := newBroker(t)
+	dataDir := t.TempDir()
+	w1 := startWorker(t, "worker-1", b.addr, dataDir, nil)
+	w1.waitReady(60 * time.Second)
+
+	p := newProducer(t, b.addr)
+	events := makeEvents(5000, 3)
+	lines, wordTruth := makeLines(1000, 3)
+	p.mustSend("events", events)
+	p.mustSend("lines", lines)
+	truth := countKeys(events)
+	w1.waitTable(60*time.Second, "counts", truth)
+	w1.waitTable(60*time.Second, "word_counts", wordTruth)
+	w1.stop()
+
+	if err := os.RemoveAll(dataDir); err != nil {
+		t.Fatal(err)
+	}
+	w2 := startWorker(t, "worker-2", b.addr, dataDir, nil)
+	w2.waitReady(60 * time.Second)
+	w2.waitTable(30*time.Second, "counts", truth)
+	w2.waitTable(30*time.Second, "word_counts", wordTruth)
+	if !strings.Contains(w2.stderr.String(), "recovering table shard from changelog") {
+		t.Errorf("worker-2 does not log that it recovers its tables from the changelogs")
+	}
+
+	more := makeEvents(2000, 4)
+	p.mustSend("events", more)
+	truth = countKeys(events, more)
+	w2.waitTable(60*time.Second, "counts", truth)
+	all := append(append([]*record(nil), events...), more...)
+	waitCaughtUp(t, b.addr, "events")
+	w2.stop()
+	checkDataMatchesOffsets(t, readDisk(t, dataDir, "counts", "events"), all)
+}
