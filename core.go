@@ -258,6 +258,9 @@ func (c *core) GiveUp(_ context.Context, t actors.Task, cause error) error {
 // the rows and the changelog and source offsets they reflect; (c) the
 // source offsets are marked for the consumer group's commit.
 func (c *core) Commit(ctx context.Context) error {
+	if c.idle() {
+		return nil
+	}
 	for _, sh := range c.shards {
 		for k, d := range sh.dirty {
 			pm := &sarama.ProducerMessage{Topic: sh.def.changelog, Partition: c.p, Key: sarama.ByteEncoder(k)}
@@ -309,6 +312,20 @@ func (c *core) Commit(ctx context.Context) error {
 	c.rt.crashPoint("commit:marked")
 	c.rt.metrics.commits.Inc()
 	return nil
+}
+
+// idle reports whether there is nothing to commit: no table writes, no
+// input processed, no record in flight.
+func (c *core) idle() bool {
+	if len(c.srcDone) > 0 || c.tracker.Pending() > 0 {
+		return false
+	}
+	for _, sh := range c.shards {
+		if len(sh.dirty) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 var _ actors.Core = (*core)(nil)

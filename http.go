@@ -33,14 +33,20 @@ func (rt *runtime) readyLocked() (bool, string) {
 	if !rt.session {
 		return false, "waiting for a partition assignment from the consumer group"
 	}
-	var recovering, stopped []int32
+	var recovering, stopped, failing []int32
 	for p, gs := range rt.grains {
 		switch {
 		case gs.stopped != nil:
 			stopped = append(stopped, p)
+		case gs.failing != nil:
+			failing = append(failing, p)
 		case !gs.loaded:
 			recovering = append(recovering, p)
 		}
+	}
+	sort.Slice(failing, func(i, j int) bool { return failing[i] < failing[j] })
+	if len(failing) > 0 {
+		return false, fmt.Sprintf("partitions %v failing and restarting with backoff: %v", failing, rt.grains[failing[0]].failing)
 	}
 	sort.Slice(stopped, func(i, j int) bool { return stopped[i] < stopped[j] })
 	sort.Slice(recovering, func(i, j int) bool { return recovering[i] < recovering[j] })

@@ -97,6 +97,7 @@ type grainState struct {
 	pid     *actor.PID
 	loaded  bool
 	stopped error
+	failing error // set while the grain waits to be restarted
 }
 
 func newRuntime(a *App) *runtime {
@@ -432,7 +433,12 @@ func (rt *runtime) Setup(sess sarama.ConsumerGroupSession) error {
 			Log:            rt.log.With("partition", p),
 			OnLoaded: func(bool) {
 				rt.mu.Lock()
-				gs.loaded = true
+				gs.loaded, gs.failing = true, nil
+				rt.mu.Unlock()
+			},
+			OnFailed: func(err error) {
+				rt.mu.Lock()
+				gs.failing = err
 				rt.mu.Unlock()
 			},
 			OnStopped: func(err error) {

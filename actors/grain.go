@@ -63,6 +63,9 @@ type GrainConfig struct {
 	OnLoaded func(first bool)
 	// OnStopped is called when the error policy stops the partition.
 	OnStopped func(err error)
+	// OnFailed is called when the grain fails and is handed to its
+	// supervisor for a restart; OnLoaded follows once it has recovered.
+	OnFailed func(err error)
 }
 
 // Deliver hands a batch of records, in offset order, to a grain. Done
@@ -286,6 +289,9 @@ func (g *grain) commit(c actor.Context) error {
 // The mailbox is suspended until then, so nothing else is processed.
 func (g *grain) fail(c actor.Context, err error) {
 	g.s.failed = err
+	if g.s.cfg.OnFailed != nil {
+		g.s.cfg.OnFailed(err)
+	}
 	if sup, ok := c.(interface{ EscalateFailure(reason, message any) }); ok {
 		sup.EscalateFailure(err, c.Message())
 		return

@@ -30,9 +30,11 @@ func ClientConfig(clientID string) *sarama.Config {
 	cfg.Producer.Return.Errors = true
 	cfg.Producer.Partitioner = sarama.NewManualPartitioner
 	// sarama allocates per-partition retry state sized by Retry.Max, so it
-	// must stay modest: 1000 retries with backoff up to 2s ride out about
-	// half an hour of broker outage; past that the send fails, the grain
-	// restarts and re-sends from its last commit, so nothing is lost.
+	// must stay modest. Retries ride out leader changes and short blips;
+	// when a broker is gone, sarama's circuit breaker fails sends within
+	// seconds anyway. A failed send fails the commit: the grain restarts
+	// with backoff and re-sends everything since its last commit, so
+	// nothing is lost (outputs may be duplicated: at-least-once).
 	cfg.Producer.Retry.Max = 1000
 	cfg.Producer.Retry.BackoffFunc = backoff
 	cfg.Producer.Flush.Frequency = time.Millisecond
