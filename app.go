@@ -28,6 +28,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/mephistohq/mephisto/timer"
 )
 
 // ErrNotRunning is returned by operations that need a running worker (such
@@ -52,6 +54,7 @@ type App struct {
 	agents map[string]*agentDef
 	order  []string // agent names in declaration order
 	tasks  []taskDef
+	timers []*timerDef
 	rt     *runtime // non-nil while a worker runs
 	errs   []error  // declaration errors, reported by Validate
 }
@@ -116,6 +119,9 @@ type Config struct {
 	// waits for a silent node when gossip does not report it dead first.
 	// Default 10s. Flag --session-timeout.
 	SessionTimeout time.Duration
+
+	// clock drives timers; nil is the wall clock (see WithClock).
+	clock timer.Clock
 
 	// crash, when set, is called at named points of the commit protocol so
 	// tests can kill the process there (see MEPHISTO_FAULTPOINT).
@@ -258,8 +264,8 @@ func (a *App) Validate() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	errs := append([]error(nil), a.errs...)
-	if len(a.agents) == 0 {
-		errs = append(errs, errors.New("the app declares no agents: nothing to run"))
+	if len(a.agents) == 0 && len(a.tasks) == 0 && len(a.timers) == 0 {
+		errs = append(errs, errors.New("the app declares no agents, tasks or timers: nothing to run"))
 	}
 	return errors.Join(errs...)
 }

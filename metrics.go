@@ -25,6 +25,7 @@ type metrics struct {
 	recoveryLast      *prometheus.GaugeVec
 	evictions         prometheus.Counter
 	generation        prometheus.Gauge
+	timerRuns         *prometheus.CounterVec
 }
 
 func newMetrics(app, node string) *metrics {
@@ -53,10 +54,11 @@ func newMetrics(app, node string) *metrics {
 		recoveryLast:      prometheus.NewGaugeVec(prometheus.GaugeOpts(f("recovery_last_records", "Changelog records replayed by the shard's last recovery (a promoted standby replays only its tail).")), []string{"table", "partition"}),
 		evictions:         prometheus.NewCounter(prometheus.CounterOpts(f("dead_nodes_evicted_total", "Dead nodes this node removed from the consumer group to start a rebalance at once."))),
 		generation:        prometheus.NewGauge(prometheus.GaugeOpts(f("group_generation", "The consumer group generation of this node's current assignment."))),
+		timerRuns:         prometheus.NewCounterVec(prometheus.CounterOpts(f("timer_runs_total", "Timer and crontab runs on this node.")), []string{"timer"}),
 	}
 	reg.MustRegister(m.eventsIn, m.latency, m.lag, m.tableWrites, m.recoveryRecords, m.recoveryRemaining,
 		m.restarts, m.deadLetters, m.skipped, m.commits, m.stopped, m.ready,
-		m.standbyLag, m.recoveryLast, m.evictions, m.generation,
+		m.standbyLag, m.recoveryLast, m.evictions, m.generation, m.timerRuns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -243,6 +243,9 @@ func (rt *runtime) run(stop context.Context) (err error) {
 		return err
 	}
 	rt.startTasks(stop)
+	if err := rt.startTimers(stop); err != nil {
+		return err
+	}
 	defer rt.tasks.Wait()
 	rt.setPhase("joining consumer group")
 	rt.log.Info("worker started", "brokers", strings.Join(rt.brokers, ","), "topics", rt.sources, "data_dir", rt.cfg.DataDir)
