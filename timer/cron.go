@@ -110,23 +110,25 @@ func (s *Spec) Next(t time.Time) time.Time {
 	t = t.In(s.loc).Truncate(time.Minute).Add(time.Minute)
 	end := t.AddDate(5, 0, 0)
 	for t.Before(end) {
-		if s.month&(1<<uint(t.Month())) == 0 {
-			t = time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, s.loc)
-			continue
+		var next time.Time
+		switch {
+		case s.month&(1<<uint(t.Month())) == 0:
+			next = time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, s.loc)
+		case !s.dayMatches(t):
+			next = time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, s.loc)
+		case s.hour&(1<<uint(t.Hour())) == 0:
+			// By duration, not time.Date: an hour skipped by a DST change
+			// would normalise backwards and never advance.
+			next = t.Add(time.Duration(60-t.Minute()) * time.Minute)
+		case s.minute&(1<<uint(t.Minute())) == 0:
+			next = t.Add(time.Minute)
+		default:
+			return t
 		}
-		if !s.dayMatches(t) {
-			t = time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, s.loc)
-			continue
+		if !next.After(t) { // a local midnight that does not exist
+			next = t.Add(time.Hour)
 		}
-		if s.hour&(1<<uint(t.Hour())) == 0 {
-			t = time.Date(t.Year(), t.Month(), t.Day(), t.Hour()+1, 0, 0, 0, s.loc)
-			continue
-		}
-		if s.minute&(1<<uint(t.Minute())) == 0 {
-			t = t.Add(time.Minute)
-			continue
-		}
-		return t
+		t = next
 	}
 	return time.Time{}
 }
