@@ -57,6 +57,7 @@ type agentDef struct {
 	deadLetterTopic string
 	sinks           []string
 	internal        bool
+	replies         bool // declared with NewReplyAgent
 	// run decodes the event and calls the handler.
 	run func(ec *eventCtx) error
 }

@@ -115,6 +115,10 @@ type Config struct {
 	// Standbys is how many other nodes keep a warm copy of each table
 	// shard (capped at nodes-1). Default 1. Flag --standbys.
 	Standbys int
+	// ActorAddr is where the node's actor system listens for messages from
+	// other nodes (PIDs); "" keeps the actors local. The worker command's
+	// default is 127.0.0.1:0 (a free port). Flag --actor.
+	ActorAddr string
 	// SessionTimeout is the consumer group session timeout: how long Kafka
 	// waits for a silent node when gossip does not report it dead first.
 	// Default 10s. Flag --session-timeout.

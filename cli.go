@@ -79,6 +79,7 @@ type cliFlags struct {
 	key            string
 	jsonOut        bool
 	gossip         string
+	actor          string
 	join           []string
 	advertise      string
 	gossipKey      string
@@ -124,7 +125,7 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 				WithReplicationFactor(f.replication), WithCommitInterval(f.commitInterval),
 				WithMaxAttempts(f.maxAttempts), WithCacheSize(f.cacheBytes),
 				WithGossip(f.gossip), WithJoin(f.join...), WithAdvertise(f.advertise), WithGossipKey(f.gossipKey),
-				WithStandbys(f.standbys), WithSessionTimeout(f.sessionTimeout),
+				WithStandbys(f.standbys), WithSessionTimeout(f.sessionTimeout), WithActorAddr(f.actor),
 			}
 			if k := len(f.gossipKey); k != 0 && k != 16 && k != 24 && k != 32 {
 				return usageError{fmt.Errorf("--gossip-key must be 16, 24 or 32 bytes, got %d", k)}
@@ -158,6 +159,11 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 	wf.DurationVar(&f.commitInterval, "commit-interval", cfg.CommitInterval, "how often each partition commits")
 	wf.IntVar(&f.maxAttempts, "max-attempts", cfg.MaxAttempts, "attempts of a failing record before the agent's error policy applies")
 	wf.Int64Var(&f.cacheBytes, "cache-size", cfg.CacheBytes, "Pebble block cache size in bytes")
+	actorDefault := cfg.ActorAddr
+	if actorDefault == "" {
+		actorDefault = "127.0.0.1:0"
+	}
+	wf.StringVar(&f.actor, "actor", actorDefault, "where this node's actors listen for other nodes (PIDs; port 0: a free port); empty keeps them local")
 	wf.StringVar(&f.gossip, "gossip", cfg.Gossip, "gossip (memberlist) listen address host:port; empty disables gossip")
 	wf.StringSliceVar(&f.join, "join", cfg.Join, "gossip address of a node to join (repeatable)")
 	wf.StringVar(&f.advertise, "advertise", cfg.Advertise, "host other nodes use to reach this one (default: the listen addresses)")

@@ -44,6 +44,7 @@ type eventCtx struct {
 	msg    *sarama.ConsumerMessage
 	agent  *agentDef
 	staged []*sarama.ProducerMessage
+	reply  []byte // the encoded result of a reply agent's handler
 }
 
 func (e *eventCtx) Value(k any) any {

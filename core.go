@@ -9,6 +9,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/mephistohq/mephisto/actors"
+	"github.com/mephistohq/mephisto/actors/envelopepb"
 	"github.com/mephistohq/mephisto/kafka"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -108,7 +109,7 @@ func (c *core) recoverShard(sh *shard) error {
 	if err != nil {
 		return err
 	}
-	oldest, hwm, err := kafka.Bounds(c.rt.client, topic, c.p)
+	oldest, hwm, err := kafka.Bounds(c.rt.cclient, topic, c.p)
 	if err != nil {
 		return err
 	}
@@ -203,18 +204,96 @@ func (c *core) Process(_ context.Context, t actors.Task) error {
 		return nil // already reflected in the tables (a commit reached Pebble but not Kafka)
 	}
 	a := c.agents[t.Agent]
+	if err := c.run(a, m); err != nil {
+		return err
+	}
+	c.stageReply(m, c.ec.reply, "")
+	c.release()
+	c.srcDone[m.Topic] = m.Offset
+	return nil
+}
+
+// run runs agent a's handler on m; its effects stay staged in c.ec.
+func (c *core) run(a *agentDef, m *sarama.ConsumerMessage) error {
 	ec := &c.ec
-	ec.msg, ec.agent, ec.staged = m, a, ec.staged[:0]
+	ec.msg, ec.agent, ec.staged, ec.reply = m, a, ec.staged[:0], nil
 	start := time.Now()
 	if err := a.run(ec); err != nil {
 		return err
 	}
 	c.rt.metrics.latency.WithLabelValues(a.name).Observe(time.Since(start).Seconds())
-	for _, pm := range ec.staged {
+	return nil
+}
+
+// release produces the staged effects of the event just handled.
+func (c *core) release() {
+	for _, pm := range c.ec.staged {
 		c.rt.producer.Send(c.tracker, pm)
 	}
-	c.srcDone[m.Topic] = m.Offset
-	return nil
+	c.ec.staged = c.ec.staged[:0]
+}
+
+// stageReply stages the reply to a request that came through Kafka (a
+// record with a reply-to header): the result, or errText if it failed.
+func (c *core) stageReply(m *sarama.ConsumerMessage, value []byte, errText string) {
+	to := headerValue(m.Headers, headerReplyTo)
+	if to == "" || (value == nil && errText == "") {
+		return
+	}
+	topic, p := replyTarget(to)
+	if p < 0 {
+		var err error
+		if p, err = c.rt.partitionFor(topic, m.Key, true, m.Partition); err != nil {
+			c.log.Warn("cannot reply", "reply_to", to, "err", err)
+			return
+		}
+	}
+	headers := []sarama.RecordHeader{{Key: []byte(headerCorrelationID), Value: []byte(headerValue(m.Headers, headerCorrelationID))}}
+	if errText != "" {
+		headers = append(headers, sarama.RecordHeader{Key: []byte(headerError), Value: []byte(errText)})
+	}
+	key := m.Key
+	if corr := headerValue(m.Headers, headerCorrelationID); corr != "" {
+		key = []byte(corr)
+	}
+	c.ec.staged = append(c.ec.staged, &sarama.ProducerMessage{Topic: topic, Partition: p,
+		Key: bytesEncoder(key), Value: bytesEncoder(value), Headers: headers})
+}
+
+// Direct handles a message sent straight to this grain's PID: the agent's
+// handler runs like for a record (its table writes and sends commit with
+// the next commit), and the reply, or the error, goes back in an envelope.
+// Nothing durable records the request itself: the sender retries.
+func (c *core) Direct(_ context.Context, env *envelopepb.Envelope) (out *envelopepb.Envelope) {
+	out = &envelopepb.Envelope{Agent: env.Agent, CorrelationId: env.CorrelationId}
+	var a *agentDef
+	for _, d := range c.agents {
+		if d.name == env.Agent {
+			a = d
+		}
+	}
+	if a == nil {
+		out.Error = fmt.Sprintf("no agent %q on this node", env.Agent)
+		return out
+	}
+	m := &sarama.ConsumerMessage{Partition: c.p, Offset: -1, Key: env.Key, Value: env.Value, Timestamp: time.Now()}
+	for _, h := range env.Headers {
+		m.Headers = append(m.Headers, &sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.ec.staged = c.ec.staged[:0]
+			out.Error = fmt.Sprintf("handler panicked: %v", r)
+		}
+	}()
+	if err := c.run(a, m); err != nil {
+		c.ec.staged = c.ec.staged[:0]
+		out.Error = err.Error()
+		return out
+	}
+	c.release()
+	out.Value = c.ec.reply
+	return out
 }
 
 func (c *core) GiveUp(_ context.Context, t actors.Task, cause error) error {
@@ -245,9 +324,15 @@ func (c *core) GiveUp(_ context.Context, t actors.Task, cause error) error {
 		c.rt.metrics.skipped.WithLabelValues(a.name).Inc()
 		c.log.Warn("record skipped by the agent's error policy", attrs...)
 	case Stop:
+		c.ec.staged = c.ec.staged[:0]
+		c.stageReply(m, nil, cause.Error())
+		c.release()
 		c.log.Error("partition STOPPED by the agent's error policy: fix the cause, then restart the worker", attrs...)
 		return fmt.Errorf("%w: agent %s, %s/%d@%d: %w", actors.ErrPartitionStopped, a.name, m.Topic, m.Partition, m.Offset, cause)
 	}
+	c.ec.staged = c.ec.staged[:0]
+	c.stageReply(m, nil, cause.Error())
+	c.release()
 	c.srcDone[m.Topic] = m.Offset
 	return nil
 }

@@ -38,7 +38,7 @@ func (rt *runtime) startGossip(stop context.Context) error {
 		return nil
 	}
 	cfg := cluster.MembershipConfig{
-		Meta:     cluster.NodeMeta{ID: rt.cfg.NodeID, Web: rt.webAddr()},
+		Meta:     cluster.NodeMeta{ID: rt.cfg.NodeID, Web: rt.webAddr(), Actor: rt.actorAddr()},
 		Bind:     rt.cfg.Gossip,
 		Key:      []byte(rt.cfg.GossipKey),
 		Log:      rt.log,
@@ -92,7 +92,13 @@ func (rt *runtime) webAddr() string {
 // static member from the consumer group, which starts the rebalance now
 // instead of after the session timeout (DESIGN decision 9, issue 3).
 func (rt *runtime) onMembership(ev cluster.Event) {
-	if ev.Kind != cluster.NodeDead {
+	switch ev.Kind {
+	case cluster.NodeDead:
+		rt.markDead(ev.Node.Actor)
+	case cluster.NodeJoined, cluster.NodeUpdated:
+		rt.markAlive(ev.Node.Actor)
+		return
+	default:
 		return
 	}
 	go func() {
@@ -122,6 +128,7 @@ func (rt *runtime) localMember() cluster.Member {
 		Standbys: rt.cfg.Standbys,
 		Active:   slices.Clone(rt.lastActive),
 		Web:      rt.webAddr(),
+		Actor:    rt.actorAddr(),
 		Offsets:  map[int32]int64{},
 	}
 	for p := range rt.standbys {
@@ -281,7 +288,16 @@ func (rt *runtime) Cluster() any {
 		v.Nodes = append(v.Nodes, ClusterNode{ID: n.NodeID, Web: n.Web, Actor: n.Actor, Alive: a})
 	}
 	lags := rt.groupLag()
-	for _, pp := range plan.Partitions {
+	parts := plan.Partitions
+	if len(parts) == 0 && len(rt.sources) > 0 { // no tables: show who consumes what
+		n, _ := rt.partitionCount(rt.sources[0])
+		for p := int32(0); p < n; p++ {
+			if owner, ok := plan.Owner(rt.sources[0], p); ok {
+				parts = append(parts, cluster.PartitionPlan{Partition: p, Active: owner.NodeID})
+			}
+		}
+	}
+	for _, pp := range parts {
 		v.Partitions = append(v.Partitions, ClusterPartition{
 			Group: rt.app.name, Partition: pp.Partition, Active: pp.Active,
 			Standbys: append([]string{}, pp.Standbys...), Lag: lags[pp.Partition],

@@ -70,7 +70,7 @@ func (s *standby) follow(ctx context.Context, d *tableDef, lag interface{ Set(fl
 	if err != nil {
 		return err
 	}
-	oldest, hwm, err := kafka.Bounds(s.rt.client, d.changelog, s.p)
+	oldest, hwm, err := kafka.Bounds(s.rt.cclient, d.changelog, s.p)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
 	"github.com/mephistohq/mephisto/actors"
 	"github.com/mephistohq/mephisto/cluster"
 	"github.com/mephistohq/mephisto/kafka"
@@ -60,32 +61,42 @@ type runtime struct {
 	metrics *metrics
 
 	// Set up by run before the consumer group starts, read-only after.
-	broker   *kafka.Broker
-	brokers  []string
-	client   sarama.Client
-	admin    sarama.ClusterAdmin
-	producer *kafka.Producer
-	consumer sarama.Consumer
-	group    sarama.ConsumerGroup
-	store    *state.Store
-	system   *actor.ActorSystem
-	sup      *actors.Supervisor
-	web      *web.Server
-	tables   []*tableDef      // by index
-	agents   []*agentDef      // by index
-	fanout   map[string][]int // topic → agents
-	sources  []string         // topics the consumer group subscribes to
+	broker  *kafka.Broker
+	brokers []string
+	// One client per independent reader: a broker answers the requests of
+	// one connection in order, so a fetch long-polling for one reader would
+	// delay the others.
+	client    sarama.Client // consumer group, admin, metadata
+	pclient   sarama.Client // the producer
+	cclient   sarama.Client // changelog reader (recovery, standbys)
+	rclient   sarama.Client // reply listener
+	admin     sarama.ClusterAdmin
+	producer  *kafka.Producer
+	consumer  sarama.Consumer // changelogs
+	rconsumer sarama.Consumer // replies
+	group     sarama.ConsumerGroup
+	store     *state.Store
+	system    *actor.ActorSystem
+	sup       *actors.Supervisor
+	web       *web.Server
+	tables    []*tableDef      // by index
+	agents    []*agentDef      // by index
+	fanout    map[string][]int // topic → agents
+	sources   []string         // topics the consumer group subscribes to
 
 	members  *cluster.Membership // nil without --gossip
 	strategy *cluster.Strategy
+	remote   *remote.Remote
+	requests *requester
 
 	mu         sync.Mutex // guards the fields below
 	counts     map[string]int32
-	plan       *cluster.Plan      // the latest assignment plan received
-	lastActive []int32            // partitions active in the current/last session
-	standbys   map[int32]*standby // standby shards being tailed
-	promoted   map[int32]bool     // standbys stopped because the partition became active here
-	phase      string             // why the node is not ready, "" once consuming
+	plan       *cluster.Plan            // the latest assignment plan received
+	lastActive []int32                  // partitions active in the current/last session
+	standbys   map[int32]*standby       // standby shards being tailed
+	promoted   map[int32]bool           // standbys stopped because the partition became active here
+	deaths     map[string]chan struct{} // actor address → closed when that node is declared dead
+	phase      string                   // why the node is not ready, "" once consuming
 	session    bool
 	generation int32
 	grains     map[int32]*grainState
@@ -118,6 +129,7 @@ func newRuntime(a *App) *runtime {
 		grains:   map[int32]*grainState{},
 		standbys: map[int32]*standby{},
 		promoted: map[int32]bool{},
+		deaths:   map[string]chan struct{}{},
 		phase:    "starting",
 		fanout:   map[string][]int{},
 	}
@@ -211,11 +223,14 @@ func (rt *runtime) run(stop context.Context) (err error) {
 			return err
 		}
 	}
-	if rt.producer, err = kafka.NewProducer(rt.client, rt.log); err != nil {
+	if rt.producer, err = kafka.NewProducer(rt.pclient, rt.log); err != nil {
 		return err
 	}
-	if rt.consumer, err = sarama.NewConsumerFromClient(rt.client); err != nil {
+	if rt.consumer, err = sarama.NewConsumerFromClient(rt.cclient); err != nil {
 		return fmt.Errorf("start consumer: %w", err)
+	}
+	if rt.rconsumer, err = sarama.NewConsumerFromClient(rt.rclient); err != nil {
+		return fmt.Errorf("start reply consumer: %w", err)
 	}
 	if rt.group, err = sarama.NewConsumerGroupFromClient(rt.app.name, rt.client); err != nil {
 		return fmt.Errorf("join consumer group %s: %w", rt.app.name, err)
@@ -232,6 +247,12 @@ func (rt *runtime) run(stop context.Context) (err error) {
 		},
 	})
 	if err != nil {
+		return err
+	}
+	if err := rt.startRemote(); err != nil {
+		return err
+	}
+	if rt.requests, err = newRequester(rt.rconsumer, rt.producer, rt.app.name, rt.cfg.NodeID, rt.partitionCount); err != nil {
 		return err
 	}
 	go func() {
@@ -273,7 +294,7 @@ func (rt *runtime) run(stop context.Context) (err error) {
 // before Kafka (or cut off from it) waits instead of exiting, and returns
 // the cluster id.
 func (rt *runtime) connect(stop context.Context) (string, error) {
-	cfg := kafka.ClientConfig(rt.app.name + "-" + rt.cfg.NodeID)
+	cfg := kafka.ConsumerConfig(rt.app.name + "-" + rt.cfg.NodeID)
 	rt.strategy = cluster.NewStrategy(rt.localMember, rt.onPlan)
 	cfg.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{rt.strategy}
 	// Static membership: a node that restarts quickly keeps its partitions.
@@ -294,6 +315,16 @@ func (rt *runtime) connect(stop context.Context) (string, error) {
 			rt.client = client
 			if rt.admin, err = sarama.NewClusterAdminFromClient(client); err != nil {
 				return "", fmt.Errorf("kafka admin: %w", err)
+			}
+			prefix := rt.app.name + "-" + rt.cfg.NodeID
+			if rt.pclient, err = sarama.NewClient(rt.brokers, kafka.ClientConfig(prefix+"-producer")); err != nil {
+				return "", fmt.Errorf("kafka producer client: %w", err)
+			}
+			if rt.cclient, err = sarama.NewClient(rt.brokers, kafka.ConsumerConfig(prefix+"-changelogs")); err != nil {
+				return "", fmt.Errorf("kafka changelog client: %w", err)
+			}
+			if rt.rclient, err = sarama.NewClient(rt.brokers, kafka.ConsumerConfig(prefix+"-replies")); err != nil {
+				return "", fmt.Errorf("kafka reply client: %w", err)
 			}
 			rt.log.Info("connected to Kafka", "brokers", strings.Join(rt.brokers, ","), "cluster_id", id)
 			return id, nil
@@ -341,6 +372,7 @@ func (rt *runtime) ensureTopics() error {
 			add(kafka.TopicSpec{Name: a.deadLetterTopic, Partitions: n})
 		}
 	}
+	add(kafka.TopicSpec{Name: repliesTopic(rt.app.name), Partitions: n})
 	counts, err := kafka.EnsureTopics(rt.admin, specs)
 	if err != nil {
 		return err
@@ -556,6 +588,9 @@ func (rt *runtime) shutdown() {
 			rt.log.Warn("leave gossip", "err", err)
 		}
 	}
+	if rt.requests != nil {
+		rt.requests.close()
+	}
 	if rt.group != nil {
 		if err := rt.group.Close(); err != nil {
 			rt.log.Warn("leave consumer group", "err", err)
@@ -563,6 +598,9 @@ func (rt *runtime) shutdown() {
 	}
 	if rt.sup != nil {
 		rt.sup.Stop()
+	}
+	if rt.remote != nil {
+		rt.remote.Shutdown(false)
 	}
 	if rt.system != nil {
 		rt.system.Shutdown()
@@ -573,6 +611,14 @@ func (rt *runtime) shutdown() {
 	rt.stopStandbys()
 	if rt.consumer != nil {
 		_ = rt.consumer.Close()
+	}
+	if rt.rconsumer != nil {
+		_ = rt.rconsumer.Close()
+	}
+	for _, c := range []sarama.Client{rt.pclient, rt.cclient, rt.rclient} {
+		if c != nil {
+			_ = c.Close()
+		}
 	}
 	if rt.admin != nil {
 		_ = rt.admin.Close() // closes rt.client too

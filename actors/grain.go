@@ -11,6 +11,8 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/scheduler"
+	"github.com/mephistohq/mephisto/actors/envelopepb"
+	"google.golang.org/protobuf/proto"
 )
 
 // ErrPoison marks a record that can never succeed (it cannot be decoded):
@@ -45,6 +47,9 @@ type Core interface {
 	GiveUp(ctx context.Context, t Task, cause error) error
 	// Commit makes everything processed so far durable.
 	Commit(ctx context.Context) error
+	// Direct handles a message sent to the grain's PID and returns the
+	// reply. It must not panic.
+	Direct(ctx context.Context, env *envelopepb.Envelope) *envelopepb.Envelope
 }
 
 // GrainConfig configures a grain.
@@ -151,9 +156,20 @@ func (g *grain) Receive(c actor.Context) {
 		}
 	case *Drain:
 		c.Respond(g.commit(c))
+	case *envelopepb.Envelope:
+		reply := s.cfg.Core.Direct(context.Background(), m)
+		if c.Sender() != nil {
+			c.Respond(reply)
+		}
 	case *actor.Stopping:
 		if s.ticker != nil {
 			s.ticker()
+		}
+	case proto.Message:
+		// A protobuf message of a type grains do not know (from another
+		// program, or a newer version): refuse it, never crash.
+		if c.Sender() != nil {
+			c.Respond(&envelopepb.Envelope{Error: fmt.Sprintf("grain %s does not accept %T: send a mephisto envelope", c.Self().Id, m)})
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/mephistohq/mephisto/actors/envelopepb"
 )
 
 // scriptCore is a Core whose Process outcome per offset is scripted. It
@@ -78,6 +79,10 @@ func (c *scriptCore) Commit(context.Context) error {
 	c.committed = append(c.committed, c.pending...)
 	c.pending = nil
 	return nil
+}
+
+func (c *scriptCore) Direct(_ context.Context, env *envelopepb.Envelope) *envelopepb.Envelope {
+	return &envelopepb.Envelope{Value: env.Value}
 }
 
 func msgs(from, to int64) []*sarama.ConsumerMessage {

@@ -62,6 +62,18 @@ func ClientConfig(clientID string) *sarama.Config {
 	return cfg
 }
 
+// ConsumerConfig returns the configuration of a client that consumes and
+// administers but does not produce. A node keeps its producer on a client of
+// its own: idempotence allows one request in flight per connection, and a
+// shared connection would make every produce wait behind a fetch's
+// long-poll.
+func ConsumerConfig(clientID string) *sarama.Config {
+	cfg := ClientConfig(clientID)
+	cfg.Producer.Idempotent = false
+	cfg.Net.MaxOpenRequests = 5
+	return cfg
+}
+
 const (
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = 2 * time.Second
