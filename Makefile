@@ -37,7 +37,7 @@ lint: ## fail if any file needs gofmt; go vet
 
 build: ## build every package, and bin/mephisto, bin/wordcount, bin/orders
 	$(GO) build ./...
-	$(GO) build -o bin/ ./cmd/mephisto ./examples/wordcount ./examples/orders
+	$(GO) build -o bin/ ./cmd/mephisto ./examples/wordcount ./examples/orders ./examples/adder
 
 clean: ## remove bin/ and the `make run` state (./.run by default)
 	rm -rf bin $(RUN_DIR)

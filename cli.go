@@ -173,8 +173,8 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 	logFlags(wf)
 
 	send := &cobra.Command{
-		Use:   "send TOPIC VALUE",
-		Short: "Produce one record to a topic (value and --key are parsed with the topic's codecs)",
+		Use:   "send AGENT|TOPIC VALUE",
+		Short: "Produce one record to a topic, or to an agent's topic (value and --key are parsed with the topic's codecs)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.sendCmd(cmd.Context(), stdout, sendBrokers, args[0], args[1], f.key, cmd.Flags().Changed("key"))
@@ -182,6 +182,20 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 	}
 	send.Flags().StringSliceVar(&sendBrokers, "brokers", defaultClientBrokers(cfg), "Kafka bootstrap brokers, comma-separated")
 	send.Flags().StringVar(&f.key, "key", "", "record key (default: no key)")
+
+	var askTimeout time.Duration
+	var askBrokers []string
+	ask := &cobra.Command{
+		Use:   "ask AGENT VALUE",
+		Short: "Ask a reply agent and print its reply (VALUE and --key are parsed with the agent's topic codecs)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.askCmd(cmd.Context(), stdout, askBrokers, args[0], args[1], f.key, cmd.Flags().Changed("key"), askTimeout)
+		},
+	}
+	ask.Flags().StringSliceVar(&askBrokers, "brokers", defaultClientBrokers(cfg), "Kafka bootstrap brokers, comma-separated")
+	ask.Flags().StringVar(&f.key, "key", "", "request key (default: none, spread over the partitions)")
+	ask.Flags().DurationVar(&askTimeout, "timeout", 10*time.Second, "how long to wait for the reply")
 
 	agents := &cobra.Command{
 		Use:   "agents",
@@ -252,7 +266,7 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 	reset.Flags().StringVar(&f.nodeID, "node-id", cfg.NodeID, "the worker's node id, to find its default data directory")
 	reset.Flags().StringSliceVar(&resetBrokers, "brokers", cfg.Brokers, "Kafka brokers (unused: state is local; accepted for symmetry)")
 
-	root.AddCommand(worker, send, agents, tables, reset)
+	root.AddCommand(worker, send, ask, agents, tables, reset)
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return bindEnv(cmd) }
 	return root
 }
@@ -314,6 +328,9 @@ func (a *App) sendCmd(ctx context.Context, stdout io.Writer, brokers []string, t
 	var kb, vb []byte = nil, []byte(value)
 	a.mu.Lock()
 	def := a.topics[topic]
+	if ag, ok := a.agents[topic]; ok && def == nil {
+		def, topic = ag.topic, ag.topic.name
+	}
 	a.mu.Unlock()
 	var err error
 	if def != nil {
@@ -352,5 +369,67 @@ func (a *App) sendCmd(ctx context.Context, stdout io.Writer, brokers []string, t
 		return err
 	}
 	fmt.Fprintf(stdout, "sent to %s partition %d offset %d\n", topic, p, off)
+	return nil
+}
+
+// askCmd asks a reply agent as a client (not a cluster member): it sends
+// the request with a reply-to header naming its own partition of the reply
+// topic and prints the reply, which is JSON.
+func (a *App) askCmd(ctx context.Context, stdout io.Writer, brokers []string, agent, value, key string, keyed bool, timeout time.Duration) error {
+	a.mu.Lock()
+	ag, ok := a.agents[agent]
+	a.mu.Unlock()
+	if !ok {
+		return usageError{fmt.Errorf("no agent %q (see the agents command)", agent)}
+	}
+	if !ag.replies {
+		return usageError{fmt.Errorf("agent %s does not reply: %w", agent, ErrNotReplyAgent)}
+	}
+	vb, err := ag.topic.textValue(value)
+	if err != nil {
+		return usageError{fmt.Errorf("value for agent %s (%s codec): %w", agent, ag.topic.valueCodec, err)}
+	}
+	var kb []byte
+	if keyed {
+		if kb, err = ag.topic.textKey(key); err != nil {
+			return usageError{fmt.Errorf("key for agent %s (%s codec): %w", agent, ag.topic.keyCodec, err)}
+		}
+	}
+	pclient, err := sarama.NewClient(brokers, kafka.ClientConfig(a.name+"-cli"))
+	if err != nil {
+		return fmt.Errorf("connect to Kafka at %s: %w", strings.Join(brokers, ","), err)
+	}
+	defer pclient.Close()
+	cclient, err := sarama.NewClient(brokers, kafka.ConsumerConfig(a.name+"-cli-replies"))
+	if err != nil {
+		return fmt.Errorf("connect to Kafka at %s: %w", strings.Join(brokers, ","), err)
+	}
+	defer cclient.Close()
+	consumer, err := sarama.NewConsumerFromClient(cclient)
+	if err != nil {
+		return err
+	}
+	defer consumer.Close()
+	prod, err := kafka.NewProducer(pclient, nil)
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+	counts := func(t string) (int32, error) {
+		ps, err := cclient.Partitions(t)
+		return int32(len(ps)), err
+	}
+	req, err := newRequester(consumer, prod, a.name, "cli-"+newID(), counts)
+	if err != nil {
+		return err
+	}
+	defer req.close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	reply, err := req.ask(ctx, ag.topic.name, kb, vb, keyed, int32(time.Now().UnixNano()%1024))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, string(reply))
 	return nil
 }
