@@ -49,6 +49,14 @@ type AgentOption func(*agentDef)
 // OnError sets the agent's error policy (default DeadLetter).
 func OnError(p ErrorPolicy) AgentOption { return func(d *agentDef) { d.policy = p } }
 
+// Concurrency runs the agent's handler on n actors per partition (default
+// 1), for work that may finish out of order (calls to other services).
+// Such handlers may read tables but not write them (ErrReadOnly): table
+// state belongs to the partition's one grain. The partition still commits
+// only what all of them have finished, and their sends are released in
+// offset order.
+func Concurrency(n int) AgentOption { return func(d *agentDef) { d.concurrency = n } }
+
 // agentDef is what the runtime knows of an agent, whatever its types.
 type agentDef struct {
 	name            string
@@ -58,6 +66,7 @@ type agentDef struct {
 	sinks           []string
 	internal        bool
 	replies         bool // declared with NewReplyAgent
+	concurrency     int  // handler actors per partition (≤ 1: the grain itself)
 	// run decodes the event and calls the handler.
 	run func(ec *eventCtx) error
 }

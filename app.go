@@ -55,8 +55,10 @@ type App struct {
 	order  []string // agent names in declaration order
 	tasks  []taskDef
 	timers []*timerDef
-	rt     *runtime // non-nil while a worker runs
-	errs   []error  // declaration errors, reported by Validate
+	// chanAgents are the channel-backed agents, started with the worker.
+	chanAgents []chanDecl
+	rt         *runtime // non-nil while a worker runs
+	errs       []error  // declaration errors, reported by Validate
 }
 
 // Config is a worker's configuration. Every field has a command-line flag
@@ -268,7 +270,7 @@ func (a *App) Validate() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	errs := append([]error(nil), a.errs...)
-	if len(a.agents) == 0 && len(a.tasks) == 0 && len(a.timers) == 0 {
+	if len(a.agents) == 0 && len(a.tasks) == 0 && len(a.timers) == 0 && len(a.chanAgents) == 0 {
 		errs = append(errs, errors.New("the app declares no agents, tasks or timers: nothing to run"))
 	}
 	return errors.Join(errs...)

@@ -40,11 +40,14 @@ type eventKey struct{}
 // partition; its staged effects are released only if the handler succeeds.
 type eventCtx struct {
 	context.Context
-	core   *core
+	core   *core    // nil for channel agents (no partition, no tables)
+	rt     *runtime // the node, for channel agents
 	msg    *sarama.ConsumerMessage
 	agent  *agentDef
 	staged []*sarama.ProducerMessage
 	reply  []byte // the encoded result of a reply agent's handler
+	// readOnly is set for handlers running with Concurrency > 1.
+	readOnly bool
 }
 
 func (e *eventCtx) Value(k any) any {
@@ -72,4 +75,12 @@ func eventFrom(ctx context.Context) *eventCtx {
 	}
 	e, _ := ctx.Value(eventKey{}).(*eventCtx)
 	return e
+}
+
+// runtime returns the node the event is handled on.
+func (e *eventCtx) runtime() *runtime {
+	if e.core != nil {
+		return e.core.rt
+	}
+	return e.rt
 }

@@ -213,6 +213,36 @@ func (c *core) Process(_ context.Context, t actors.Task) error {
 	return nil
 }
 
+// Concurrency returns how many actors run agent i's handler.
+func (c *core) Concurrency(i int) int { return c.agents[i].concurrency }
+
+// ProcessReadOnly runs a task of a concurrent agent on a context of its
+// own, with table writes refused. It is safe to call from several
+// goroutines while the grain waits. release, run by the grain in offset
+// order, produces the task's sends and marks its offset processed.
+func (c *core) ProcessReadOnly(_ context.Context, t actors.Task) (func(), error) {
+	m := t.Msg
+	if stored, ok := c.srcStored[m.Topic]; ok && m.Offset <= stored {
+		return func() {}, nil
+	}
+	a := c.agents[t.Agent]
+	ec := &eventCtx{Context: c.rt.ctx, core: c, msg: m, agent: a, readOnly: true}
+	start := time.Now()
+	if err := a.run(ec); err != nil {
+		return nil, err
+	}
+	c.rt.metrics.latency.WithLabelValues(a.name).Observe(time.Since(start).Seconds())
+	return func() {
+		for _, pm := range ec.staged {
+			c.rt.producer.Send(c.tracker, pm)
+		}
+		c.ec.staged = c.ec.staged[:0]
+		c.stageReply(m, ec.reply, "")
+		c.release()
+		c.srcDone[m.Topic] = m.Offset
+	}, nil
+}
+
 // run runs agent a's handler on m; its effects stay staged in c.ec.
 func (c *core) run(a *agentDef, m *sarama.ConsumerMessage) error {
 	ec := &c.ec

@@ -3,6 +3,7 @@ package mephisto
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/mephistohq/mephisto/codec"
@@ -80,10 +81,17 @@ func (t *Table[K, V]) zero() V {
 	return v
 }
 
+// ErrReadOnly is returned by table writes from a handler that runs with
+// Concurrency > 1. Test for it with errors.Is.
+var ErrReadOnly = errors.New("mephisto: table writes need Concurrency 1 (the partition's grain)")
+
 func (t *Table[K, V]) shardOf(ctx context.Context, op string) (*eventCtx, *shard, error) {
 	ec := eventFrom(ctx)
-	if ec == nil {
+	if ec == nil || ec.core == nil {
 		return nil, nil, fmt.Errorf("table %s: %s: %w", t.def.name, op, ErrNotInAgent)
+	}
+	if ec.readOnly && op != "get" {
+		return nil, nil, fmt.Errorf("table %s: %s in agent %s: %w", t.def.name, op, ec.agent.name, ErrReadOnly)
 	}
 	return ec, ec.core.shards[t.def.index], nil
 }

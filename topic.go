@@ -110,7 +110,7 @@ func (t *Topic[K, V]) SendValue(ctx context.Context, value V) error {
 func (a *App) sendRaw(ctx context.Context, topic string, key, value []byte, keyed bool) error {
 	rt := a.runtime()
 	if ec := eventFrom(ctx); ec != nil {
-		rt = ec.core.rt
+		rt = ec.runtime()
 		p, err := rt.partitionFor(topic, key, keyed, ec.msg.Partition)
 		if err != nil {
 			return err

@@ -263,6 +263,9 @@ func (rt *runtime) run(stop context.Context) (err error) {
 	if err := rt.startGossip(stop); err != nil {
 		return err
 	}
+	if err := rt.startChannelAgents(); err != nil {
+		return err
+	}
 	rt.startTasks(stop)
 	if err := rt.startTimers(stop); err != nil {
 		return err
@@ -270,6 +273,14 @@ func (rt *runtime) run(stop context.Context) (err error) {
 	defer rt.tasks.Wait()
 	rt.setPhase("joining consumer group")
 	rt.log.Info("worker started", "brokers", strings.Join(rt.brokers, ","), "topics", rt.sources, "data_dir", rt.cfg.DataDir)
+	if len(rt.sources) == 0 { // only channel agents, tasks and timers: nothing to consume
+		rt.mu.Lock()
+		rt.phase, rt.session = "", true
+		rt.mu.Unlock()
+		<-stop.Done()
+		rt.log.Info("worker stopping")
+		return nil
+	}
 	for attempt := 1; stop.Err() == nil; attempt++ {
 		err := rt.group.Consume(stop, rt.sources, rt)
 		if stop.Err() != nil {

@@ -50,6 +50,44 @@ type Core interface {
 	// Direct handles a message sent to the grain's PID and returns the
 	// reply. It must not panic.
 	Direct(ctx context.Context, env *envelopepb.Envelope) *envelopepb.Envelope
+	// Concurrency returns how many worker actors run the agent's tasks
+	// (≤ 1: the grain runs them itself, through Process).
+	Concurrency(agent int) int
+	// ProcessReadOnly runs a task of a concurrent agent; it may be called
+	// from several workers at once. release is called by the grain, in
+	// offset order, once every task of the run has succeeded.
+	ProcessReadOnly(ctx context.Context, t Task) (release func(), err error)
+}
+
+// job is a task handed to a worker actor of a concurrent agent.
+type job struct {
+	t    Task
+	done chan jobResult
+}
+
+type jobResult struct {
+	release func()
+	err     error
+}
+
+// worker runs jobs of a concurrent agent, one at a time.
+func worker(core Core) actor.ReceiveFunc {
+	return func(c actor.Context) {
+		j, ok := c.Message().(job)
+		if !ok {
+			return
+		}
+		var r jobResult
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					r.err = fmt.Errorf("handler panicked: %v\n%s", p, debug.Stack())
+				}
+			}()
+			r.release, r.err = core.ProcessReadOnly(context.Background(), j.t)
+		}()
+		j.done <- r
+	}
 }
 
 // GrainConfig configures a grain.
@@ -106,7 +144,8 @@ type Slot struct {
 	inflight []*Deliver
 	stopped  error
 	ticker   scheduler.CancelFunc
-	failed   error // set when the grain escalated and awaits restart
+	failed   error                // set when the grain escalated and awaits restart
+	workers  map[int][]*actor.PID // per concurrent agent, its worker actors (children of the current incarnation)
 }
 
 // NewGrainProps returns the props of a grain driving cfg.Core. The returned
@@ -121,7 +160,7 @@ func NewGrainProps(cfg GrainConfig) *actor.Props {
 	if cfg.MaxUncommitted <= 0 {
 		cfg.MaxUncommitted = 10_000
 	}
-	s := &Slot{cfg: cfg, current: -1, attempts: map[attemptKey]int{}, lastErr: map[attemptKey]error{}}
+	s := &Slot{cfg: cfg, current: -1, attempts: map[attemptKey]int{}, lastErr: map[attemptKey]error{}, workers: map[int][]*actor.PID{}}
 	return actor.PropsFromProducer(func() actor.Actor { return &grain{s: s} })
 }
 
@@ -198,8 +237,62 @@ func (g *grain) start(c actor.Context) {
 	if s.ticker == nil {
 		s.ticker = scheduler.NewTimerScheduler(c).SendRepeatedly(s.cfg.CommitInterval, s.cfg.CommitInterval, c.Self(), commitTick{})
 	}
-	s.next = 0 // the uncommitted state was dropped: replay everything since the last commit
+	s.workers = map[int][]*actor.PID{} // the previous incarnation's children stopped with it
+	s.next = 0                         // the uncommitted state was dropped: replay everything since the last commit
 	g.run(c)
+}
+
+// runConcurrent runs the tasks of one concurrent agent starting at next, up
+// to the next task of another agent, on its n worker actors, waits for all,
+// then releases their effects in order. It returns false if the grain
+// failed or stopped.
+func (g *grain) runConcurrent(c actor.Context, n int) bool {
+	s := g.s
+	agent := s.log[s.next].Agent
+	ws := s.workers[agent]
+	for len(ws) < n {
+		ws = append(ws, c.Spawn(actor.PropsFromFunc(worker(s.cfg.Core))))
+	}
+	s.workers[agent] = ws
+	end := s.next
+	for end < len(s.log) && s.log[end].Agent == agent {
+		k := attemptKey{s.log[end].Msg.Topic, s.log[end].Msg.Offset, agent}
+		if s.attempts[k] >= s.cfg.MaxAttempts {
+			break // the sequential path applies the error policy to it
+		}
+		end++
+	}
+	if end == s.next {
+		return true
+	}
+	results := make([]chan jobResult, end-s.next)
+	for i := range results {
+		results[i] = make(chan jobResult, 1)
+		c.Send(ws[i%n], job{t: s.log[s.next+i], done: results[i]})
+	}
+	rs := make([]jobResult, len(results))
+	for i, ch := range results {
+		rs[i] = <-ch
+	}
+	for _, r := range rs {
+		t := s.log[s.next]
+		if r.err != nil && errors.Is(r.err, ErrPoison) {
+			if !g.giveUp(c, t, r.err) {
+				return false
+			}
+			continue
+		}
+		if r.err != nil {
+			k := attemptKey{t.Msg.Topic, t.Msg.Offset, t.Agent}
+			s.lastErr[k] = r.err
+			s.current = s.next
+			g.fail(c, fmt.Errorf("%s/%d@%d: %w", t.Msg.Topic, t.Msg.Partition, t.Msg.Offset, r.err))
+			return false
+		}
+		r.release()
+		s.next++
+	}
+	return true
 }
 
 // run processes the log from next on. It returns false if the grain failed.
@@ -208,6 +301,12 @@ func (g *grain) run(c actor.Context) bool {
 	for s.next < len(s.log) && s.stopped == nil {
 		t := s.log[s.next]
 		k := attemptKey{t.Msg.Topic, t.Msg.Offset, t.Agent}
+		if n := s.cfg.Core.Concurrency(t.Agent); n > 1 && s.attempts[k] < s.cfg.MaxAttempts {
+			if !g.runConcurrent(c, n) {
+				return false
+			}
+			continue
+		}
 		if n := s.attempts[k]; n >= s.cfg.MaxAttempts {
 			if !g.giveUp(c, t, fmt.Errorf("failed %d times, last: %w", n, s.lastErr[k])) {
 				return false

@@ -85,6 +85,12 @@ func (c *scriptCore) Direct(_ context.Context, env *envelopepb.Envelope) *envelo
 	return &envelopepb.Envelope{Value: env.Value}
 }
 
+func (c *scriptCore) Concurrency(int) int { return 1 }
+
+func (c *scriptCore) ProcessReadOnly(ctx context.Context, t Task) (func(), error) {
+	return func() {}, c.Process(ctx, t)
+}
+
 func msgs(from, to int64) []*sarama.ConsumerMessage {
 	var out []*sarama.ConsumerMessage
 	for o := from; o < to; o++ {
