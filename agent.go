@@ -65,8 +65,9 @@ type agentDef struct {
 	deadLetterTopic string
 	sinks           []string
 	internal        bool
-	replies         bool // declared with NewReplyAgent
-	concurrency     int  // handler actors per partition (≤ 1: the grain itself)
+	replies         bool       // declared with NewReplyAgent
+	concurrency     int        // handler actors per partition (≤ 1: the grain itself)
+	batch           *batchSpec // set for NewBatchAgent
 	// run decodes the event and calls the handler.
 	run func(ec *eventCtx) error
 }

@@ -28,9 +28,10 @@ type core struct {
 	agents []*agentDef
 	fanout map[string][]int // topic → indexes in agents
 
-	tracker   *kafka.Tracker   // records produced since the last commit
-	srcDone   map[string]int64 // last offset processed per source topic, since the last commit
-	srcStored map[string]int64 // last offset per source topic reflected in Pebble
+	tracker   *kafka.Tracker    // records produced since the last commit
+	srcDone   map[string]int64  // last offset processed per source topic, since the last commit
+	srcStored map[string]int64  // last offset per source topic reflected in Pebble
+	batches   map[string]*batch // partly filled batches, by agent
 	ec        eventCtx
 }
 
@@ -76,6 +77,7 @@ func (c *core) Load(ctx context.Context, first bool) error {
 	for _, sh := range c.shards {
 		clear(sh.dirty)
 	}
+	c.batches = map[string]*batch{} // the grain replays their records
 	c.srcDone = map[string]int64{}
 	c.srcStored = map[string]int64{}
 	if first {
@@ -204,6 +206,9 @@ func (c *core) Process(_ context.Context, t actors.Task) error {
 		return nil // already reflected in the tables (a commit reached Pebble but not Kafka)
 	}
 	a := c.agents[t.Agent]
+	if a.batch != nil {
+		return c.processBatched(a, m)
+	}
 	if err := c.run(a, m); err != nil {
 		return err
 	}
@@ -373,6 +378,13 @@ func (c *core) GiveUp(_ context.Context, t actors.Task, cause error) error {
 // the rows and the changelog and source offsets they reflect; (c) the
 // source offsets are marked for the consumer group's commit.
 func (c *core) Commit(ctx context.Context) error {
+	pending, err := c.flushDue(false)
+	if err != nil {
+		return err
+	}
+	if pending {
+		return actors.ErrDeferred // never commit past records waiting in a batch
+	}
 	if c.idle() {
 		return nil
 	}

@@ -57,6 +57,9 @@ type Core interface {
 	// from several workers at once. release is called by the grain, in
 	// offset order, once every task of the run has succeeded.
 	ProcessReadOnly(ctx context.Context, t Task) (release func(), err error)
+	// FlushAll hands every partly filled batch to its handler, before a
+	// commit that must happen (revoke, shutdown).
+	FlushAll(ctx context.Context) error
 }
 
 // job is a task handed to a worker actor of a concurrent agent.
@@ -110,6 +113,11 @@ type GrainConfig struct {
 	// supervisor for a restart; OnLoaded follows once it has recovered.
 	OnFailed func(err error)
 }
+
+// ErrDeferred is returned by Core.Commit when it cannot commit yet (a
+// batch is still filling): the grain keeps its records and tries again at
+// the next tick.
+var ErrDeferred = errors.New("commit deferred")
 
 // Deliver hands a batch of records, in offset order, to a grain. Done
 // receives nil once every record is processed, or ErrPartitionStopped.
@@ -194,6 +202,13 @@ func (g *grain) Receive(c actor.Context) {
 			g.commit(c)
 		}
 	case *Drain:
+		if s.failed == nil && s.stopped == nil {
+			if err := s.cfg.Core.FlushAll(context.Background()); err != nil {
+				g.fail(c, fmt.Errorf("flush batches: %w", err))
+				c.Respond(err)
+				return
+			}
+		}
 		c.Respond(g.commit(c))
 	case *envelopepb.Envelope:
 		reply := s.cfg.Core.Direct(context.Background(), m)
@@ -385,7 +400,9 @@ func (g *grain) commit(c actor.Context) error {
 	if s.failed != nil {
 		return s.failed
 	}
-	if err := s.cfg.Core.Commit(context.Background()); err != nil {
+	if err := s.cfg.Core.Commit(context.Background()); errors.Is(err, ErrDeferred) {
+		return nil
+	} else if err != nil {
 		err = fmt.Errorf("commit: %w", err)
 		g.fail(c, err)
 		return err

@@ -87,6 +87,8 @@ func (c *scriptCore) Direct(_ context.Context, env *envelopepb.Envelope) *envelo
 
 func (c *scriptCore) Concurrency(int) int { return 1 }
 
+func (c *scriptCore) FlushAll(context.Context) error { return nil }
+
 func (c *scriptCore) ProcessReadOnly(ctx context.Context, t Task) (func(), error) {
 	return func() {}, c.Process(ctx, t)
 }
