@@ -63,21 +63,54 @@ func (rt *runtime) startGossip(stop context.Context) error {
 		rt.log.Info("gossip started", "gossip", self)
 		return nil
 	}
+	// Join, and keep joining while the assignment names nodes gossip does
+	// not see alive: memberlist never contacts a node that left again, so
+	// a seed that restarted would otherwise stay apart.
 	go func() {
+		joined := false
 		for attempt := 1; stop.Err() == nil; attempt++ {
-			if err := m.JoinSeeds(seeds); err == nil {
-				rt.log.Info("gossip joined", "gossip", self, "seeds", seeds)
-				return
-			} else if attempt == 1 || attempt%10 == 0 {
-				rt.log.Warn("cannot reach gossip seeds yet; retrying", "seeds", seeds, "err", err)
+			wait := kafkaBackoff(attempt)
+			if !joined || rt.gossipMissesPlanNodes() {
+				if err := m.JoinSeeds(seeds); err == nil {
+					if !joined {
+						rt.log.Info("gossip joined", "gossip", self, "seeds", seeds)
+					}
+					joined, attempt = true, 0
+				} else if attempt == 1 || attempt%10 == 0 {
+					rt.log.Warn("cannot reach gossip seeds yet; retrying", "seeds", seeds, "err", err)
+				}
+			}
+			if joined {
+				wait = 2 * time.Second
 			}
 			select {
 			case <-stop.Done():
-			case <-time.After(kafkaBackoff(attempt)):
+			case <-time.After(wait):
 			}
 		}
 	}()
 	return nil
+}
+
+// gossipMissesPlanNodes reports whether the current assignment has nodes
+// that gossip does not see alive.
+func (rt *runtime) gossipMissesPlanNodes() bool {
+	rt.mu.Lock()
+	plan := rt.plan
+	rt.mu.Unlock()
+	if plan == nil {
+		return false
+	}
+	alive := map[string]bool{}
+	for _, p := range rt.members.Peers() {
+		alive[p.ID] = p.Alive
+	}
+	for _, n := range plan.Nodes {
+		if !alive[n.NodeID] {
+			return true
+		}
+	}
+	return false
 }
 
 func (rt *runtime) webAddr() string {
@@ -356,9 +389,9 @@ func (rt *runtime) routeOf(p int32) (local bool, remote string) {
 		if pp.Partition != p || pp.Active == rt.cfg.NodeID {
 			continue
 		}
-		if rt.members != nil && !rt.members.Alive(pp.Active) {
-			return false, "" // the owner is dead: the partition is moving
-		}
+		// Trust the assignment, not gossip: a node cut off from gossip may
+		// still own and process the partition. If it is really gone, the
+		// proxy's failure answers 503 with Retry-After.
 		for _, n := range rt.plan.Nodes {
 			if n.NodeID == pp.Active {
 				return false, n.Web

@@ -223,6 +223,10 @@ func (rt *runtime) run(stop context.Context) (err error) {
 			return err
 		}
 	}
+	// After a restart, claim the partitions this node had (sticky).
+	if rt.lastActive, err = rt.store.Active(); err != nil {
+		return err
+	}
 	if rt.producer, err = kafka.NewProducer(rt.pclient, rt.log); err != nil {
 		return err
 	}
@@ -459,6 +463,9 @@ func (rt *runtime) Setup(sess sarama.ConsumerGroupSession) error {
 	rt.mu.Lock()
 	rt.lastActive = actives
 	rt.mu.Unlock()
+	if err := rt.store.SetActive(actives); err != nil {
+		rt.log.Warn("remember active partitions", "err", err)
+	}
 	rt.placeStandbys(active)
 	for p, topics := range parts {
 		// Pebble may be ahead of the group's committed offsets (a crash

@@ -574,10 +574,20 @@ func (st *assignState) assignStandbys(u *unit, owner []int) [][]int {
 	if s == 0 {
 		return sbs
 	}
-	limit := (numP*s + numM - 1) / numM // ⌈P·S/M⌉
 	sbLoad := make([]int, len(st.ms))
 	n := len(st.ms)
 	pairs := newSpread(u, n)
+	act := make([]int, n)
+	for _, o := range owner {
+		if o >= 0 {
+			act[o]++
+		}
+	}
+	// Balance work, not standbys alone: a member with fewer actives takes
+	// more standbys, so that actives + standbys stay within ⌈P·(S+1)/M⌉
+	// (and it has the room to take them over when a neighbour dies).
+	work := (numP*(s+1) + numM - 1) / numM
+	limitOf := func(i int) int { return max(work-act[i], 0) }
 
 	// warmFor[i] == p+1 marks member i as having held p before (active or
 	// standby): its copy of shard p only needs the tail. offFor[i] is its
@@ -591,10 +601,25 @@ func (st *assignState) assignStandbys(u *unit, owner []int) [][]int {
 		}
 		return 0
 	}
+	// Failover capacity: when a partition's owner dies, its partitions
+	// can be promoted only to standbys with room under the survivors'
+	// quota ⌈P/(M-1)⌉. A member standing by for more of one owner's
+	// partitions than it can take over would leave one to go cold, so
+	// among members equally warm that decides first.
+	quotaAfter := numP
+	if numM > 1 {
+		quotaAfter = (numP + numM - 2) / (numM - 1)
+	}
+	overCapacity := func(p, i int) bool {
+		return int(pairs.get(owner[p], i)) >= quotaAfter-act[i]
+	}
 	better := func(p, a, b int) bool {
 		wa, wb := warmFor[a] == p+1, warmFor[b] == p+1
 		if wa != wb {
 			return wa
+		}
+		if oa, ob := overCapacity(p, a), overCapacity(p, b); oa != ob {
+			return !oa
 		}
 		if oa, ob := offset(a, p), offset(b, p); oa != ob {
 			return oa > ob
@@ -623,7 +648,7 @@ func (st *assignState) assignStandbys(u *unit, owner []int) [][]int {
 		for range s {
 			best := -1
 			for _, i := range u.members {
-				if i == owner[p] || slices.Contains(sbs[p], i) || sbLoad[i] >= limit {
+				if i == owner[p] || slices.Contains(sbs[p], i) || sbLoad[i] >= limitOf(i) {
 					continue
 				}
 				if best < 0 || better(p, i, best) {
@@ -631,7 +656,7 @@ func (st *assignState) assignStandbys(u *unit, owner []int) [][]int {
 				}
 			}
 			if best < 0 {
-				best = st.freeStandbySlot(u, owner, sbs, sbLoad, pairs, limit, p)
+				best = st.freeStandbySlot(u, owner, sbs, sbLoad, pairs, limitOf, p)
 			}
 			if best < 0 {
 				// No way to stay within the limit: exceed it on the
@@ -659,10 +684,10 @@ func (st *assignState) assignStandbys(u *unit, owner []int) [][]int {
 // whose standby y could serve p and which the under-loaded member z could
 // serve instead, moves q's slot from y to z, and returns y (now with a free
 // slot) — or -1 if there is no such swap.
-func (st *assignState) freeStandbySlot(u *unit, owner []int, sbs [][]int, sbLoad []int, pairs *spread, limit, p int) int {
+func (st *assignState) freeStandbySlot(u *unit, owner []int, sbs [][]int, sbLoad []int, pairs *spread, limitOf func(int) int, p int) int {
 	var under []int
 	for _, z := range u.members {
-		if sbLoad[z] < limit {
+		if sbLoad[z] < limitOf(z) {
 			under = append(under, z)
 		}
 	}

@@ -239,8 +239,11 @@ func checkPlan(members []Member, topics map[string]int32, plan *Plan) error {
 		}
 	}
 	s = min(max(s, 0), len(subs)-1)
-	limit := (int(tp)*s + len(subs) - 1) / len(subs)
+	// Work (actives + standbys of the table group) per node stays within
+	// ⌈P·(S+1)/M⌉: members with fewer actives carry more standbys.
+	work := (int(tp)*(s+1) + len(subs) - 1) / len(subs)
 	sbLoad := map[string]int{}
+	actLoad := map[string]int{}
 	subNodes := map[string]bool{}
 	for _, id := range subs {
 		subNodes[nodeOf[id]] = true
@@ -252,6 +255,7 @@ func checkPlan(members []Member, topics map[string]int32, plan *Plan) error {
 		if want := nodeOf[owners[tableTopic][p]]; pp.Active != want {
 			return fmt.Errorf("table partition %d active on %s, but %s/%d is on %s", p, pp.Active, tableTopic, p, want)
 		}
+		actLoad[pp.Active]++
 		if len(pp.Standbys) != s {
 			return fmt.Errorf("table partition %d has %d standbys, want %d", p, len(pp.Standbys), s)
 		}
@@ -269,8 +273,8 @@ func checkPlan(members []Member, topics map[string]int32, plan *Plan) error {
 		}
 	}
 	for n, l := range sbLoad {
-		if l > limit {
-			return fmt.Errorf("node %s has %d standbys, limit ⌈P·S/M⌉ = %d", n, l, limit)
+		if l+actLoad[n] > work {
+			return fmt.Errorf("node %s has %d actives and %d standbys, limit ⌈P·(S+1)/M⌉ = %d", n, actLoad[n], l, work)
 		}
 	}
 	return nil
@@ -662,5 +666,49 @@ func BenchmarkAssign200x10000(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestStandbysCoverAnySingleFailure: for every node of a fresh 3-node plan
+// over 8 partitions, when that node leaves, each of its partitions goes to
+// a member that held a standby copy (none goes cold).
+func TestStandbysCoverAnySingleFailure(t *testing.T) {
+	for _, numP := range []int32{4, 6, 8, 12} {
+		fresh := []Member{
+			{MemberID: "m1", NodeID: "n1", Topics: []string{"t"}, Standbys: 1, TablePartitions: numP},
+			{MemberID: "m2", NodeID: "n2", Topics: []string{"t"}, Standbys: 1, TablePartitions: numP},
+			{MemberID: "m3", NodeID: "n3", Topics: []string{"t"}, Standbys: 1, TablePartitions: numP},
+		}
+		plan, err := Assign(fresh, map[string]int32{"t": numP})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, dead := range []string{"n1", "n2", "n3"} {
+			var survivors []Member
+			for _, m := range fresh {
+				if m.NodeID == dead {
+					continue
+				}
+				m.Active = plan.ActivePartitions(m.NodeID)
+				m.Standby = plan.StandbyPartitions(m.NodeID)
+				survivors = append(survivors, m)
+			}
+			after, err := Assign(survivors, map[string]int32{"t": numP})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range plan.ActivePartitions(dead) {
+				owner, _ := after.Owner("t", p)
+				var warm bool
+				for _, m := range survivors {
+					if m.NodeID == owner.NodeID && (slices.Contains(m.Standby, p) || slices.Contains(m.Active, p)) {
+						warm = true
+					}
+				}
+				if !warm {
+					t.Errorf("P=%d, %s dies: partition %d goes cold to %s\nbefore: %v\nafter: %v", numP, dead, p, owner.NodeID, plan, after)
+				}
+			}
+		}
 	}
 }

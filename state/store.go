@@ -34,6 +34,7 @@ const (
 )
 
 var (
+	keyActive    = []byte("\x00node/active")
 	keyApp       = []byte("\x00id/app")
 	keyCluster   = []byte("\x00id/cluster")
 	keyTableSeq  = []byte("\x00tblseq")
@@ -168,6 +169,29 @@ func (s *Store) CheckIdentity(id Identity) error {
 		return &IdentityError{Dir: s.dir, Stored: stored, Given: id}
 	}
 	return nil
+}
+
+// SetActive records the partitions this node was last active for, so that
+// after a restart it claims them again in its first join.
+func (s *Store) SetActive(parts []int32) error {
+	v := make([]byte, 0, 4*len(parts))
+	for _, p := range parts {
+		v = binary.BigEndian.AppendUint32(v, uint32(p))
+	}
+	return s.db.Set(keyActive, v, pebble.Sync)
+}
+
+// Active returns what SetActive recorded.
+func (s *Store) Active() ([]int32, error) {
+	v, ok, err := s.getMeta(keyActive)
+	if err != nil || !ok {
+		return nil, err
+	}
+	out := make([]int32, 0, len(v)/4)
+	for i := 0; i+4 <= len(v); i += 4 {
+		out = append(out, int32(binary.BigEndian.Uint32(v[i:])))
+	}
+	return out, nil
 }
 
 // TableID returns the stable numeric id of a table, allocating and
