@@ -604,8 +604,7 @@ func (st *assignState) assignStandbys(u *unit, owner []int) [][]int {
 	// Failover capacity: when a partition's owner dies, its partitions
 	// can be promoted only to standbys with room under the survivors'
 	// quota ⌈P/(M-1)⌉. A member standing by for more of one owner's
-	// partitions than it can take over would leave one to go cold, so
-	// among members equally warm that decides first.
+	// partitions than it can take over would leave one to go cold.
 	quotaAfter := numP
 	if numM > 1 {
 		quotaAfter = (numP + numM - 2) / (numM - 1)
@@ -614,12 +613,13 @@ func (st *assignState) assignStandbys(u *unit, owner []int) [][]int {
 		return int(pairs.get(owner[p], i)) >= quotaAfter-act[i]
 	}
 	better := func(p, a, b int) bool {
-		wa, wb := warmFor[a] == p+1, warmFor[b] == p+1
-		if wa != wb {
-			return wa
-		}
+		// Failover capacity first (a copy nobody can take over is of no
+		// use), then warmth (a copy that only needs the tail).
 		if oa, ob := overCapacity(p, a), overCapacity(p, b); oa != ob {
 			return !oa
+		}
+		if wa, wb := warmFor[a] == p+1, warmFor[b] == p+1; wa != wb {
+			return wa
 		}
 		if oa, ob := offset(a, p), offset(b, p); oa != ob {
 			return oa > ob
