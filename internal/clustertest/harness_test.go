@@ -1,0 +1,1283 @@
+package clustertest
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/mephistohq/mephisto/kafka"
+)
+
+const (
+	appName        = "ctest"
+	numPartitions  = 8
+	eventsTopic    = "events"
+	countsTable    = "counts"
+	changelogTopic = appName + "-" + countsTable + "-changelog"
+	commitInterval = 100 * time.Millisecond
+	sessionTimeout = 10 * time.Second
+)
+
+// Paths of the binaries TestMain builds.
+var testappBin, mephistoBin string
+
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "mephisto-clustertest-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "clustertest:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	testappBin = filepath.Join(dir, "testapp")
+	mephistoBin = filepath.Join(dir, "mephisto")
+	for out, pkg := range map[string]string{
+		testappBin:  "github.com/mephistohq/mephisto/internal/clustertest/testapp",
+		mephistoBin: "github.com/mephistohq/mephisto/cmd/mephisto",
+	} {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "clustertest: go build %s: %v\n", pkg, err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// ---------------------------------------------------------------------------
+// Child processes.
+
+// proc is a child OS process whose stdout and stderr go to files. It is
+// killed (SIGKILL) when the test ends if still running, and the tail of
+// its stderr is logged if the test failed.
+type proc struct {
+	t                  testing.TB
+	name               string
+	cmd                *exec.Cmd
+	stdoutF, stderrF   string
+	done               chan struct{} // closed once the process has exited
+	state              *os.ProcessState
+	stdoutW, stderrW   *os.File
+	startedAt, endedAt time.Time
+}
+
+// childEnv is the test's environment without MEPHISTO_* variables, which
+// the binaries would read as flag defaults.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "MEPHISTO_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func startProc(t testing.TB, logDir, name, path string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, done: make(chan struct{}),
+		stdoutF: filepath.Join(logDir, name+".stdout"), stderrF: filepath.Join(logDir, name+".stderr")}
+	var err error
+	if p.stdoutW, err = os.Create(p.stdoutF); err != nil {
+		t.Fatal(err)
+	}
+	if p.stderrW, err = os.Create(p.stderrF); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(path, args...)
+	p.cmd.Env = childEnv()
+	p.cmd.Stdout, p.cmd.Stderr = p.stdoutW, p.stderrW
+	// A safety net if the test binary itself dies: the kernel kills the
+	// children.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p.startedAt = time.Now()
+	t.Logf("started %s (pid %d): %s %s", name, p.cmd.Process.Pid, filepath.Base(path), strings.Join(args, " "))
+	go func() {
+		_ = p.cmd.Wait()
+		p.state = p.cmd.ProcessState
+		p.endedAt = time.Now()
+		_ = p.stdoutW.Close()
+		_ = p.stderrW.Close()
+		close(p.done)
+	}()
+	// Cleanups run last-registered first: kill, then dump.
+	t.Cleanup(func() {
+		if t.Failed() {
+			p.dump()
+		}
+	})
+	t.Cleanup(func() {
+		if !p.exited() {
+			_ = p.cmd.Process.Kill()
+			select {
+			case <-p.done:
+			case <-time.After(10 * time.Second):
+				t.Errorf("%s (pid %d) did not die after SIGKILL", name, p.cmd.Process.Pid)
+			}
+		}
+	})
+	return p
+}
+
+// stderr returns everything the process wrote to stderr so far.
+func (p *proc) stderr() string {
+	b, _ := os.ReadFile(p.stderrF)
+	return string(b)
+}
+
+func (p *proc) stdout() string {
+	b, _ := os.ReadFile(p.stdoutF)
+	return string(b)
+}
+
+// dump logs the tail of the process's stderr (the whole of it stays in its
+// file).
+func (p *proc) dump() {
+	const tail = 8 << 10
+	out := p.stderr()
+	if len(out) > tail {
+		out = "[…]" + out[len(out)-tail:]
+	}
+	p.t.Logf("---- tail of %s's stderr (%s; all of it in %s) ----\n%s", p.name, p.describeExit(), p.stderrF, out)
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *proc) describeExit() string {
+	if !p.exited() {
+		return "running"
+	}
+	return p.state.String()
+}
+
+func (p *proc) signal(sig syscall.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("signal %v to %s: %v", sig, p.name, err)
+	}
+}
+
+// waitExit waits for the process to exit and returns its exit code, or -1
+// and the signal if a signal ended it.
+func (p *proc) waitExit(timeout time.Duration) (code int, sig syscall.Signal) {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.t.Fatalf("%s did not exit within %v", p.name, timeout)
+	}
+	ws := p.state.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		return -1, ws.Signal()
+	}
+	return ws.ExitStatus(), 0
+}
+
+// ---------------------------------------------------------------------------
+// Ports.
+
+var (
+	portsMu sync.Mutex
+	ports   = map[int]bool{} // handed out by this process: never twice
+)
+
+// freePort returns a loopback port free for TCP and, with udp, for UDP too
+// (memberlist listens on both).
+func freePort(t testing.TB, udp bool) int {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		ok := true
+		if udp {
+			u, err := net.ListenPacket("udp", l.Addr().String())
+			if err != nil {
+				ok = false
+			} else {
+				_ = u.Close()
+			}
+		}
+		_ = l.Close()
+		portsMu.Lock()
+		if ports[port] {
+			ok = false
+		}
+		if ok {
+			ports[port] = true
+		}
+		portsMu.Unlock()
+		if ok {
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// ---------------------------------------------------------------------------
+// Waiting.
+
+const pollEvery = 25 * time.Millisecond
+
+// waitFor polls cond until it holds, failing the test after timeout, and
+// returns how long it took.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(timeout)
+	var why string
+	for {
+		var ok bool
+		if ok, why = cond(); ok {
+			d := time.Since(start)
+			t.Logf("%s: after %v", what, d.Round(time.Millisecond))
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s: %s", timeout, what, why)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// The cluster: one broker and N workers.
+
+type cluster struct {
+	t       *testing.T
+	logDir  string
+	broker  *proc
+	brokers string // the broker's address
+	workers []*worker
+
+	clientOnce sync.Once
+	client     sarama.Client
+	admin      sarama.ClusterAdmin
+}
+
+// worker is one node of the test app; it keeps its id, ports and data dir
+// across restarts.
+type worker struct {
+	c       *cluster
+	id      string
+	web     string
+	gossip  string
+	join    string
+	dataDir string
+	proc    *proc
+	procs   []*proc // every incarnation, oldest first
+}
+
+var listeningRE = regexp.MustCompile(`broker listening on (\S+) cluster-id (\S+)`)
+
+// newCluster starts a broker and n workers and waits until they form one
+// cluster: every node ready, in one generation, every node in every
+// node's plan and alive.
+func newCluster(t *testing.T, n int) *cluster {
+	t.Helper()
+	logDir := filepath.Join(os.TempDir(), "mephisto-clustertest-logs", strings.ReplaceAll(t.Name(), "/", "_"))
+	_ = os.RemoveAll(logDir)
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() && os.Getenv("CLUSTERTEST_KEEP_LOGS") == "" {
+			_ = os.RemoveAll(logDir)
+		} else {
+			t.Logf("logs of every process are in %s", logDir)
+		}
+	})
+	c := &cluster{t: t, logDir: logDir}
+	addr := loopback(freePort(t, false))
+	c.broker = startProc(t, logDir, "broker", mephistoBin, "broker", "--listen", addr, "--data-dir", t.TempDir())
+	waitFor(t, 30*time.Second, "broker listening", func() (bool, string) {
+		if c.broker.exited() {
+			t.Fatalf("broker exited: %s\n%s", c.broker.describeExit(), c.broker.stderr())
+		}
+		m := listeningRE.FindStringSubmatch(c.broker.stdout())
+		if m == nil {
+			return false, "no 'broker listening' line on stdout yet"
+		}
+		c.brokers = m[1]
+		return true, ""
+	})
+	if c.brokers != addr {
+		t.Fatalf("broker listens on %s, want %s", c.brokers, addr)
+	}
+	seed := ""
+	for i := range n {
+		w := &worker{c: c, id: fmt.Sprintf("n%d", i+1), web: loopback(freePort(t, false)),
+			gossip: loopback(freePort(t, true)), dataDir: t.TempDir()}
+		if i == 0 {
+			seed = w.gossip
+		}
+		w.join = seed
+		c.workers = append(c.workers, w)
+	}
+	for _, w := range c.workers {
+		w.start()
+	}
+	c.waitFormed(90*time.Second, c.workers, true)
+	return c
+}
+
+func (w *worker) start() {
+	w.c.t.Helper()
+	name := w.id
+	if len(w.procs) > 0 {
+		name = fmt.Sprintf("%s.run%d", w.id, len(w.procs)+1)
+	}
+	w.proc = startProc(w.c.t, w.c.logDir, name, testappBin, "worker",
+		"--brokers", w.c.brokers, "--node-id", w.id, "--web", w.web,
+		"--gossip", w.gossip, "--join", w.join, "--data-dir", w.dataDir,
+		"--partitions", strconv.Itoa(numPartitions), "--commit-interval", commitInterval.String(),
+		"--session-timeout", sessionTimeout.String())
+	w.procs = append(w.procs, w.proc)
+}
+
+// logs returns the stderr of every incarnation of the worker.
+func (w *worker) logs() string {
+	var b strings.Builder
+	for _, p := range w.procs {
+		b.WriteString(p.stderr())
+	}
+	return b.String()
+}
+
+func (w *worker) gossipPort() int {
+	_, p, _ := net.SplitHostPort(w.gossip)
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+func (c *cluster) worker(id string) *worker {
+	for _, w := range c.workers {
+		if w.id == id {
+			return w
+		}
+	}
+	c.t.Fatalf("no worker %s", id)
+	return nil
+}
+
+// running fails the test if a worker of ws has exited.
+func (c *cluster) running(ws []*worker) {
+	c.t.Helper()
+	for _, w := range ws {
+		if w.proc.exited() {
+			c.t.Fatalf("worker %s exited unexpectedly: %s", w.id, w.proc.describeExit())
+		}
+	}
+	if c.broker.exited() {
+		c.t.Fatalf("broker exited unexpectedly: %s", c.broker.describeExit())
+	}
+}
+
+// waitFormed waits until ws are exactly the cluster: each is ready, each
+// one's /cluster names exactly ws, in one generation, and every partition
+// has an active among them; with alive, every node must also be alive in
+// every node's view (gossip).
+func (c *cluster) waitFormed(timeout time.Duration, ws []*worker, alive bool) (clusterView, time.Duration) {
+	c.t.Helper()
+	var last clusterView
+	ids := make([]string, len(ws))
+	for i, w := range ws {
+		ids[i] = w.id
+	}
+	what := fmt.Sprintf("cluster of %v formed (all ready, one generation)", ids)
+	if alive {
+		what = fmt.Sprintf("cluster of %v formed (all ready, one generation, all alive)", ids)
+	}
+	d := waitFor(c.t, timeout, what, func() (bool, string) {
+		c.running(ws)
+		var why string
+		last, why = formed(ws, ids, alive)
+		return why == "", why
+	})
+	return last, d
+}
+
+// formed says why ws are not (yet) exactly the cluster ids ("" if they
+// are), see waitFormed.
+func formed(ws []*worker, ids []string, alive bool) (clusterView, string) {
+	var last clusterView
+	gen := int32(-1)
+	for _, w := range ws {
+		if ok, why := w.ready(); !ok {
+			return last, w.id + ": " + why
+		}
+		v, err := w.cluster()
+		if err != nil {
+			return last, w.id + ": " + err.Error()
+		}
+		check := v
+		if !alive {
+			check.Nodes = append(check.Nodes[:0:0], v.Nodes...)
+			for i := range check.Nodes {
+				check.Nodes[i].Alive = true
+			}
+		}
+		if why := check.check(ids); why != "" {
+			return last, w.id + "'s /cluster: " + why
+		}
+		if gen >= 0 && v.Generation != gen {
+			return last, fmt.Sprintf("generations differ: %d and %d", gen, v.Generation)
+		}
+		gen, last = v.Generation, v
+	}
+	return last, ""
+}
+
+// gossipConverged waits up to timeout until every node of ws sees every
+// node alive; it returns why not, or "".
+func (c *cluster) gossipConverged(timeout time.Duration, ws []*worker) string {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		c.running(ws)
+		var why string
+		for _, w := range ws {
+			v, err := w.cluster()
+			if err != nil {
+				why = w.id + ": " + err.Error()
+				break
+			}
+			for _, n := range v.Nodes {
+				if !n.Alive {
+					why += fmt.Sprintf("%s sees %s not alive; ", w.id, n.ID)
+				}
+			}
+		}
+		if why == "" || time.Now().After(deadline) {
+			return why
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// HTTP.
+
+var httpClient = &http.Client{Timeout: 3 * time.Second}
+
+func (w *worker) get(path string) (int, []byte, error) {
+	resp, err := httpClient.Get("http://" + w.web + path)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+func (w *worker) ready() (bool, string) {
+	code, body, err := w.get("/readyz")
+	if err != nil {
+		return false, err.Error()
+	}
+	return code == http.StatusOK, fmt.Sprintf("/readyz: HTTP %d %s", code, strings.TrimSpace(string(body)))
+}
+
+type clusterView struct {
+	Generation int32 `json:"generation"`
+	Nodes      []struct {
+		ID    string `json:"id"`
+		Web   string `json:"web"`
+		Actor string `json:"actor"`
+		Alive bool   `json:"alive"`
+	} `json:"nodes"`
+	Partitions []struct {
+		Group     string   `json:"group"`
+		Partition int32    `json:"partition"`
+		Active    string   `json:"active"`
+		Standbys  []string `json:"standbys"`
+		Lag       int64    `json:"lag"`
+	} `json:"partitions"`
+}
+
+func (w *worker) cluster() (clusterView, error) {
+	var v clusterView
+	code, body, err := w.get("/cluster")
+	if err != nil {
+		return v, err
+	}
+	if code != http.StatusOK {
+		return v, fmt.Errorf("GET /cluster: HTTP %d %s", code, body)
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return v, fmt.Errorf("GET /cluster: %v: %s", err, body)
+	}
+	return v, nil
+}
+
+// check says what is wrong with v for a cluster of exactly the nodes ids
+// ("" if nothing): every node named and alive, numPartitions partitions
+// each with exactly one active among ids.
+func (v clusterView) check(ids []string) string {
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	seen := map[string]bool{}
+	for _, n := range v.Nodes {
+		if !want[n.ID] {
+			return fmt.Sprintf("node %s in the plan, want only %v", n.ID, ids)
+		}
+		if !n.Alive {
+			return fmt.Sprintf("node %s not alive", n.ID)
+		}
+		seen[n.ID] = true
+	}
+	if len(seen) != len(ids) || len(v.Nodes) != len(ids) {
+		return fmt.Sprintf("nodes %+v, want %v", v.Nodes, ids)
+	}
+	if len(v.Partitions) != numPartitions {
+		return fmt.Sprintf("%d partitions, want %d", len(v.Partitions), numPartitions)
+	}
+	if why := v.onePerPartition(); why != "" {
+		return why
+	}
+	for _, p := range v.Partitions {
+		if !want[p.Active] {
+			return fmt.Sprintf("partition %d active on %q", p.Partition, p.Active)
+		}
+	}
+	return ""
+}
+
+// onePerPartition says what is wrong ("" if nothing) with v's partitions:
+// each of 0..numPartitions-1 must be listed exactly once, with an active.
+func (v clusterView) onePerPartition() string {
+	seen := map[int32]int{}
+	for _, p := range v.Partitions {
+		seen[p.Partition]++
+		if p.Active == "" {
+			return fmt.Sprintf("partition %d has no active", p.Partition)
+		}
+	}
+	for p := int32(0); p < numPartitions; p++ {
+		if seen[p] != 1 {
+			return fmt.Sprintf("partition %d listed %d times", p, seen[p])
+		}
+	}
+	if len(v.Partitions) != numPartitions {
+		return fmt.Sprintf("%d partitions listed, want %d", len(v.Partitions), numPartitions)
+	}
+	return ""
+}
+
+// actives returns, per partition, the active node.
+func (v clusterView) actives() map[int32]string {
+	out := map[int32]string{}
+	for _, p := range v.Partitions {
+		out[p.Partition] = p.Active
+	}
+	return out
+}
+
+// readKey reads counts[key] through w: (value, true) if found, (0, false)
+// on 404; an error for anything else (e.g. 503 while the partition moves).
+func (w *worker) readKey(key string) (int64, bool, error) {
+	code, body, err := w.get("/tables/" + countsTable + "/" + key)
+	if err != nil {
+		return 0, false, err
+	}
+	switch code {
+	case http.StatusOK:
+		var v struct {
+			Table string `json:"table"`
+			Key   string `json:"key"`
+			Value int64  `json:"value"`
+			Stale bool   `json:"stale"`
+		}
+		if err := json.Unmarshal(body, &v); err != nil {
+			return 0, false, fmt.Errorf("%s: %v: %s", key, err, body)
+		}
+		if v.Table != countsTable || v.Key != key || v.Stale {
+			return 0, false, fmt.Errorf("asked for %s/%s, got %s", countsTable, key, body)
+		}
+		return v.Value, true, nil
+	case http.StatusNotFound:
+		return 0, false, nil
+	default:
+		return 0, false, fmt.Errorf("%s via %s: HTTP %d %s", key, w.id, code, strings.TrimSpace(string(body)))
+	}
+}
+
+// readAll reads every key through w, a few requests at a time; a key
+// never written reads as 0.
+func (w *worker) readAll(keys []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(keys))
+	var mu sync.Mutex
+	var firstErr error
+	ch := make(chan string)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range ch {
+				v, _, err := w.readKey(k)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				out[k] = v
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, k := range keys {
+		ch <- k
+	}
+	close(ch)
+	wg.Wait()
+	return out, firstErr
+}
+
+// metric returns the value of the metric family name with the given
+// labels (a subset) from w's /metrics.
+func (w *worker) metric(name string, labels map[string]string) (float64, bool, error) {
+	code, body, err := w.get("/metrics")
+	if err != nil {
+		return 0, false, err
+	}
+	if code != http.StatusOK {
+		return 0, false, fmt.Errorf("GET /metrics: HTTP %d", code)
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(body)))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") || !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		end := strings.LastIndex(line, "}")
+		if end < 0 {
+			continue
+		}
+		got := map[string]string{}
+		for _, kv := range splitLabels(line[len(name)+1 : end]) {
+			k, v, _ := strings.Cut(kv, "=")
+			got[k] = strings.Trim(v, `"`)
+		}
+		match := true
+		for k, v := range labels {
+			match = match && got[k] == v
+		}
+		if !match {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(line[end+1:]), 64)
+		return f, true, err
+	}
+	return 0, false, sc.Err()
+}
+
+// splitLabels splits `a="x",b="y"` (values here never hold commas or
+// quotes).
+func splitLabels(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// ---------------------------------------------------------------------------
+// Kafka: producing with a truth of what was acknowledged, reading offsets
+// and the changelog.
+
+func (c *cluster) kafka() (sarama.Client, sarama.ClusterAdmin) {
+	c.clientOnce.Do(func() {
+		cfg := kafka.ClientConfig("clustertest-inspect")
+		var err error
+		if c.client, err = sarama.NewClient([]string{c.brokers}, cfg); err != nil {
+			c.t.Fatalf("kafka client: %v", err)
+		}
+		if c.admin, err = sarama.NewClusterAdminFromClient(c.client); err != nil {
+			c.t.Fatalf("kafka admin: %v", err)
+		}
+		c.t.Cleanup(func() { _ = c.admin.Close() })
+	})
+	return c.client, c.admin
+}
+
+// endOffsets returns the high watermark of every partition of topic.
+func (c *cluster) endOffsets(topic string) map[int32]int64 {
+	c.t.Helper()
+	client, _ := c.kafka()
+	out := map[int32]int64{}
+	for p := int32(0); p < numPartitions; p++ {
+		off, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+		if err != nil {
+			c.t.Fatalf("end offset of %s/%d: %v", topic, p, err)
+		}
+		out[p] = off
+	}
+	return out
+}
+
+// committed returns the consumer group's committed offset of every
+// partition of the events topic (0 when none).
+func (c *cluster) committed() map[int32]int64 {
+	c.t.Helper()
+	_, admin := c.kafka()
+	ps := make([]int32, numPartitions)
+	for i := range ps {
+		ps[i] = int32(i)
+	}
+	resp, err := admin.ListConsumerGroupOffsets(appName, map[string][]int32{eventsTopic: ps})
+	if err != nil {
+		c.t.Fatalf("committed offsets of group %s: %v", appName, err)
+	}
+	out := map[int32]int64{}
+	for _, p := range ps {
+		out[p] = 0
+		if b := resp.GetBlock(eventsTopic, p); b != nil && b.Offset > 0 {
+			out[p] = b.Offset
+		}
+	}
+	return out
+}
+
+// caughtUp reports whether the group has committed every record of the
+// events topic.
+func (c *cluster) caughtUp() (bool, string) {
+	end, com := c.endOffsets(eventsTopic), c.committed()
+	var lag int64
+	for p := range end {
+		lag += end[p] - com[p]
+	}
+	return lag == 0, fmt.Sprintf("group lag %d records", lag)
+}
+
+// truth counts the records Kafka acknowledged, per key.
+type truth struct {
+	mu     sync.Mutex
+	counts map[string]int64
+	failed int64 // sends that failed: they may or may not have been written
+}
+
+func newTruth() *truth { return &truth{counts: map[string]int64{}} }
+
+func (tr *truth) snapshot() (map[string]int64, int64) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	m := make(map[string]int64, len(tr.counts))
+	for k, v := range tr.counts {
+		m[k] = v
+	}
+	return m, tr.failed
+}
+
+func (tr *truth) total() int64 {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	var n int64
+	for _, v := range tr.counts {
+		n += v
+	}
+	return n
+}
+
+func newProducer(t testing.TB, brokers string) sarama.SyncProducer {
+	t.Helper()
+	prod, err := sarama.NewSyncProducer([]string{brokers}, kafka.ClientConfig("clustertest-producer"))
+	if err != nil {
+		t.Fatalf("producer: %v", err)
+	}
+	t.Cleanup(func() { _ = prod.Close() })
+	return prod
+}
+
+func message(key string, seq int64) *sarama.ProducerMessage {
+	return &sarama.ProducerMessage{Topic: eventsTopic, Partition: kafka.Partition([]byte(key), numPartitions),
+		Key: sarama.StringEncoder(key), Value: sarama.StringEncoder(strconv.FormatInt(seq, 10))}
+}
+
+// send produces one record per key (in one batch) and adds what was
+// acknowledged to tr.
+func send(prod sarama.SyncProducer, tr *truth, keys []string) error {
+	msgs := make([]*sarama.ProducerMessage, len(keys))
+	for i, k := range keys {
+		msgs[i] = message(k, int64(i))
+	}
+	err := prod.SendMessages(msgs)
+	failed := map[*sarama.ProducerMessage]bool{}
+	var perrs sarama.ProducerErrors
+	if errors.As(err, &perrs) {
+		for _, pe := range perrs {
+			failed[pe.Msg] = true
+		}
+	} else if err != nil {
+		for _, m := range msgs {
+			failed[m] = true
+		}
+	}
+	tr.mu.Lock()
+	for i, m := range msgs {
+		if failed[m] {
+			tr.failed++
+		} else {
+			tr.counts[keys[i]]++
+		}
+	}
+	tr.mu.Unlock()
+	return err
+}
+
+// preload sends n records over keys (random keys, batches of 500).
+func preload(t testing.TB, prod sarama.SyncProducer, tr *truth, keys []string, n int, rng *rand.Rand) {
+	t.Helper()
+	start := time.Now()
+	for sent := 0; sent < n; {
+		b := min(500, n-sent)
+		batch := make([]string, b)
+		for i := range batch {
+			batch[i] = keys[rng.IntN(len(keys))]
+		}
+		if err := send(prod, tr, batch); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+		sent += b
+	}
+	t.Logf("produced %d records over %d keys in %v", n, len(keys), time.Since(start).Round(time.Millisecond))
+}
+
+// load is a producer goroutine sending keyed records at a steady rate and
+// recording in its truth what Kafka acknowledged.
+type load struct {
+	truth  *truth
+	stopCh chan struct{}
+	done   chan struct{}
+	sends  atomic.Int64
+	errs   atomic.Int64
+	lastEr atomic.Value
+	stopFn func()
+}
+
+const loadTick = 20 * time.Millisecond
+
+func startLoad(t testing.TB, prod sarama.SyncProducer, tr *truth, keys []string, perSecond int) *load {
+	l := &load{truth: tr, stopCh: make(chan struct{}), done: make(chan struct{})}
+	perTick := max(1, perSecond*int(loadTick)/int(time.Second))
+	rng := rand.New(rand.NewPCG(7, 11))
+	go func() {
+		defer close(l.done)
+		tick := time.NewTicker(loadTick)
+		defer tick.Stop()
+		for {
+			select {
+			case <-l.stopCh:
+				return
+			case <-tick.C:
+			}
+			batch := make([]string, perTick)
+			for i := range batch {
+				batch[i] = keys[rng.IntN(len(keys))]
+			}
+			if err := send(prod, tr, batch); err != nil {
+				l.errs.Add(1)
+				l.lastEr.Store(err.Error())
+			}
+			l.sends.Add(int64(len(batch)))
+		}
+	}()
+	var once sync.Once
+	stop := func() { once.Do(func() { close(l.stopCh); <-l.done }) }
+	t.Cleanup(stop)
+	l.stopFn = stop
+	return l
+}
+
+// stop stops the producer goroutine and waits for its last send.
+func (l *load) stop(t testing.TB) {
+	t.Helper()
+	l.stopFn()
+	if n := l.errs.Load(); n > 0 {
+		t.Logf("load: %d batches had send errors (last: %v); their records count as possibly written", n, l.lastEr.Load())
+	}
+}
+
+// keysNamed returns n keys prefix-0000, prefix-0001, …
+func keysNamed(prefix string, n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s-%04d", prefix, i)
+	}
+	return keys
+}
+
+// probeKeys returns one key per partition: probe-p-<i>-<j>, with j the
+// first that hashes to partition i.
+func probeKeys(tag string) []string {
+	keys := make([]string, numPartitions)
+	for i := range keys {
+		for j := 0; ; j++ {
+			k := fmt.Sprintf("probe-%s-p-%d-%d", tag, i, j)
+			if kafka.Partition([]byte(k), numPartitions) == int32(i) {
+				keys[i] = k
+				break
+			}
+		}
+	}
+	return keys
+}
+
+// changelogReport is what the changelog of the counts table says.
+type changelogReport struct {
+	records     map[int32]int64  // per partition
+	last        map[string]int64 // last value of every key
+	decreases   []string         // records whose value is below the key's previous one
+	ofPartition map[string]int32
+}
+
+// readChangelog reads the whole counts changelog. A counter's changelog
+// carries new values, so within a partition every key's values must never
+// decrease: a decrease means a second writer (a zombie owner) wrote after
+// the first.
+func (c *cluster) readChangelog() changelogReport {
+	c.t.Helper()
+	client, _ := c.kafka()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		c.t.Fatalf("changelog consumer: %v", err)
+	}
+	defer consumer.Close()
+	rep := changelogReport{records: map[int32]int64{}, last: map[string]int64{}, ofPartition: map[string]int32{}}
+	end := c.endOffsets(changelogTopic)
+	for p := int32(0); p < numPartitions; p++ {
+		if end[p] == 0 {
+			continue
+		}
+		pc, err := consumer.ConsumePartition(changelogTopic, p, sarama.OffsetOldest)
+		if err != nil {
+			c.t.Fatalf("consume %s/%d: %v", changelogTopic, p, err)
+		}
+		timeout := time.After(60 * time.Second)
+	read:
+		for {
+			select {
+			case m := <-pc.Messages():
+				k := string(m.Key)
+				if len(m.Value) != 8 {
+					c.t.Fatalf("%s/%d@%d: value of %d bytes, want an int64", changelogTopic, p, m.Offset, len(m.Value))
+				}
+				v := int64(binary.BigEndian.Uint64(m.Value))
+				if prev, ok := rep.last[k]; ok && v < prev {
+					rep.decreases = append(rep.decreases, fmt.Sprintf("%s/%d@%d: %s = %d after %d", changelogTopic, p, m.Offset, k, v, prev))
+				}
+				rep.last[k], rep.ofPartition[k] = v, p
+				rep.records[p]++
+				if m.Offset >= end[p]-1 {
+					break read
+				}
+			case err := <-pc.Errors():
+				c.t.Fatalf("consume %s/%d: %v", changelogTopic, p, err)
+			case <-timeout:
+				c.t.Fatalf("reading %s/%d to offset %d timed out", changelogTopic, p, end[p])
+			}
+		}
+		_ = pc.Close()
+	}
+	return rep
+}
+
+// checkChangelog requires the changelog never to go backwards for a key
+// and to end with the value served for every key of served.
+func (c *cluster) checkChangelog(served map[string]int64) {
+	c.t.Helper()
+	rep := c.readChangelog()
+	var total int64
+	for _, n := range rep.records {
+		total += n
+	}
+	c.t.Logf("changelog %s: %d records, %d keys", changelogTopic, total, len(rep.last))
+	if len(rep.decreases) > 0 {
+		c.t.Errorf("the changelog goes backwards for %d records (two writers for one partition?); first: %v",
+			len(rep.decreases), rep.decreases[:min(10, len(rep.decreases))])
+	}
+	var bad []string
+	for k, v := range served {
+		if v == 0 {
+			continue
+		}
+		if rep.last[k] != v {
+			bad = append(bad, fmt.Sprintf("%s: served %d, changelog ends at %d", k, v, rep.last[k]))
+		}
+	}
+	sort.Strings(bad)
+	if len(bad) > 0 {
+		c.t.Errorf("%d keys are served with a value their changelog does not end with; first: %v", len(bad), bad[:min(10, len(bad))])
+	}
+}
+
+// compare compares counts with the truth: it returns the keys below the
+// truth and the total excess (sum of count - truth over keys at or above
+// it).
+func compare(counts, want map[string]int64) (below []string, excess int64, exact bool) {
+	exact = true
+	for k, w := range want {
+		got := counts[k]
+		switch {
+		case got < w:
+			below = append(below, fmt.Sprintf("%s: %d < %d", k, got, w))
+			exact = false
+		case got > w:
+			excess += got - w
+			exact = false
+		}
+	}
+	sort.Strings(below)
+	return below, excess, exact
+}
+
+// reader reads the counts of keys from the cluster one way.
+type reader struct {
+	name string
+	read func(keys []string) (map[string]int64, error)
+}
+
+// via reads through w: keys of other nodes' partitions are proxied.
+func via(w *worker) reader {
+	return reader{name: "via " + w.id, read: w.readAll}
+}
+
+// viaOwners reads every key from the node active for its partition in
+// the plan of ws[0], so that no proxying (and no gossip) is involved.
+func viaOwners(ws []*worker) reader {
+	return reader{name: "via each key's owner", read: func(keys []string) (map[string]int64, error) {
+		v, err := ws[0].cluster()
+		if err != nil {
+			return nil, err
+		}
+		owner := v.actives()
+		byNode := map[string][]string{}
+		for _, k := range keys {
+			id := owner[kafka.Partition([]byte(k), numPartitions)]
+			byNode[id] = append(byNode[id], k)
+		}
+		out := map[string]int64{}
+		for id, ks := range byNode {
+			var w *worker
+			for _, x := range ws {
+				if x.id == id {
+					w = x
+				}
+			}
+			if w == nil {
+				return nil, fmt.Errorf("owner %q of %d keys is not running", id, len(ks))
+			}
+			got, err := w.readAll(ks)
+			if err != nil {
+				return nil, err
+			}
+			for k, n := range got {
+				out[k] = n
+			}
+		}
+		return out, nil
+	}}
+}
+
+func viaEach(ws []*worker) []reader {
+	out := make([]reader, len(ws))
+	for i, w := range ws {
+		out[i] = via(w)
+	}
+	return out
+}
+
+// waitAllProcessed waits until the group has committed every record of
+// events and every key reads at least the truth, the same way through
+// every reader, and returns what the first one reads then. The workers of
+// running must stay up.
+func (c *cluster) waitAllProcessed(timeout time.Duration, running []*worker, readers []reader, want map[string]int64) map[string]int64 {
+	c.t.Helper()
+	keys := make([]string, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var served map[string]int64
+	waitFor(c.t, timeout, fmt.Sprintf("every acknowledged record processed (%d keys) and read the same %d ways", len(keys), len(readers)), func() (bool, string) {
+		c.running(running)
+		if ok, why := c.caughtUp(); !ok {
+			return false, why
+		}
+		served = nil
+		for _, r := range readers {
+			got, err := r.read(keys)
+			if err != nil {
+				return false, r.name + ": " + err.Error()
+			}
+			if below, _, _ := compare(got, want); len(below) > 0 {
+				return false, fmt.Sprintf("%s: %d keys below the truth, e.g. %s", r.name, len(below), below[0])
+			}
+			if served == nil {
+				served = got
+				continue
+			}
+			for k, v := range got {
+				if served[k] != v {
+					return false, fmt.Sprintf("%s reads %d %s, %d %s", k, v, r.name, served[k], readers[0].name)
+				}
+			}
+		}
+		return true, ""
+	})
+	// Read once more: nothing may change once everything is committed.
+	again, err := readers[0].read(keys)
+	if err != nil {
+		c.t.Fatalf("reading the table again %s: %v", readers[0].name, err)
+	}
+	for k, v := range again {
+		if served[k] != v {
+			c.t.Errorf("%s changed from %d to %d after the group caught up", k, served[k], v)
+		}
+	}
+	return again
+}
+
+// ---------------------------------------------------------------------------
+// Cutting one node's gossip with tc.
+
+// gossipCut drops every packet to or from one loopback port (UDP and
+// TCP) with tc, and undoes it.
+type gossipCut struct {
+	t      testing.TB
+	port   int
+	recipe string
+	healed bool
+}
+
+// requireTC skips the test unless it can change the loopback device's
+// qdisc: root and the tc binary.
+func requireTC(t testing.TB) {
+	t.Helper()
+	if uid := os.Geteuid(); uid != 0 {
+		t.Skipf("needs root to add a tc qdisc on the loopback device (to drop one node's gossip packets); running as uid %d", uid)
+	}
+	if _, err := exec.LookPath("tc"); err != nil {
+		t.Skipf("needs the tc binary (iproute2) to drop one node's gossip packets on the loopback device: %v", err)
+	}
+}
+
+func tc(args ...string) error {
+	out, err := exec.Command("tc", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("tc %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// cutPort drops packets to and from port on lo. It deletes any leftover
+// root qdisc first. The first recipe is a prio qdisc with u32 filters and
+// the gact drop action; kernels without sch_prio or act_gact get the
+// second: an htb qdisc whose filters send the port's packets to a class
+// whose pfifo holds 0 packets (so drops them all).
+func cutPort(t testing.TB, port int) *gossipCut {
+	t.Helper()
+	_ = tc("qdisc", "del", "dev", "lo", "root")
+	g := &gossipCut{t: t, port: port}
+	t.Cleanup(func() { g.heal() })
+	p := strconv.Itoa(port)
+	recipes := []struct {
+		name string
+		cmds [][]string
+	}{
+		{"prio qdisc, u32 filters, action drop", [][]string{
+			{"qdisc", "add", "dev", "lo", "root", "handle", "1:", "prio"},
+			{"filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1", "u32", "match", "ip", "dport", p, "0xffff", "action", "drop"},
+			{"filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1", "u32", "match", "ip", "sport", p, "0xffff", "action", "drop"},
+		}},
+		{"htb qdisc, u32 filters to a class with a 0-packet pfifo", [][]string{
+			{"qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb"},
+			{"class", "add", "dev", "lo", "parent", "1:", "classid", "1:1", "htb", "rate", "1000mbit"},
+			{"qdisc", "add", "dev", "lo", "parent", "1:1", "handle", "10:", "pfifo", "limit", "0"},
+			{"filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1", "u32", "match", "ip", "dport", p, "0xffff", "flowid", "1:1"},
+			{"filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1", "u32", "match", "ip", "sport", p, "0xffff", "flowid", "1:1"},
+		}},
+	}
+	var errs []string
+	for _, r := range recipes {
+		var err error
+		for _, args := range r.cmds {
+			if err = tc(args...); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			g.recipe = r.name
+			t.Logf("cut gossip port %d on lo (%s)", port, r.name)
+			return g
+		}
+		errs = append(errs, err.Error())
+		_ = tc("qdisc", "del", "dev", "lo", "root")
+	}
+	t.Skipf("cannot drop packets on lo with tc, this kernel lacks the qdiscs/actions both recipes need: %s", strings.Join(errs, "; "))
+	return nil
+}
+
+// heal removes the qdisc (and with it the filters).
+func (g *gossipCut) heal() {
+	if g.healed {
+		return
+	}
+	g.healed = true
+	if err := tc("qdisc", "del", "dev", "lo", "root"); err != nil {
+		g.t.Errorf("heal the gossip cut: %v", err)
+		return
+	}
+	g.t.Logf("healed: gossip port %d reachable again", g.port)
+}
+
+// reachable reports whether a TCP connection to port on loopback opens
+// within timeout.
+func reachable(port int, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", loopback(port))
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
+}

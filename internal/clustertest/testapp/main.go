@@ -1,0 +1,22 @@
+// Command testapp is the Mephisto app the multi-process cluster tests in
+// internal/clustertest run as real worker processes.
+//
+// App "ctest": every record of topic events (string key and value) adds 1
+// to counts[key] in agent count — a single keyed hop, so for every key the
+// table's value is exactly the number of records processed for it.
+package main
+
+import (
+	"github.com/mephistohq/mephisto"
+	"github.com/mephistohq/mephisto/codec"
+)
+
+func main() {
+	app := mephisto.New("ctest")
+	events := mephisto.NewTopic(app, "events", codec.String(), codec.String())
+	counts := mephisto.NewTable(app, "counts", codec.String(), codec.Int64())
+	mephisto.NewAgent(app, "count", events, func(ctx mephisto.Context, key, _ string) error {
+		return counts.Update(ctx, key, func(n int64) int64 { return n + 1 })
+	})
+	app.Main()
+}
