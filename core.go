@@ -56,11 +56,14 @@ func (s *shard) get(key []byte) ([]byte, bool, error) {
 }
 
 func newCore(rt *runtime, p int32, sess sarama.ConsumerGroupSession) *core {
+	rt.mu.Lock()
+	agents, fanout := rt.agents, rt.fanout // replaced, never modified, when agents are spawned
+	rt.mu.Unlock()
 	c := &core{
 		rt: rt, p: p, sess: sess,
 		log:     rt.log.With("partition", p),
-		agents:  rt.agents,
-		fanout:  rt.fanout,
+		agents:  agents,
+		fanout:  fanout,
 		tracker: kafka.NewTracker(),
 	}
 	for _, d := range rt.tables {

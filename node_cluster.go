@@ -322,10 +322,10 @@ func (rt *runtime) Cluster() any {
 	}
 	lags := rt.groupLag()
 	parts := plan.Partitions
-	if len(parts) == 0 && len(rt.sources) > 0 { // no tables: show who consumes what
-		n, _ := rt.partitionCount(rt.sources[0])
+	if sources := rt.sourceTopics(); len(parts) == 0 && len(sources) > 0 { // no tables: show who consumes what
+		n, _ := rt.partitionCount(sources[0])
 		for p := int32(0); p < n; p++ {
-			if owner, ok := plan.Owner(rt.sources[0], p); ok {
+			if owner, ok := plan.Owner(sources[0], p); ok {
 				parts = append(parts, cluster.PartitionPlan{Partition: p, Active: owner.NodeID})
 			}
 		}
@@ -345,7 +345,7 @@ func (rt *runtime) Cluster() any {
 func (rt *runtime) groupLag() map[int32]int64 {
 	lags := map[int32]int64{}
 	committed := map[string][]int32{}
-	for _, t := range rt.sources {
+	for _, t := range rt.sourceTopics() {
 		n, err := rt.partitionCount(t)
 		if err != nil {
 			continue
@@ -409,3 +409,11 @@ func (rt *runtime) isStandby(p int32) bool {
 }
 
 func itoa(p int32) string { return strconv.Itoa(int(p)) }
+
+// sourceTopics returns the topics the node subscribes to (SpawnAgent may
+// replace the list).
+func (rt *runtime) sourceTopics() []string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.sources
+}

@@ -79,7 +79,8 @@ func (a *App) addTimer(t *timerDef, opts []TimerOption) {
 // partition 0 of the app's topics in the current plan (a lone node with no
 // plan yet is not; one without agents' topics always is).
 func (rt *runtime) isLeader() bool {
-	if len(rt.sources) == 0 {
+	sources := rt.sourceTopics()
+	if len(sources) == 0 {
 		return true
 	}
 	rt.mu.Lock()
@@ -88,7 +89,7 @@ func (rt *runtime) isLeader() bool {
 	if plan == nil {
 		return false
 	}
-	owner, ok := plan.Owner(rt.sources[0], 0)
+	owner, ok := plan.Owner(sources[0], 0)
 	return ok && owner.NodeID == rt.cfg.NodeID
 }
 

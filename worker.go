@@ -102,6 +102,10 @@ type runtime struct {
 	grains     map[int32]*grainState
 
 	tasks sync.WaitGroup // running App.Task functions
+
+	// endSession ends the current consumer group session (guarded by mu),
+	// so the loop rejoins with the current subscription.
+	endSession context.CancelFunc
 }
 
 type grainState struct {
@@ -286,7 +290,13 @@ func (rt *runtime) run(stop context.Context) (err error) {
 		return nil
 	}
 	for attempt := 1; stop.Err() == nil; attempt++ {
-		err := rt.group.Consume(stop, rt.sources, rt)
+		sess, cancel := context.WithCancel(stop)
+		rt.mu.Lock()
+		sources := rt.sources
+		rt.endSession = cancel
+		rt.mu.Unlock()
+		err := rt.group.Consume(sess, sources, rt)
+		cancel()
 		if stop.Err() != nil {
 			break
 		}
