@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/IBM/sarama"
 	"github.com/mephistohq/mephisto/codec"
+	"github.com/mephistohq/mephisto/kafka"
 )
 
 // Errors of requests to agents. Test for them with errors.Is.
@@ -184,4 +186,28 @@ func (a *Agent[K, V]) encode(key K, value V) ([]byte, []byte, error) {
 		return nil, nil, fmt.Errorf("agent %s: encode value: %w", a.def.name, err)
 	}
 	return kb, vb, nil
+}
+
+// SendReplyTo sends key/value to the agent's topic with replies going to
+// another topic (Faust's send(reply_to=…)): the handler's result is
+// produced to replyTo, keyed like the request, as JSON. Pass another
+// agent's topic name to chain agents.
+func (a *ReplyAgent[K, V, R]) SendReplyTo(ctx context.Context, key K, value V, replyTo string) error {
+	kb, vb, err := a.encode(key, value)
+	if err != nil {
+		return err
+	}
+	rt := a.app.runtime()
+	if rt == nil {
+		return ErrNotRunning
+	}
+	n, err := rt.partitionCount(a.topic.def.name)
+	if err != nil {
+		return err
+	}
+	_, err = rt.producer.SendSync(ctx, &sarama.ProducerMessage{
+		Topic: a.topic.def.name, Partition: kafka.Partition(kb, n), Key: bytesEncoder(kb), Value: bytesEncoder(vb),
+		Headers: []sarama.RecordHeader{{Key: []byte(headerReplyTo), Value: []byte(replyTo)}},
+	})
+	return err
 }

@@ -164,3 +164,28 @@ func TestRequestByPID(t *testing.T) {
 		t.Errorf("after an unknown message: %d, %v", v, err)
 	}
 }
+
+// TestSendReplyToTopic: replies go to another agent's topic, keyed like the
+// request, where that agent picks them up.
+func TestSendReplyToTopic(t *testing.T) {
+	b := startBroker(t)
+	app, add := adderApp(t, b.Addr(), "n1", "", "", nil)
+	sums := mephisto.NewTopic(app, "sums", codec.String(), codec.JSON[int]())
+	got := make(chan string, 10)
+	mephisto.NewAgent(app, "collect", sums, func(_ mephisto.Context, k string, v int) error {
+		got <- fmt.Sprintf("%s=%d", k, v)
+		return nil
+	})
+	runApp(t, app)
+	if err := add.SendReplyTo(context.Background(), "x", addReq{A: 20, B: 22}, "sums"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r != "x=42" {
+			t.Fatalf("reply = %s", r)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no reply on the reply-to topic")
+	}
+}
