@@ -314,6 +314,14 @@ func (c *core) Direct(_ context.Context, env *envelopepb.Envelope) (out *envelop
 		out.Error = fmt.Sprintf("no agent %q on this node", env.Agent)
 		return out
 	}
+	if a.batch != nil {
+		out.Error = fmt.Sprintf("agent %s takes batches from its topic only: send through the topic", a.name)
+		return out
+	}
+	// A concurrent agent's handler may not write tables, whichever path
+	// the event takes.
+	c.ec.readOnly = a.concurrency > 1
+	defer func() { c.ec.readOnly = false }()
 	m := &sarama.ConsumerMessage{Partition: c.p, Offset: -1, Key: env.Key, Value: env.Value, Timestamp: time.Now()}
 	for _, h := range env.Headers {
 		m.Headers = append(m.Headers, &sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
@@ -322,11 +330,13 @@ func (c *core) Direct(_ context.Context, env *envelopepb.Envelope) (out *envelop
 		if r := recover(); r != nil {
 			c.ec.staged = c.ec.staged[:0]
 			out.Error = fmt.Sprintf("handler panicked: %v", r)
+			c.log.Warn("direct message: handler panicked", "agent", a.name, "panic", fmt.Sprint(r))
 		}
 	}()
 	if err := c.run(a, m); err != nil {
 		c.ec.staged = c.ec.staged[:0]
 		out.Error = err.Error()
+		c.log.Warn("direct message failed (the sender gets the error if it waits for a reply)", "agent", a.name, "err", err)
 		return out
 	}
 	c.release()

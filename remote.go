@@ -2,6 +2,7 @@ package mephisto
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -70,8 +71,14 @@ func (rt *runtime) pidFor(topic string, p int32) (*actor.PID, error) {
 		return nil, ErrNoOwner
 	}
 	owner, ok := plan.Owner(topic, p)
-	if !ok || owner.Actor == "" {
+	if !ok {
 		return nil, fmt.Errorf("%w: %s/%d", ErrNoOwner, topic, p)
+	}
+	if owner.Actor == "" {
+		if owner.NodeID == rt.cfg.NodeID { // no remote, but the grain is here
+			return actor.NewPID(rt.system.Address(), rt.grainID(p)), nil
+		}
+		return nil, fmt.Errorf("%w: node %s owns %s/%d", ErrNoRemote, owner.NodeID, topic, p)
 	}
 	if rt.members != nil && !rt.members.Alive(owner.NodeID) {
 		return nil, fmt.Errorf("%w: %s (owner of %s/%d)", ErrNodeDead, owner.NodeID, topic, p)
@@ -162,6 +169,9 @@ func (rt *runtime) request(ctx context.Context, pid *actor.PID, env *envelopepb.
 	}()
 	select {
 	case r := <-done:
+		if errors.Is(r.err, actor.ErrDeadLetter) {
+			return nil, fmt.Errorf("%w: no grain at %s (the partition moved: look the PID up again)", ErrNoOwner, pid)
+		}
 		if r.err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrTimeout, pid, r.err)
 		}

@@ -25,6 +25,9 @@ var (
 	// ErrNotReplyAgent: the agent does not reply (declare it with
 	// NewReplyAgent).
 	ErrNotReplyAgent = errors.New("mephisto: the agent does not reply")
+	// ErrNoRemote: the node owning the key does not accept messages from
+	// other nodes (started without --actor / WithActorAddr).
+	ErrNoRemote = errors.New("mephisto: the owning node has no actor address")
 )
 
 // ReplyAgent is an agent whose handler returns a result: Faust's agent that

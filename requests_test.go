@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,5 +188,43 @@ func TestSendReplyToTopic(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("no reply on the reply-to topic")
+	}
+}
+
+// TestDirectPathRules: without remote, the PID of a key this node owns is
+// local and works; a batch agent refuses direct messages; a concurrent
+// agent may not write tables by PID either.
+func TestDirectPathRules(t *testing.T) {
+	b := startBroker(t)
+	app, add := adderApp(t, b.Addr(), "n1", "", "", nil) // no WithActorAddr: no remote
+	in := mephisto.NewTopic(app, "batched", codec.String(), codec.String())
+	batched := mephisto.NewBatchAgent(app, "batched", in, 10, time.Second,
+		func(mephisto.Context, []mephisto.KV[string, string]) error { return nil })
+	conc := mephisto.NewTopic(app, "conc", codec.String(), codec.String())
+	tb := mephisto.NewTable(app, "conc_table", codec.String(), codec.Int64())
+	writer := mephisto.NewReplyAgent(app, "writer", conc, func(ctx mephisto.Context, k, _ string) (string, error) {
+		return "", tb.Set(ctx, k, 1)
+	}, mephisto.Concurrency(2))
+	runApp(t, app)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pid, err := add.PID("k")
+	if err != nil {
+		t.Fatalf("local PID without remote: %v", err)
+	}
+	if got, err := add.Request(ctx, pid, "k", addReq{A: 1, B: 2}); err != nil || got != 3 {
+		t.Fatalf("Request to a local PID: %d, %v", got, err)
+	}
+	pid, _ = batched.PID("k")
+	if err := batched.SendPID(pid, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	pid, _ = writer.PID("k")
+	if _, err := writer.Request(ctx, pid, "k", "v"); !errors.Is(err, mephisto.ErrRemote) || !strings.Contains(err.Error(), "Concurrency 1") {
+		t.Fatalf("table write by PID from a concurrent agent: %v", err)
+	}
+	// The batch grain survived the direct message.
+	if ok, why := app.Ready(); !ok {
+		t.Fatalf("not ready after a direct message to a batch agent: %s", why)
 	}
 }
