@@ -1,0 +1,618 @@
+package agenttest_test
+
+// The process harness of these tests, adapted from
+// internal/clustertest/harness_test.go: child processes with their output
+// in files, free ports, waiting on conditions, a broker and workers of the
+// test app, HTTP probes.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mephistohq/mephisto/kafka"
+)
+
+const (
+	numPartitions  = 4
+	commitInterval = 100 * time.Millisecond
+	sessionTimeout = 10 * time.Second
+)
+
+// Paths of the binaries TestMain builds.
+var testappBin, mephistoBin string
+
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "mephisto-agenttest-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "agenttest:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	testappBin = filepath.Join(dir, "atest")
+	mephistoBin = filepath.Join(dir, "mephisto")
+	builds := []struct {
+		out, pkg string
+		race     bool
+	}{
+		// The test app is race-checked when the tests are: its tasks and
+		// the library's messaging paths run in it.
+		{testappBin, "github.com/mephistohq/mephisto/internal/agenttest/testapp", raceEnabled},
+		{mephistoBin, "github.com/mephistohq/mephisto/cmd/mephisto", false},
+	}
+	for _, b := range builds {
+		args := []string{"build", "-o", b.out}
+		if b.race {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, b.pkg)...)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "agenttest: go build %s: %v\n", b.pkg, err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// ---------------------------------------------------------------------------
+// Child processes.
+
+// proc is a child OS process whose stdout and stderr go to files. It is
+// killed (SIGKILL) when the test ends if still running, and the tail of
+// its stderr is logged if the test failed.
+type proc struct {
+	t                testing.TB
+	name             string
+	cmd              *exec.Cmd
+	stdoutF, stderrF string
+	done             chan struct{} // closed once the process has exited
+	state            *os.ProcessState
+	stdoutW, stderrW *os.File
+}
+
+// childEnv is the test's environment without MEPHISTO_* and ATEST_*
+// variables (the binaries would read them), plus extra.
+func childEnv(extra []string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "MEPHISTO_") && !strings.HasPrefix(kv, "ATEST_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+func startProc(t testing.TB, logDir, name, path string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, done: make(chan struct{}),
+		stdoutF: filepath.Join(logDir, name+".stdout"), stderrF: filepath.Join(logDir, name+".stderr")}
+	var err error
+	if p.stdoutW, err = os.Create(p.stdoutF); err != nil {
+		t.Fatal(err)
+	}
+	if p.stderrW, err = os.Create(p.stderrF); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(path, args...)
+	p.cmd.Env = childEnv(env)
+	p.cmd.Stdout, p.cmd.Stderr = p.stdoutW, p.stderrW
+	// A safety net if the test binary itself dies: the kernel kills the
+	// children.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Logf("started %s (pid %d): %s %s %s", name, p.cmd.Process.Pid, strings.Join(env, " "), filepath.Base(path), strings.Join(args, " "))
+	go func() {
+		_ = p.cmd.Wait()
+		p.state = p.cmd.ProcessState
+		_ = p.stdoutW.Close()
+		_ = p.stderrW.Close()
+		close(p.done)
+	}()
+	// Cleanups run last-registered first: kill, then dump.
+	t.Cleanup(func() {
+		if t.Failed() {
+			p.dump()
+		}
+	})
+	t.Cleanup(func() {
+		if !p.exited() {
+			_ = p.cmd.Process.Kill()
+			select {
+			case <-p.done:
+			case <-time.After(10 * time.Second):
+				t.Errorf("%s (pid %d) did not die after SIGKILL", name, p.cmd.Process.Pid)
+			}
+		}
+	})
+	return p
+}
+
+func (p *proc) stderr() string {
+	b, _ := os.ReadFile(p.stderrF)
+	return string(b)
+}
+
+func (p *proc) stdout() string {
+	b, _ := os.ReadFile(p.stdoutF)
+	return string(b)
+}
+
+// dump logs the tail of the process's stderr (the whole of it stays in its
+// file).
+func (p *proc) dump() {
+	const tail = 8 << 10
+	out := p.stderr()
+	if len(out) > tail {
+		out = "[…]" + out[len(out)-tail:]
+	}
+	p.t.Logf("---- tail of %s's stderr (%s; all of it in %s) ----\n%s", p.name, p.describeExit(), p.stderrF, out)
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *proc) describeExit() string {
+	if !p.exited() {
+		return "running"
+	}
+	return p.state.String()
+}
+
+func (p *proc) signal(sig syscall.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("signal %v to %s: %v", sig, p.name, err)
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit (code 0).
+func (p *proc) stop(timeout time.Duration) {
+	p.t.Helper()
+	p.signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.t.Fatalf("%s did not exit within %v of SIGTERM", p.name, timeout)
+	}
+	if code := p.state.ExitCode(); code != 0 {
+		p.t.Fatalf("%s exited with %s after SIGTERM, want 0", p.name, p.state)
+	}
+}
+
+// kill sends SIGKILL and waits until the process is gone.
+func (p *proc) kill() {
+	p.t.Helper()
+	p.signal(syscall.SIGKILL)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.t.Fatalf("%s did not die after SIGKILL", p.name)
+	}
+}
+
+// result is how a command run to completion ended.
+type result struct {
+	stdout, stderr string
+	code           int
+	took           time.Duration
+}
+
+// run runs the test app binary as a client command (ask, send …) to
+// completion, within a minute.
+func run(t testing.TB, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, testappBin, args...)
+	cmd.Env = childEnv(env)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	took := time.Since(start)
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit) && ctx.Err() == nil:
+	default:
+		t.Fatalf("atest %s: %v\nstderr:\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode(), took: took}
+}
+
+// ---------------------------------------------------------------------------
+// Ports.
+
+var (
+	portsMu sync.Mutex
+	ports   = map[int]bool{} // handed out by this process: never twice
+)
+
+// freePort returns a loopback port free for TCP and, with udp, for UDP too
+// (memberlist listens on both).
+func freePort(t testing.TB, udp bool) int {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		ok := true
+		if udp {
+			u, err := net.ListenPacket("udp", l.Addr().String())
+			if err != nil {
+				ok = false
+			} else {
+				_ = u.Close()
+			}
+		}
+		_ = l.Close()
+		portsMu.Lock()
+		if ports[port] {
+			ok = false
+		}
+		if ok {
+			ports[port] = true
+		}
+		portsMu.Unlock()
+		if ok {
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// ---------------------------------------------------------------------------
+// Waiting.
+
+const pollEvery = 20 * time.Millisecond
+
+// waitFor polls cond until it holds, failing the test after timeout, and
+// returns how long it took.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(timeout)
+	var why string
+	for {
+		var ok bool
+		if ok, why = cond(); ok {
+			d := time.Since(start)
+			t.Logf("%s: after %v", what, d.Round(time.Millisecond))
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s: %s", timeout, what, why)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// The cluster: one broker and workers of the test app.
+
+type cluster struct {
+	t       *testing.T
+	logDir  string
+	broker  *proc
+	brokers string // the broker's address
+	seed    string // the first worker's gossip address
+	workers []*worker
+}
+
+// worker is one node of the test app.
+type worker struct {
+	c      *cluster
+	id     string
+	web    string
+	gossip string
+	actor  string
+	env    []string
+	proc   *proc
+}
+
+var listeningRE = regexp.MustCompile(`broker listening on (\S+) cluster-id (\S+)`)
+
+// newCluster starts a broker; add workers with start.
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	logDir := filepath.Join(os.TempDir(), "mephisto-agenttest-logs", strings.ReplaceAll(t.Name(), "/", "_"))
+	_ = os.RemoveAll(logDir)
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() && os.Getenv("AGENTTEST_KEEP_LOGS") == "" {
+			_ = os.RemoveAll(logDir)
+		} else {
+			t.Logf("logs of every process are in %s", logDir)
+		}
+	})
+	c := &cluster{t: t, logDir: logDir}
+	addr := loopback(freePort(t, false))
+	c.broker = startProc(t, logDir, "broker", mephistoBin, nil, "broker", "--listen", addr, "--data-dir", t.TempDir())
+	waitFor(t, 30*time.Second, "broker listening", func() (bool, string) {
+		if c.broker.exited() {
+			t.Fatalf("broker exited: %s\n%s", c.broker.describeExit(), c.broker.stderr())
+		}
+		m := listeningRE.FindStringSubmatch(c.broker.stdout())
+		if m == nil {
+			return false, "no 'broker listening' line on stdout yet"
+		}
+		c.brokers = m[1]
+		return true, ""
+	})
+	return c
+}
+
+// start starts a worker named id with extra environment variables; the
+// first worker started is every later one's gossip seed.
+func (c *cluster) start(id string, env ...string) *worker {
+	c.t.Helper()
+	w := &worker{c: c, id: id, env: env, web: loopback(freePort(c.t, false)),
+		gossip: loopback(freePort(c.t, true)), actor: loopback(freePort(c.t, false))}
+	if c.seed == "" {
+		c.seed = w.gossip
+	}
+	w.proc = startProc(c.t, c.logDir, id, testappBin, env, "worker",
+		"--brokers", c.brokers, "--node-id", id, "--web", w.web,
+		"--gossip", w.gossip, "--join", c.seed, "--actor", w.actor, "--data-dir", c.t.TempDir(),
+		"--partitions", strconv.Itoa(numPartitions), "--commit-interval", commitInterval.String(),
+		"--session-timeout", sessionTimeout.String())
+	c.workers = append(c.workers, w)
+	return w
+}
+
+// running fails the test if a worker of ws or the broker has exited.
+func (c *cluster) running(ws []*worker) {
+	c.t.Helper()
+	for _, w := range ws {
+		if w.proc.exited() {
+			c.t.Fatalf("worker %s exited unexpectedly: %s", w.id, w.proc.describeExit())
+		}
+	}
+	if c.broker.exited() {
+		c.t.Fatalf("broker exited unexpectedly: %s", c.broker.describeExit())
+	}
+}
+
+// waitFormed waits until ws are exactly the cluster: each is ready, each
+// one's /cluster names exactly ws, all alive, in one generation, and every
+// partition has an active among them. It returns the last view.
+func (c *cluster) waitFormed(timeout time.Duration, ws ...*worker) clusterView {
+	c.t.Helper()
+	ids := make([]string, len(ws))
+	for i, w := range ws {
+		ids[i] = w.id
+	}
+	var last clusterView
+	waitFor(c.t, timeout, fmt.Sprintf("cluster of %v formed (all ready, one generation, all alive)", ids), func() (bool, string) {
+		c.running(ws)
+		gen := int32(-1)
+		for _, w := range ws {
+			if ok, why := w.ready(); !ok {
+				return false, w.id + ": " + why
+			}
+			v, err := w.cluster()
+			if err != nil {
+				return false, w.id + ": " + err.Error()
+			}
+			if why := v.check(ids); why != "" {
+				return false, w.id + "'s /cluster: " + why
+			}
+			if gen >= 0 && v.Generation != gen {
+				return false, fmt.Sprintf("generations differ: %d and %d", gen, v.Generation)
+			}
+			gen, last = v.Generation, v
+		}
+		return true, ""
+	})
+	return last
+}
+
+// ---------------------------------------------------------------------------
+// HTTP.
+
+var httpClient = &http.Client{Timeout: 3 * time.Second}
+
+func (w *worker) get(path string) (int, []byte, error) {
+	resp, err := httpClient.Get("http://" + w.web + path)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+func (w *worker) ready() (bool, string) {
+	code, body, err := w.get("/readyz")
+	if err != nil {
+		return false, err.Error()
+	}
+	return code == http.StatusOK, fmt.Sprintf("/readyz: HTTP %d %s", code, strings.TrimSpace(string(body)))
+}
+
+type clusterView struct {
+	Generation int32 `json:"generation"`
+	Nodes      []struct {
+		ID    string `json:"id"`
+		Web   string `json:"web"`
+		Actor string `json:"actor"`
+		Alive bool   `json:"alive"`
+	} `json:"nodes"`
+	Partitions []struct {
+		Partition int32    `json:"partition"`
+		Active    string   `json:"active"`
+		Standbys  []string `json:"standbys"`
+	} `json:"partitions"`
+}
+
+func (w *worker) cluster() (clusterView, error) {
+	var v clusterView
+	code, body, err := w.get("/cluster")
+	if err != nil {
+		return v, err
+	}
+	if code != http.StatusOK {
+		return v, fmt.Errorf("GET /cluster: HTTP %d %s", code, body)
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return v, fmt.Errorf("GET /cluster: %v: %s", err, body)
+	}
+	return v, nil
+}
+
+// check says what is wrong with v for a cluster of exactly the nodes ids
+// ("" if nothing): every node named and alive, numPartitions partitions
+// each listed once with an active among ids.
+func (v clusterView) check(ids []string) string {
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	seen := map[string]bool{}
+	for _, n := range v.Nodes {
+		if !want[n.ID] {
+			return fmt.Sprintf("node %s in the plan, want only %v", n.ID, ids)
+		}
+		if !n.Alive {
+			return fmt.Sprintf("node %s not alive", n.ID)
+		}
+		seen[n.ID] = true
+	}
+	if len(seen) != len(ids) || len(v.Nodes) != len(ids) {
+		return fmt.Sprintf("nodes %+v, want %v", v.Nodes, ids)
+	}
+	parts := map[int32]bool{}
+	for _, p := range v.Partitions {
+		if !want[p.Active] {
+			return fmt.Sprintf("partition %d active on %q", p.Partition, p.Active)
+		}
+		parts[p.Partition] = true
+	}
+	if len(parts) != numPartitions || len(v.Partitions) != numPartitions {
+		return fmt.Sprintf("partitions %+v, want %d listed once each", v.Partitions, numPartitions)
+	}
+	return ""
+}
+
+// actives returns, per partition, the active node.
+func (v clusterView) actives() map[int32]string {
+	out := map[int32]string{}
+	for _, p := range v.Partitions {
+		out[p.Partition] = p.Active
+	}
+	return out
+}
+
+// nodeOfActor returns the id of the node whose actor address is addr.
+func (v clusterView) nodeOfActor(addr string) string {
+	for _, n := range v.Nodes {
+		if n.Actor == addr {
+			return n.ID
+		}
+	}
+	return ""
+}
+
+// keyOwnedBy returns the first key prefix-<i> whose partition (as
+// Mephisto and the Java client compute it) is active on node.
+func (v clusterView) keyOwnedBy(prefix, node string) (string, int32) {
+	owner := v.actives()
+	for i := 0; i < 1000; i++ {
+		k := fmt.Sprintf("%s-%d", prefix, i)
+		p := kafka.Partition([]byte(k), numPartitions)
+		if owner[p] == node {
+			return k, p
+		}
+	}
+	return "", -1
+}
+
+// tableValue reads table[key] through w: the value's JSON text, or an
+// error (404 included).
+func (w *worker) tableValue(table, key string) (string, error) {
+	code, body, err := w.get("/tables/" + table + "/" + key)
+	if err != nil {
+		return "", err
+	}
+	if code != http.StatusOK {
+		return "", fmt.Errorf("%s/%s via %s: HTTP %d %s", table, key, w.id, code, strings.TrimSpace(string(body)))
+	}
+	var v struct {
+		Value json.RawMessage `json:"value"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return "", fmt.Errorf("%s/%s: %v: %s", table, key, err, body)
+	}
+	return string(v.Value), nil
+}
+
+// readJSON waits until file exists and decodes it into v, failing if one
+// of procs exits first.
+func readJSON(t *testing.T, timeout time.Duration, file string, v any, procs ...*proc) {
+	t.Helper()
+	waitFor(t, timeout, "report "+filepath.Base(file), func() (bool, string) {
+		for _, p := range procs {
+			if p.exited() {
+				t.Fatalf("%s exited before writing %s: %s", p.name, file, p.describeExit())
+			}
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return false, err.Error()
+		}
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("%s: %v\n%s", file, err, b)
+		}
+		return true, ""
+	})
+}
+
+// stats summarizes round trips in milliseconds: median, 99th percentile
+// and mean.
+func stats(ms []float64) string {
+	if len(ms) == 0 {
+		return "no samples"
+	}
+	s := append([]float64(nil), ms...)
+	sort.Float64s(s)
+	var sum float64
+	for _, v := range s {
+		sum += v
+	}
+	p := func(q float64) float64 { return s[min(len(s)-1, int(q*float64(len(s))))] }
+	return fmt.Sprintf("n=%d p50=%.3fms p99=%.3fms mean=%.3fms", len(s), p(0.5), p(0.99), sum/float64(len(s)))
+}
