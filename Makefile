@@ -10,7 +10,7 @@ RUN_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run run-cluster test lint build clean
+.PHONY: help run run-cluster test lint build clean proto
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -39,5 +39,21 @@ build: ## build every package, and bin/mephisto, bin/wordcount, bin/orders
 	$(GO) build ./...
 	$(GO) build -o bin/ ./cmd/mephisto ./examples/wordcount ./examples/orders ./examples/adder
 
+proto: ## regenerate actors/envelopepb from its .proto (needs protoc and protoc-gen-go; the generated code is committed)
+	cd actors/envelopepb && protoc --go_out=. --go_opt=paths=source_relative envelope.proto
+
 clean: ## remove bin/ and the `make run` state (./.run by default)
 	rm -rf bin $(RUN_DIR)
+
+# Benchmarks (issue #5): every workload against `mephisto broker` in its own
+# process, next to the raw sarama client measured in the same run. Extra
+# flags for the harness: make bench BENCH_ARGS='-workloads count,pass -keep'.
+BENCH_ARGS ?=
+
+.PHONY: bench bench-quick
+
+bench: ## all benchmark workloads, 1,000,000 events, 3 runs each (~5 min on 2 cores); table on stdout and in bench/results/bench.md
+	$(GO) run ./bench/cmd/mephisto-bench -n 1000000 -runs 3 -out bench/results/bench.md $(BENCH_ARGS)
+
+bench-quick: ## the same on 100,000 events, 3 runs each, in under two minutes; table in bench/results/quick.md
+	$(GO) run ./bench/cmd/mephisto-bench -n 100000 -runs 3 -failover-warmup 2s -latency-duration 3s -out bench/results/quick.md $(BENCH_ARGS)

@@ -1,0 +1,41 @@
+// Command app is the Mephisto app the benchmark harness
+// (bench/cmd/mephisto-bench) runs as a worker process. Its topology (see
+// package benchapp) is chosen by the environment variable BENCH_MODE:
+//
+//	count  topic in (string key, bytes value) ──▶ agent count ──▶ table counts (string → int64, +1 per event)
+//	pass   topic in (string key, bytes value) ──▶ agent pass  ──▶ topic out (same key, value upper-cased)
+//
+// BENCH_APP sets the app name (default "bench"): the consumer group id and
+// the prefix of the changelog topic <app>-counts-changelog. The harness gives
+// each run its own name so that every run starts from an empty group and an
+// empty table while reading the same preloaded input topic. BENCH_IN and
+// BENCH_OUT rename the input and output topics (default "in" and "out").
+//
+// Everything else is the ordinary app binary (app.Main): worker, send,
+// agents, tables, reset, with the usual flags and MEPHISTO_* variables.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/mephistohq/mephisto/bench/benchapp"
+)
+
+func main() {
+	app, err := benchapp.New(os.Getenv("BENCH_MODE"), envOr("BENCH_APP", "bench"), envOr("BENCH_IN", "in"), envOr("BENCH_OUT", "out"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench app: BENCH_MODE:", err)
+		os.Exit(2)
+	}
+	app.Main()
+}
+
+// envOr returns the environment variable name, or def when it is unset or
+// empty.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

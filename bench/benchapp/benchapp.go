@@ -1,0 +1,50 @@
+// Package benchapp declares the Mephisto apps the benchmarks run: the
+// worker binary bench/app and the in-process profiling benchmark
+// bench/inproc share these topologies.
+//
+//	count  topic in (string key, bytes value) ──▶ agent count ──▶ table counts (string → int64, +1 per event)
+//	pass   topic in (string key, bytes value) ──▶ agent pass  ──▶ topic out (same key, value upper-cased)
+package benchapp
+
+import (
+	"fmt"
+
+	"github.com/mephistohq/mephisto"
+	"github.com/mephistohq/mephisto/codec"
+)
+
+// New declares the benchmark app for mode ("count" or "pass") named name
+// (its consumer group id and changelog prefix), reading topic in and, for
+// pass, writing topic out.
+func New(mode, name, in, out string, opts ...mephisto.Option) (*mephisto.App, error) {
+	app := mephisto.New(name, opts...)
+	input := mephisto.NewTopic(app, in, codec.String(), codec.Bytes())
+	switch mode {
+	case "count":
+		counts := mephisto.NewTable(app, "counts", codec.String(), codec.Int64())
+		mephisto.NewAgent(app, "count", input, func(ctx mephisto.Context, key string, _ []byte) error {
+			return counts.Update(ctx, key, func(n int64) int64 { return n + 1 })
+		})
+	case "pass":
+		output := mephisto.NewTopic(app, out, codec.String(), codec.Bytes())
+		mephisto.NewAgent(app, "pass", input, func(ctx mephisto.Context, key string, value []byte) error {
+			// The value is the codec's own copy: transform it in place.
+			return output.Send(ctx, key, Upper(value))
+		})
+	default:
+		return nil, fmt.Errorf("mode %q: want count or pass", mode)
+	}
+	return app, nil
+}
+
+// Upper upper-cases the ASCII letters of b in place and returns b: the
+// pass-through's transformation, cheap but touching every byte. The raw
+// baseline (bench/raw) does the same.
+func Upper(b []byte) []byte {
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - ('a' - 'A')
+		}
+	}
+	return b
+}

@@ -1,0 +1,285 @@
+// Package harness runs Mephisto's benchmarks (issue #5): every workload
+// against `mephisto broker` in a separate process, each next to the raw
+// sarama client doing the same Kafka work, measured in the same run.
+//
+// The unit under test is always a separate OS process: the broker
+// (cmd/mephisto), the Mephisto worker (bench/app, or examples/wordcount)
+// and the raw client (bench/raw). The harness builds them, preloads the
+// input, starts them, watches them from outside (Kafka offsets, HTTP,
+// /proc) and reports. See BENCHMARKS.md for how to read the numbers.
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Workloads lists every workload, in the order they run.
+var Workloads = []string{"count", "count-1m-keys", "pass", "wordcount", "recover-10k-keys", "recover-1m-keys", "failover", "ask", "latency"}
+
+// Options configures a benchmark run. Zero fields take the defaults of
+// issue #5.
+type Options struct {
+	// Root is the repository root (the module directory); binaries are
+	// built from it. Default ".".
+	Root string
+	// N is the number of input events of the throughput workloads. Default
+	// 1,000,000.
+	N int
+	// Runs is how often each workload is measured (min / median / max are
+	// over the runs). Default 3.
+	Runs int
+	// Keys is the number of distinct keys of count (and of the failover
+	// and latency load). Default 10,000.
+	Keys int
+	// ValueSize is the size of input values in bytes. Default 100.
+	ValueSize int
+	// RecoverRecords is the number of changelog records the recover
+	// workloads rebuild a table from. Default N.
+	RecoverRecords int
+	// FailoverRuns and LatencyRuns override Runs for those two workloads
+	// (each run starts three or one fresh workers). Default Runs.
+	FailoverRuns, LatencyRuns int
+	// FailoverRate is the load, in events/s, during failover. Default
+	// 5,000.
+	FailoverRate int
+	// FailoverWarmup is how long the load runs before the kill. Default 5s.
+	FailoverWarmup time.Duration
+	// LatencyDuration is how long the latency workload produces. Default
+	// 10s.
+	LatencyDuration time.Duration
+	// LatencyRate is the latency workload's input rate in events/s; 0
+	// means half of the count workload's median throughput (measured
+	// first if count is not among the workloads).
+	LatencyRate float64
+	// Workloads selects workloads by name; empty means all.
+	Workloads []string
+	// WorkDir holds binaries, logs and data; "" makes a temporary one.
+	WorkDir string
+	// Keep keeps WorkDir (logs, data) after the run.
+	Keep bool
+	// Log receives progress lines. Default os.Stderr.
+	Log io.Writer
+}
+
+func (o *Options) defaults() {
+	if o.Root == "" {
+		o.Root = "."
+	}
+	if o.N <= 0 {
+		o.N = 1_000_000
+	}
+	if o.Runs <= 0 {
+		o.Runs = 3
+	}
+	if o.Keys <= 0 {
+		o.Keys = 10_000
+	}
+	if o.ValueSize <= 0 {
+		o.ValueSize = 100
+	}
+	if o.RecoverRecords <= 0 {
+		o.RecoverRecords = o.N
+	}
+	if o.FailoverRuns <= 0 {
+		o.FailoverRuns = o.Runs
+	}
+	if o.LatencyRuns <= 0 {
+		o.LatencyRuns = o.Runs
+	}
+	if o.FailoverRate <= 0 {
+		o.FailoverRate = 5_000
+	}
+	if o.FailoverWarmup <= 0 {
+		o.FailoverWarmup = 5 * time.Second
+	}
+	if o.LatencyDuration <= 0 {
+		o.LatencyDuration = 10 * time.Second
+	}
+	if len(o.Workloads) == 0 {
+		o.Workloads = Workloads
+	}
+	if o.Log == nil {
+		o.Log = os.Stderr
+	}
+}
+
+// binaries are the programs a run starts.
+type binaries struct {
+	mephisto, app, wordcount, raw string
+}
+
+// harness is one benchmark run.
+type harness struct {
+	opts  Options
+	dir   string
+	bins  binaries
+	procs procs
+	rows  map[string]*Row
+	seq   int // numbers brokers and data dirs
+}
+
+// Run builds the binaries and runs the selected workloads. It returns the
+// report even when a workload failed (that row then says so), with the
+// errors joined.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	opts.defaults()
+	for _, w := range opts.Workloads {
+		if !slices.Contains(Workloads, w) {
+			return nil, fmt.Errorf("unknown workload %q (have %s)", w, strings.Join(Workloads, ", "))
+		}
+	}
+	dir := opts.WorkDir
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "mephisto-bench-"); err != nil {
+			return nil, err
+		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	h := &harness{opts: opts, dir: dir, rows: map[string]*Row{}}
+	defer func() {
+		h.procs.killAll()
+		if !opts.Keep {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	rep := &Report{Options: opts, Started: time.Now(), LoadStart: loadAverage()}
+	if rep.LoadStart > 0.5*float64(runtime.NumCPU()) {
+		h.logf("warning: the 1-minute load average is %.1f before the run: other processes are using the CPU and will disturb the numbers", rep.LoadStart)
+	}
+	if err := h.build(ctx); err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, name := range Workloads { // fixed order: latency needs count's result
+		if !slices.Contains(opts.Workloads, name) {
+			continue
+		}
+		if ctx.Err() != nil {
+			errs = append(errs, ctx.Err())
+			break
+		}
+		h.logf("== %s", name)
+		start := time.Now()
+		row, err := h.workload(ctx, name)
+		if err != nil {
+			err = fmt.Errorf("%s: %w", name, err)
+			h.logf("%v", err)
+			errs = append(errs, err)
+			if row == nil {
+				row = &Row{Workload: name}
+			}
+			row.Failed = err.Error()
+		}
+		row.Took, row.Load = time.Since(start), loadAverage()
+		h.rows[name] = row
+		rep.Rows = append(rep.Rows, row)
+		h.procs.killAll() // nothing outlives its workload
+	}
+	rep.Took = time.Since(rep.Started)
+	if opts.Keep {
+		h.logf("logs and data kept in %s", dir)
+	}
+	return rep, errors.Join(errs...)
+}
+
+func (h *harness) workload(ctx context.Context, name string) (*Row, error) {
+	switch name {
+	case "count":
+		return h.count(ctx, name, h.opts.Keys)
+	case "count-1m-keys":
+		return h.count(ctx, name, h.opts.N)
+	case "pass":
+		return h.pass(ctx)
+	case "wordcount":
+		return h.wordcount(ctx)
+	case "recover-10k-keys":
+		return h.recover(ctx, name, min(10_000, h.opts.RecoverRecords))
+	case "recover-1m-keys":
+		return h.recover(ctx, name, h.opts.RecoverRecords)
+	case "failover":
+		return h.failover(ctx)
+	case "ask":
+		return h.ask(ctx)
+	case "latency":
+		return h.latency(ctx)
+	}
+	return nil, fmt.Errorf("unknown workload %q", name)
+}
+
+func (h *harness) logf(format string, args ...any) {
+	fmt.Fprintf(h.opts.Log, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
+
+// build compiles the broker, the bench app, the wordcount example and the
+// raw client into the work dir.
+func (h *harness) build(ctx context.Context) error {
+	bin := filepath.Join(h.dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return err
+	}
+	h.logf("building ./cmd/mephisto ./bench/app ./bench/raw ./examples/wordcount into %s", bin)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin+string(filepath.Separator),
+		"./cmd/mephisto", "./bench/app", "./bench/raw", "./examples/wordcount")
+	cmd.Dir = h.opts.Root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	h.bins = binaries{
+		mephisto:  filepath.Join(bin, "mephisto"),
+		app:       filepath.Join(bin, "app"),
+		wordcount: filepath.Join(bin, "wordcount"),
+		raw:       filepath.Join(bin, "raw"),
+	}
+	return nil
+}
+
+// newBroker starts a fresh `mephisto broker` process and connects to it.
+func (h *harness) newBroker(name string) (*broker, *kclient, error) {
+	h.seq++
+	b, err := startBroker(h.dir, h.bins.mephisto, fmt.Sprintf("broker-%02d-%s", h.seq, name))
+	if err != nil {
+		return nil, nil, err
+	}
+	h.procs.add(b.proc)
+	kc, err := dial(b.addr)
+	if err != nil {
+		b.close()
+		return nil, nil, err
+	}
+	return b, kc, nil
+}
+
+// newDataDir returns a fresh, empty data dir path.
+func (h *harness) newDataDir(name string) string {
+	h.seq++
+	return filepath.Join(h.dir, fmt.Sprintf("data-%03d-%s", h.seq, name))
+}
+
+// startWorker starts a worker process and tracks it.
+func (h *harness) startWorker(s workerSpec) (*worker, error) {
+	if s.bin == "" {
+		s.bin = h.bins.app
+	}
+	if s.dataDir == "" {
+		s.dataDir = h.newDataDir(s.name)
+	}
+	w, err := startWorker(h.dir, s)
+	if err != nil {
+		return nil, err
+	}
+	h.procs.add(w.proc)
+	return w, nil
+}

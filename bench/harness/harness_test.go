@@ -1,0 +1,114 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestHarnessSmoke runs the harness end to end on 1,000 events: it builds
+// the binaries, starts a broker, raw clients and workers as processes, and
+// checks that every selected workload produced a row with a result. It
+// asserts nothing about speed.
+func TestHarnessSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var log bytes.Buffer
+	rep, err := Run(ctx, Options{
+		Root:      "../..",
+		N:         1000,
+		Runs:      1,
+		Workloads: []string{"count", "pass", "wordcount", "recover-10k-keys", "ask"},
+		WorkDir:   t.TempDir(),
+		Log:       &log,
+	})
+	if err != nil {
+		t.Fatalf("%v\nprogress:\n%s", err, log.String())
+	}
+	if len(rep.Rows) != 5 {
+		t.Fatalf("%d rows, want 5", len(rep.Rows))
+	}
+	for _, r := range rep.Rows {
+		if r.Workload == "ask" {
+			if !strings.Contains(r.Cell, "n/a") {
+				t.Errorf("ask row: %q, want n/a", r.Cell)
+			}
+			continue
+		}
+		if len(r.Mephisto) != 1 || r.Mephisto[0] <= 0 || len(r.Raw) != 1 || r.Raw[0] <= 0 {
+			t.Errorf("%s: Mephisto %v, raw %v: want one positive result each", r.Workload, r.Mephisto, r.Raw)
+		}
+		if len(r.PeakRSS) != 1 || r.PeakRSS[0] <= 0 {
+			t.Errorf("%s: peak RSS %v", r.Workload, r.PeakRSS)
+		}
+	}
+	var md bytes.Buffer
+	rep.Markdown(&md)
+	for _, want := range []string{"| count |", "| pass |", "| wordcount |", "| recover-10k-keys |", "n/a (issue 4)"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, md.String())
+		}
+	}
+	t.Logf("\n%s", md.String())
+}
+
+func TestMetricParsing(t *testing.T) {
+	body := []byte(`# HELP mephisto_events_in_total Records received from Kafka.
+# TYPE mephisto_events_in_total counter
+mephisto_events_in_total{app="a",node="n",topic="in"} 1500
+mephisto_events_in_total{app="a",node="n",topic="other"} 7
+mephisto_events_in_total_extra 99
+mephisto_recovery_last_records{app="a",node="n",partition="3",table="counts"} 1.2e+06
+`)
+	if got := sumMetric(body, "mephisto_events_in_total", nil); got != 1507 {
+		t.Errorf("sum of all: %v, want 1507", got)
+	}
+	if got := sumMetric(body, "mephisto_events_in_total", map[string]string{"topic": "in"}); got != 1500 {
+		t.Errorf("topic=in: %v, want 1500", got)
+	}
+	if got := sumMetric(body, "mephisto_recovery_last_records", map[string]string{"partition": "3"}); got != 1.2e6 {
+		t.Errorf("recovery_last_records: %v", got)
+	}
+}
+
+func TestStats(t *testing.T) {
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Errorf("median odd: %v", m)
+	}
+	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
+		t.Errorf("median even: %v", m)
+	}
+	xs := make([]float64, 100)
+	for i := range xs {
+		xs[i] = float64(i + 1)
+	}
+	if p := pct(xs, 50); p != 50 {
+		t.Errorf("p50: %v", p)
+	}
+	if p := pct(xs, 99); p != 99 {
+		t.Errorf("p99: %v", p)
+	}
+	if p := pct(xs, 100); p != 100 {
+		t.Errorf("max: %v", p)
+	}
+	if g := group("1234567"); g != "1,234,567" {
+		t.Errorf("group: %v", g)
+	}
+}
+
+func TestProbeKeys(t *testing.T) {
+	for p := range partitions {
+		k := probeKey(1, p)
+		if len(k) != keySize {
+			t.Errorf("probe key %q: %d bytes, want %d", k, len(k), keySize)
+		}
+	}
+	if k := keyOf(12345, 10_000); string(k) != "k000000000002345" {
+		t.Errorf("keyOf: %q", k)
+	}
+}

@@ -1,0 +1,303 @@
+package inproc
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/mephistohq/mephisto"
+	"github.com/mephistohq/mephisto/bench/benchapp"
+	"github.com/mephistohq/mephisto/kafka"
+)
+
+const partitions = 8
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// brokerAddr returns MEPHISTO_BENCH_BROKERS or starts an embedded broker.
+func brokerAddr(b *testing.B) string {
+	if addr := os.Getenv("MEPHISTO_BENCH_BROKERS"); addr != "" {
+		return addr
+	}
+	br, err := kafka.StartBroker(kafka.BrokerConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = br.Close() })
+	return br.Addr()
+}
+
+// eventValue is the 100-byte value of every input event.
+func eventValue(int) []byte {
+	value := make([]byte, 100)
+	for i := range value {
+		value[i] = 'a' + byte(i%26)
+	}
+	return value
+}
+
+// preload creates topic (if missing) and writes n records to it, keyed
+// among keys distinct keys, with values from value.
+func preload(b *testing.B, addr, topic string, n, keys int, value func(i int) []byte) []int64 {
+	cfg := kafka.ClientConfig("inproc-preload")
+	client, err := sarama.NewClient([]string{addr}, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		b.Fatal(err)
+	}
+	err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: 1}, false)
+	if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+		b.Fatal(err)
+	}
+	pcfg := sarama.NewConfig()
+	pcfg.Version = kafka.Version
+	pcfg.Producer.RequiredAcks = sarama.WaitForLocal
+	pcfg.Producer.Partitioner = sarama.NewManualPartitioner
+	pcfg.Producer.Flush.Bytes = 512 << 10
+	pcfg.Producer.MaxMessageBytes = 512 << 10
+	pcfg.Producer.Flush.Frequency = 5 * time.Millisecond
+	p, err := sarama.NewAsyncProducer([]string{addr}, pcfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		for e := range p.Errors() {
+			b.Error(e)
+		}
+	}()
+	for i := range n {
+		k := fmt.Appendf(nil, "k%015d", i%keys)
+		p.Input() <- &sarama.ProducerMessage{Topic: topic, Partition: kafka.Partition(k, partitions), Key: sarama.ByteEncoder(k), Value: sarama.ByteEncoder(value(i))}
+	}
+	if err := p.Close(); err != nil {
+		b.Fatal(err)
+	}
+	if err := client.RefreshMetadata(topic); err != nil {
+		b.Fatal(err)
+	}
+	hwm := make([]int64, partitions)
+	for q := range int32(partitions) {
+		if hwm[q], err = client.GetOffset(topic, q, sarama.OffsetNewest); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return hwm
+}
+
+// waitCommitted waits until group has committed hwm on every partition.
+func waitCommitted(b *testing.B, admin sarama.ClusterAdmin, group, topic string, hwm []int64, errc <-chan error) {
+	ps := make([]int32, partitions)
+	for i := range ps {
+		ps[i] = int32(i)
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for time.Now().Before(deadline) {
+		resp, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: ps})
+		if err == nil {
+			done := true
+			for q := range ps {
+				blk := resp.GetBlock(topic, int32(q))
+				if blk == nil || blk.Offset < hwm[q] {
+					done = false
+				}
+			}
+			if done {
+				return
+			}
+		}
+		select {
+		case err := <-errc:
+			b.Fatalf("worker stopped: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	b.Fatal("timed out")
+}
+
+// benchmarkMode runs the bench app in mode over n preloaded events per
+// iteration, a fresh group and data dir each time, and reports events/s.
+func benchmarkMode(b *testing.B, mode string) {
+	n, keys := envInt("MEPHISTO_BENCH_N", 200_000), envInt("MEPHISTO_BENCH_KEYS", 10_000)
+	addr := brokerAddr(b)
+	topic := fmt.Sprintf("in-%s-%d", mode, time.Now().UnixNano())
+	hwm := preload(b, addr, topic, n, keys, eventValue)
+	client, err := sarama.NewClient([]string{addr}, kafka.ClientConfig("inproc-admin"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer admin.Close()
+	var elapsed time.Duration
+	defer profile(b)()
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		name := fmt.Sprintf("%s-%d", topic, i)
+		app, err := benchapp.New(mode, name, topic, name+"-out", appOptions(b, addr)...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		b.StartTimer()
+		start := time.Now()
+		run(ctx, app, errc)
+		waitCommitted(b, admin, name, topic, hwm, errc)
+		elapsed += time.Since(start)
+		b.StopTimer()
+		cancel()
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/elapsed.Seconds(), "events/s")
+}
+
+// appOptions configures an app for the benchmarks: the broker at addr, a
+// fresh data dir, no HTTP, no logs.
+func appOptions(b *testing.B, addr string) []mephisto.Option {
+	return []mephisto.Option{mephisto.WithBrokers(addr), mephisto.WithDataDir(b.TempDir()), mephisto.WithWebAddr(""),
+		mephisto.WithNodeID("inproc"), mephisto.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}
+}
+
+// run starts app.Run in a goroutine labelled run=worker, so that pprof
+// can separate the worker from the rest (go tool pprof -tagfocus
+// run=worker); goroutines the worker starts inherit the label.
+func run(ctx context.Context, app *mephisto.App, errc chan<- error) {
+	go pprof.Do(ctx, pprof.Labels("run", "worker"), func(ctx context.Context) { errc <- app.Run(ctx) })
+}
+
+// profile starts the CPU profile (MEPHISTO_BENCH_CPUPROFILE) and the heap
+// watcher (MEPHISTO_BENCH_HEAPPROFILE) if asked, and returns what stops
+// them.
+func profile(b *testing.B) (stop func()) {
+	var stops []func()
+	if path := os.Getenv("MEPHISTO_BENCH_CPUPROFILE"); path != "" {
+		// A profile of the runs only, without the preloading.
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		stops = append(stops, func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		})
+	}
+	if path := os.Getenv("MEPHISTO_BENCH_HEAPPROFILE"); path != "" {
+		stops = append(stops, watchHeap(b, path))
+	}
+	return func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+}
+
+// BenchmarkCount is the count workload in process (10,000 keys by
+// default; MEPHISTO_BENCH_KEYS=1000000 for count-1m-keys).
+func BenchmarkCount(b *testing.B) { benchmarkMode(b, "count") }
+
+// BenchmarkPass is the pass-through workload in process.
+func BenchmarkPass(b *testing.B) { benchmarkMode(b, "pass") }
+
+// BenchmarkRecover rebuilds the count table from a changelog of
+// MEPHISTO_BENCH_N records over MEPHISTO_BENCH_KEYS keys into an empty data
+// dir, timed from App.Run to ready, and reports records/s.
+func BenchmarkRecover(b *testing.B) {
+	n, keys := envInt("MEPHISTO_BENCH_N", 200_000), envInt("MEPHISTO_BENCH_KEYS", 10_000)
+	addr := brokerAddr(b)
+	name := fmt.Sprintf("rec-%d", time.Now().UnixNano())
+	preload(b, addr, name+"-in", 0, 1, eventValue)
+	preload(b, addr, name+"-counts-changelog", n, keys, func(i int) []byte {
+		return binary.BigEndian.AppendUint64(nil, uint64(i/keys+1))
+	})
+	var elapsed time.Duration
+	defer profile(b)()
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		app, err := benchapp.New("count", name, name+"-in", "", appOptions(b, addr)...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		b.StartTimer()
+		start := time.Now()
+		run(ctx, app, errc)
+		for ok := false; !ok; ok, _ = app.Ready() {
+			select {
+			case err := <-errc:
+				b.Fatalf("worker stopped: %v", err)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		elapsed += time.Since(start)
+		b.StopTimer()
+		cancel()
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/elapsed.Seconds(), "records/s")
+}
+
+// watchHeap samples the heap every 50ms and writes a heap profile to path
+// whenever the live heap reaches a new high (by 10% or more), so that the
+// file ends up describing the peak. It reports the peak as a metric.
+func watchHeap(b *testing.B, path string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	var peak uint64
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapAlloc > peak+peak/10 {
+				peak = ms.HeapAlloc
+				if f, err := os.Create(path); err == nil {
+					_ = pprof.Lookup("heap").WriteTo(f, 0)
+					_ = f.Close()
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+	}
+}
