@@ -28,10 +28,11 @@ type core struct {
 	agents []*agentDef
 	fanout map[string][]int // topic → indexes in agents
 
-	tracker   *kafka.Tracker    // records produced since the last commit
-	srcDone   map[string]int64  // last offset processed per source topic, since the last commit
-	srcStored map[string]int64  // last offset per source topic reflected in Pebble
-	batches   map[string]*batch // partly filled batches, by agent
+	tracker   *kafka.Tracker                    // records produced since the last commit
+	srcDone   map[string]int64                  // last offset processed per source topic, since the last commit
+	srcStored map[string]int64                  // last offset per source topic reflected in Pebble
+	batches   map[string]*batch                 // partly filled batches, by agent
+	latency   map[*agentDef]prometheus.Observer // resolved once: a label lookup per event costs
 	ec        eventCtx
 }
 
@@ -71,6 +72,10 @@ func newCore(rt *runtime, p int32, sess sarama.ConsumerGroupSession) *core {
 			writes: rt.metrics.tableWrites.WithLabelValues(d.name)})
 	}
 	c.ec = eventCtx{Context: rt.ctx, core: c}
+	c.latency = make(map[*agentDef]prometheus.Observer, len(agents))
+	for _, a := range agents {
+		c.latency[a] = rt.metrics.latency.WithLabelValues(a.name)
+	}
 	return c
 }
 
@@ -239,7 +244,7 @@ func (c *core) ProcessReadOnly(_ context.Context, t actors.Task) (func(), error)
 	if err := a.run(ec); err != nil {
 		return nil, err
 	}
-	c.rt.metrics.latency.WithLabelValues(a.name).Observe(time.Since(start).Seconds())
+	c.latency[a].Observe(time.Since(start).Seconds())
 	return func() {
 		for _, pm := range ec.staged {
 			c.rt.producer.Send(c.tracker, pm)
@@ -259,7 +264,7 @@ func (c *core) run(a *agentDef, m *sarama.ConsumerMessage) error {
 	if err := a.run(ec); err != nil {
 		return err
 	}
-	c.rt.metrics.latency.WithLabelValues(a.name).Observe(time.Since(start).Seconds())
+	c.latency[a].Observe(time.Since(start).Seconds())
 	return nil
 }
 
