@@ -30,20 +30,17 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mephistohq/mephisto"
 	"github.com/mephistohq/mephisto/codec"
+	"github.com/mephistohq/mephisto/examples/internal/hints"
 )
 
 // Order is one order, as JSON on the orders topic.
@@ -93,7 +90,7 @@ func newApp(opts ...mephisto.Option) *mephisto.App {
 
 // guide prints, once the worker is ready, where to look and what to try.
 func guide(ctx context.Context, app *mephisto.App) error {
-	waitReady(ctx, app, 30*time.Second)
+	hints.WaitReady(ctx, app, 30*time.Second)
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -114,7 +111,7 @@ func guide(ctx context.Context, app *mephisto.App) error {
 		fmt.Fprintf(&b, "    readiness: http://%s/readyz\n", web)
 	}
 	fmt.Fprintf(&b, "    send:      %s send orders '{\"account_id\":\"a1\",\"product_id\":\"p1\",\"amount\":2,\"price\":9.5}' --key o1 --brokers %s\n",
-		selfCommand(), brokers)
+		hints.SelfCommand("orders"), brokers)
 	if os.Getenv(rateEnv) == "" {
 		fmt.Fprintf(&b, "    generate:  set %s=5 to send 5 random orders a second\n", rateEnv)
 	}
@@ -127,11 +124,11 @@ func guide(ctx context.Context, app *mephisto.App) error {
 // ORDERS_RATE and every two seconds logs the accounts' order counts read
 // from the worker's HTTP endpoint.
 func generate(ctx context.Context, app *mephisto.App, orders *mephisto.Topic[string, Order]) error {
-	rate, err := rateFromEnv(rateEnv)
+	rate, err := hints.RateFromEnv(rateEnv)
 	if err != nil || rate == 0 {
 		return err
 	}
-	log := logger(app)
+	log := hints.Logger(app)
 	log.Info("generator on", "orders_per_second", rate, "env", rateEnv)
 	send := time.NewTicker(max(time.Duration(float64(time.Second)/rate), time.Microsecond))
 	defer send.Stop()
@@ -166,84 +163,9 @@ func generate(ctx context.Context, app *mephisto.App, orders *mephisto.Topic[str
 			}
 			attrs := make([]any, 0, 2*len(accounts))
 			for _, a := range accounts {
-				attrs = append(attrs, a, readCount(ctx, client, web, "order_count", a))
+				attrs = append(attrs, a, hints.ReadCount(ctx, client, web, "order_count", a))
 			}
 			log.Info("counts", attrs...)
 		}
 	}
-}
-
-// rateFromEnv reads a non-negative rate from the environment (unset: 0).
-func rateFromEnv(name string) (float64, error) {
-	s := os.Getenv(name)
-	if s == "" {
-		return 0, nil
-	}
-	r, err := strconv.ParseFloat(s, 64)
-	if err != nil || r < 0 || math.IsInf(r, 0) || math.IsNaN(r) {
-		return 0, fmt.Errorf("%s=%q: want a number of records per second (0 or unset: off)", name, s)
-	}
-	return r, nil
-}
-
-// readCount GETs /tables/{table}/{key}: the count, "0" for a key not
-// counted yet, or "?" if the worker cannot answer.
-func readCount(ctx context.Context, client *http.Client, web, table, key string) string {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+web+"/tables/"+table+"/"+key, nil)
-	if err != nil {
-		return "?"
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "?"
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Value json.Number `json:"value"`
-	}
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return "0"
-	case resp.StatusCode != http.StatusOK, json.NewDecoder(resp.Body).Decode(&body) != nil:
-		return "?"
-	}
-	return body.Value.String()
-}
-
-// waitReady polls the worker's readiness until it is ready, ctx is done or
-// timeout passes.
-func waitReady(ctx context.Context, app *mephisto.App, timeout time.Duration) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if ok, _ := app.Ready(); ok {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-deadline.C:
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-// logger returns the worker's logger.
-func logger(app *mephisto.App) *slog.Logger {
-	if l := app.Config().Logger; l != nil {
-		return l
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, nil))
-}
-
-// selfCommand is how to run this program again: "go run ./examples/orders"
-// under go run, else the path it was started with.
-func selfCommand() string {
-	if strings.Contains(os.Args[0], "go-build") {
-		return "go run ./examples/orders"
-	}
-	return os.Args[0]
 }

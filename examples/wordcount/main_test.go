@@ -11,6 +11,7 @@ import (
 
 	"github.com/mephistohq/mephisto"
 	"github.com/mephistohq/mephisto/examples/internal/extest"
+	"github.com/mephistohq/mephisto/examples/internal/hints"
 )
 
 // guideOut collects what the guide task prints, for every test.
@@ -108,7 +109,7 @@ func TestRateFromEnv(t *testing.T) {
 		{"-1", 0, false}, {"fast", 0, false}, {"NaN", 0, false}, {"+Inf", 0, false},
 	} {
 		t.Setenv(rateEnv, tc.env)
-		got, err := rateFromEnv(rateEnv)
+		got, err := hints.RateFromEnv(rateEnv)
 		if got != tc.want || (err == nil) != tc.ok {
 			t.Errorf("%s=%q: got %v, %v; want %v, ok=%v", rateEnv, tc.env, got, err, tc.want, tc.ok)
 		}
