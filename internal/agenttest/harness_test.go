@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,11 +20,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mephistohq/mephisto/internal/proctest"
 	"github.com/mephistohq/mephisto/kafka"
 )
 
@@ -250,74 +249,17 @@ func run(t testing.TB, env []string, args ...string) result {
 // ---------------------------------------------------------------------------
 // Ports.
 
+// Ports and waiting are shared with the other process suites.
 var (
-	portsMu sync.Mutex
-	ports   = map[int]bool{} // handed out by this process: never twice
+	freePort = proctest.FreePort
+	loopback = proctest.Loopback
+	waitFor  = proctest.WaitFor
 )
-
-// freePort returns a loopback port free for TCP and, with udp, for UDP too
-// (memberlist listens on both).
-func freePort(t testing.TB, udp bool) int {
-	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		ok := true
-		if udp {
-			u, err := net.ListenPacket("udp", l.Addr().String())
-			if err != nil {
-				ok = false
-			} else {
-				_ = u.Close()
-			}
-		}
-		_ = l.Close()
-		portsMu.Lock()
-		if ports[port] {
-			ok = false
-		}
-		if ok {
-			ports[port] = true
-		}
-		portsMu.Unlock()
-		if ok {
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
-func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 // ---------------------------------------------------------------------------
 // Waiting.
 
 const pollEvery = 20 * time.Millisecond
-
-// waitFor polls cond until it holds, failing the test after timeout, and
-// returns how long it took.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	deadline := start.Add(timeout)
-	var why string
-	for {
-		var ok bool
-		if ok, why = cond(); ok {
-			d := time.Since(start)
-			t.Logf("%s: after %v", what, d.Round(time.Millisecond))
-			return d
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %s", timeout, what, why)
-		}
-		time.Sleep(pollEvery)
-	}
-}
 
 // ---------------------------------------------------------------------------
 // The cluster: one broker and workers of the test app.
