@@ -223,8 +223,17 @@ func TestDirectPathRules(t *testing.T) {
 	if _, err := writer.Request(ctx, pid, "k", "v"); !errors.Is(err, mephisto.ErrRemote) || !strings.Contains(err.Error(), "Concurrency 1") {
 		t.Fatalf("table write by PID from a concurrent agent: %v", err)
 	}
-	// The batch grain survived the direct message.
-	if ok, why := app.Ready(); !ok {
-		t.Fatalf("not ready after a direct message to a batch agent: %s", why)
+	// The grain of "k"'s partition also runs the adder: an Ask through
+	// Kafka makes it process and commit after the direct message (where a
+	// batch agent fed by PID used to crash), and no grain restarted.
+	if got, err := add.Ask(ctx, "k", addReq{A: 2, B: 2}); err != nil || got != 4 {
+		t.Fatalf("Ask after a direct message to a batch agent: %d, %v", got, err)
+	}
+	waitFor(t, 10*time.Second, "a commit after the direct message", func() (bool, string) {
+		m := metric(t, app.WebAddr(), "mephisto_commits_total")
+		return m != "" && !strings.HasSuffix(m, " 0"), m
+	})
+	if m := metric(t, app.WebAddr(), "mephisto_grain_restarts_total"); m != "" {
+		t.Fatalf("a grain restarted after a direct message to a batch agent: %s", m)
 	}
 }
