@@ -98,6 +98,11 @@ type Config struct {
 	// CacheBytes sizes Pebble's block cache. Default 64 MiB. Flag
 	// --cache-size.
 	CacheBytes int64
+	// TableCacheKeys is how many keys of each table shard stay decoded in
+	// memory between commits, in front of Pebble (the least recently used
+	// go first); uncommitted writes stay whatever the size. 0 keeps only
+	// uncommitted writes. Default 10,000. Flag --table-cache.
+	TableCacheKeys int
 	// Logger receives the node's logs. Default: text to stderr at info.
 	Logger *slog.Logger
 
@@ -185,6 +190,10 @@ func WithMaxAttempts(n int) Option { return func(c *Config) { c.MaxAttempts = n 
 // WithCacheSize sets the Pebble block cache size in bytes (default 64 MiB).
 func WithCacheSize(n int64) Option { return func(c *Config) { c.CacheBytes = n } }
 
+// WithTableCache sets how many keys of each table shard stay decoded in
+// memory between commits (default 10,000; 0 keeps only uncommitted writes).
+func WithTableCache(keys int) Option { return func(c *Config) { c.TableCacheKeys = keys } }
+
 // WithLogger sets the logger (default: text to stderr at info).
 func WithLogger(l *slog.Logger) Option { return func(c *Config) { c.Logger = l } }
 
@@ -230,6 +239,7 @@ func New(name string, opts ...Option) *App {
 		CommitInterval:    500 * time.Millisecond,
 		MaxAttempts:       3,
 		CacheBytes:        64 << 20,
+		TableCacheKeys:    10_000,
 		Join:              []string{"127.0.0.1:7946"},
 		Standbys:          1,
 		SessionTimeout:    10 * time.Second,

@@ -74,6 +74,7 @@ type cliFlags struct {
 	commitInterval time.Duration
 	maxAttempts    int
 	cacheBytes     int64
+	tableCache     int
 	logLevel       string
 	logFormat      string
 	key            string
@@ -123,7 +124,7 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 				WithBrokers(workerBrokers...), WithEmbeddedBroker(f.embeddedBroker), WithDataDir(f.dataDir),
 				WithWebAddr(f.web), WithNodeID(f.nodeID), WithPartitions(f.partitions),
 				WithReplicationFactor(f.replication), WithCommitInterval(f.commitInterval),
-				WithMaxAttempts(f.maxAttempts), WithCacheSize(f.cacheBytes),
+				WithMaxAttempts(f.maxAttempts), WithCacheSize(f.cacheBytes), WithTableCache(f.tableCache),
 				WithGossip(f.gossip), WithJoin(f.join...), WithAdvertise(f.advertise), WithGossipKey(f.gossipKey),
 				WithStandbys(f.standbys), WithSessionTimeout(f.sessionTimeout), WithActorAddr(f.actor),
 			}
@@ -135,6 +136,9 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 			}
 			if cfg.Logger == nil || cmd.Flags().Changed("log-level") || cmd.Flags().Changed("log-format") {
 				opts = append(opts, WithLogger(log))
+			}
+			if f.tableCache < 0 {
+				return usageError{fmt.Errorf("--table-cache must be 0 or more, got %d", f.tableCache)}
 			}
 			if f.partitions < 1 {
 				return usageError{fmt.Errorf("--partitions must be at least 1, got %d", f.partitions)}
@@ -159,6 +163,7 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 	wf.DurationVar(&f.commitInterval, "commit-interval", cfg.CommitInterval, "how often each partition commits")
 	wf.IntVar(&f.maxAttempts, "max-attempts", cfg.MaxAttempts, "attempts of a failing record before the agent's error policy applies")
 	wf.Int64Var(&f.cacheBytes, "cache-size", cfg.CacheBytes, "Pebble block cache size in bytes")
+	wf.IntVar(&f.tableCache, "table-cache", cfg.TableCacheKeys, "keys of each table shard kept decoded in memory between commits (0: only uncommitted writes)")
 	actorDefault := cfg.ActorAddr
 	if actorDefault == "" {
 		actorDefault = "127.0.0.1:0"

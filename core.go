@@ -1,6 +1,7 @@
 package mephisto
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"github.com/mephistohq/mephisto/actors"
 	"github.com/mephistohq/mephisto/actors/envelopepb"
 	"github.com/mephistohq/mephisto/kafka"
+	"github.com/mephistohq/mephisto/state"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -23,6 +25,7 @@ type core struct {
 	rt     *runtime
 	p      int32
 	sess   sarama.ConsumerGroupSession // fences commits to the generation that created the grain
+	kick   chan<- struct{}             // asks for the marked offsets to be committed to the group
 	log    *slog.Logger
 	shards []*shard
 	agents []*agentDef
@@ -34,42 +37,36 @@ type core struct {
 	batches   map[string]*batch                 // partly filled batches, by agent
 	latency   map[*agentDef]prometheus.Observer // resolved once: a label lookup per event costs
 	ec        eventCtx
+	runs      uint // handler runs, for sampling their duration
+
+	// Cache generations: writes go to generation open; Pebble holds every
+	// generation up to stored. pending is the commit in flight, if any.
+	open, stored uint64
+	pending      *pendingCommit
 }
 
-// shard is the in-memory part of one table's partition: the writes not yet
-// committed.
-type shard struct {
-	def    *tableDef
-	core   *core
-	dirty  map[string]dirty
-	writes prometheus.Counter
-}
-
-// dirty is an uncommitted table write.
-type dirty struct {
-	v       any    // the typed value, served to reads
-	raw     []byte // its encoding, written to the changelog and Pebble
-	deleted bool
-}
+// latencySample is how many handler runs mephisto_processing_seconds
+// counts one of.
+const latencySample = 16
 
 func (s *shard) get(key []byte) ([]byte, bool, error) {
 	return s.core.rt.store.Get(s.def.id, s.core.p, key)
 }
 
-func newCore(rt *runtime, p int32, sess sarama.ConsumerGroupSession) *core {
+func newCore(rt *runtime, p int32, sess sarama.ConsumerGroupSession, kick chan<- struct{}) *core {
 	rt.mu.Lock()
 	agents, fanout := rt.agents, rt.fanout // replaced, never modified, when agents are spawned
 	rt.mu.Unlock()
 	c := &core{
-		rt: rt, p: p, sess: sess,
+		rt: rt, p: p, sess: sess, kick: kick,
 		log:     rt.log.With("partition", p),
 		agents:  agents,
 		fanout:  fanout,
 		tracker: kafka.NewTracker(),
+		open:    1,
 	}
 	for _, d := range rt.tables {
-		c.shards = append(c.shards, &shard{def: d, core: c, dirty: map[string]dirty{},
-			writes: rt.metrics.tableWrites.WithLabelValues(d.name)})
+		c.shards = append(c.shards, newShard(c, d, rt.cfg.TableCacheKeys))
 	}
 	c.ec = eventCtx{Context: rt.ctx, core: c}
 	c.latency = make(map[*agentDef]prometheus.Observer, len(agents))
@@ -83,8 +80,9 @@ func (c *core) Fanout(topic string) []int { return c.fanout[topic] }
 
 func (c *core) Load(ctx context.Context, first bool) error {
 	for _, sh := range c.shards {
-		clear(sh.dirty)
+		sh.reset()
 	}
+	c.pending = nil                 // its records are replayed
 	c.batches = map[string]*batch{} // the grain replays their records
 	c.srcDone = map[string]int64{}
 	c.srcStored = map[string]int64{}
@@ -159,46 +157,52 @@ func (c *core) recoverShard(sh *shard) error {
 	start := time.Now()
 	c.log.Info("recovering table shard from changelog", "table", sh.def.name, "from", from, "to", hwm, "records", total)
 	recovered := c.rt.metrics.recoveryRecords.WithLabelValues(sh.def.name)
-	const batchSize = 10_000
-	b := st.NewBatch()
+	// A changelog holds many records per key until compaction catches up:
+	// keep the last per key in a window and write the window to Pebble at
+	// once, so that Pebble sees each key once per window, not once per
+	// record. The window's values are copies (a record's value pins its
+	// whole fetch buffer) and its slots are reused as keys repeat.
+	const windowKeys, windowRecords = 50_000, 500_000
+	w := newRecoveryWindow()
 	var n, last int64 = 0, -1
 	lastLog := start
-	flush := func() error {
+	flush := func(sync bool) error {
 		if last < 0 {
 			return nil
 		}
+		b := st.NewBatch()
+		w.writeTo(b, id, c.p)
 		b.SetChangelogOffset(id, c.p, last)
-		err := b.Commit()
-		b = st.NewBatch()
-		return err
+		recovered.Add(float64(w.records))
+		remaining.Set(float64(hwm - 1 - last))
+		w.reset()
+		// A crash may lose an unsynced batch but never splits one: the
+		// shard's offset stays with its rows and the replay resumes there.
+		if sync {
+			return b.Commit()
+		}
+		return b.CommitNoSync()
 	}
 	err = kafka.ReadRange(c.rt.ctx, c.rt.consumer, topic, c.p, from, hwm, func(m *sarama.ConsumerMessage) error {
-		if m.Value == nil {
-			b.Delete(id, c.p, m.Key)
-		} else {
-			b.Set(id, c.p, m.Key, m.Value)
-		}
+		w.put(m.Key, m.Value)
 		n, last = n+1, m.Offset
-		recovered.Inc()
-		remaining.Set(float64(hwm - 1 - m.Offset))
-		if b.Len() >= batchSize {
-			if err := flush(); err != nil {
-				return err
-			}
-			if now := time.Now(); now.Sub(lastLog) > 2*time.Second {
-				lastLog = now
-				done := float64(m.Offset-from+1) / float64(total)
-				rate := float64(n) / now.Sub(start).Seconds()
-				eta := time.Duration(float64(hwm-1-m.Offset)/rate) * time.Second
-				c.log.Info("recovery progress", "table", sh.def.name, "percent", int(done*100), "records", n, "eta", eta.Round(time.Second))
-			}
+		if len(w.index) < windowKeys && w.records < windowRecords {
+			return nil
+		}
+		if err := flush(false); err != nil {
+			return err
+		}
+		if now := time.Now(); now.Sub(lastLog) > 2*time.Second {
+			lastLog = now
+			done := float64(m.Offset-from+1) / float64(total)
+			rate := float64(n) / now.Sub(start).Seconds()
+			eta := time.Duration(float64(hwm-1-m.Offset)/rate) * time.Second
+			c.log.Info("recovery progress", "table", sh.def.name, "percent", int(done*100), "records", n, "eta", eta.Round(time.Second))
 		}
 		return nil
 	})
 	if err == nil {
-		err = flush()
-	} else {
-		b.Discard()
+		err = flush(true)
 	}
 	if err != nil {
 		return err
@@ -206,6 +210,51 @@ func (c *core) recoverShard(sh *shard) error {
 	remaining.Set(0)
 	c.log.Info("recovered table shard", "table", sh.def.name, "records", n, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// recoveryWindow keeps the last changelog record per key, in first-seen
+// order.
+type recoveryWindow struct {
+	index   map[string]int // key → slot
+	keys    [][]byte
+	values  [][]byte
+	deleted []bool
+	records int // records put since the last reset
+}
+
+func newRecoveryWindow() *recoveryWindow {
+	return &recoveryWindow{index: map[string]int{}}
+}
+
+// put records key's latest value (nil: a tombstone).
+func (w *recoveryWindow) put(key, value []byte) {
+	w.records++
+	if i, ok := w.index[string(key)]; ok {
+		w.values[i] = append(w.values[i][:0], value...)
+		w.deleted[i] = value == nil
+		return
+	}
+	w.index[string(key)] = len(w.keys)
+	w.keys = append(w.keys, bytes.Clone(key))
+	w.values = append(w.values, bytes.Clone(value))
+	w.deleted = append(w.deleted, value == nil)
+}
+
+func (w *recoveryWindow) writeTo(b *state.Batch, table uint32, p int32) {
+	for i, k := range w.keys {
+		if w.deleted[i] {
+			b.Delete(table, p, k)
+		} else {
+			b.Set(table, p, k, w.values[i])
+		}
+	}
+}
+
+func (w *recoveryWindow) reset() {
+	clear(w.index)
+	clear(w.keys)
+	clear(w.values)
+	w.keys, w.values, w.deleted, w.records = w.keys[:0], w.values[:0], w.deleted[:0], 0
 }
 
 func (c *core) Process(_ context.Context, t actors.Task) error {
@@ -260,6 +309,11 @@ func (c *core) ProcessReadOnly(_ context.Context, t actors.Task) (func(), error)
 func (c *core) run(a *agentDef, m *sarama.ConsumerMessage) error {
 	ec := &c.ec
 	ec.msg, ec.agent, ec.staged, ec.reply = m, a, ec.staged[:0], nil
+	// Reading the clock and observing the histogram for every event costs
+	// as much as a simple handler: time one event in latencySample.
+	if c.runs++; c.runs%latencySample != 0 {
+		return a.run(ec)
+	}
 	start := time.Now()
 	if err := a.run(ec); err != nil {
 		return err
@@ -390,73 +444,134 @@ func (c *core) GiveUp(_ context.Context, t actors.Task, cause error) error {
 	return nil
 }
 
-// Commit runs the commit protocol (DESIGN decision 5): (a) changelog
-// records for the write-back cache are produced and every record produced
-// since the last commit is acknowledged; (b) one synced Pebble batch holds
-// the rows and the changelog and source offsets they reflect; (c) the
-// source offsets are marked for the consumer group's commit.
-func (c *core) Commit(ctx context.Context) error {
+// StartCommit begins the commit protocol (DESIGN decision 5) for
+// everything processed so far, and returns without waiting: (a) the
+// write-back cache's changelog records are produced, and the commit waits
+// for them and every record produced since the last commit to be
+// acknowledged. Processing goes on meanwhile, into a new generation of the
+// cache and a new tracker; acked (if not nil) is called, from another
+// goroutine, once the acknowledgements are in, and FinishCommit then
+// completes steps (b) and (c). Overlapping step (a) with processing matters:
+// waiting for it stalls the partition for a produce round trip per commit.
+// It returns false when there was nothing to commit. At most one commit is
+// in flight: an earlier one is finished first.
+func (c *core) StartCommit(ctx context.Context, acked func()) (bool, error) {
+	if err := c.FinishCommit(ctx); err != nil {
+		return false, err
+	}
 	pending, err := c.flushDue(false)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if pending {
-		return actors.ErrDeferred // never commit past records waiting in a batch
+		return false, actors.ErrDeferred // never commit past records waiting in a batch
 	}
 	if c.idle() {
-		return nil
+		return false, nil
 	}
-	for _, sh := range c.shards {
-		for k, d := range sh.dirty {
-			pm := &sarama.ProducerMessage{Topic: sh.def.changelog, Partition: c.p, Key: sarama.ByteEncoder(k)}
-			if !d.deleted {
-				pm.Value = sarama.ByteEncoder(d.raw)
+	pc := &pendingCommit{tracker: c.tracker, gen: c.open, src: c.srcDone, rows: make([][]row, len(c.shards))}
+	for i, sh := range c.shards {
+		sh.flushStats()
+		pc.rows[i] = sh.freeze()
+		for _, r := range pc.rows[i] {
+			pm := &sarama.ProducerMessage{Topic: sh.def.changelog, Partition: c.p, Key: sarama.StringEncoder(r.key)}
+			if !r.absent {
+				pm.Value = sarama.ByteEncoder(r.raw)
 			}
-			c.rt.producer.Send(c.tracker, pm)
+			c.rt.producer.Send(pc.tracker, pm)
 		}
 	}
-	acked, err := c.tracker.Wait(c.rt.ctx)
+	c.tracker = kafka.NewTracker()
+	c.srcDone = map[string]int64{}
+	c.open++
+	c.pending = pc
+	if acked != nil {
+		idle := pc.tracker.Idle()
+		go func() {
+			select {
+			case <-idle:
+				acked()
+			case <-c.rt.ctx.Done():
+			}
+		}()
+	}
+	return true, nil
+}
+
+// pendingCommit is a commit whose changelog records are in flight.
+type pendingCommit struct {
+	tracker *kafka.Tracker   // the records it waits for
+	gen     uint64           // the cache generation it stores
+	rows    [][]row          // per shard, the writes it stores
+	src     map[string]int64 // the input offsets it reflects
+}
+
+// FinishCommit completes the commit StartCommit began, if any: it waits
+// for (a), then (b) writes one synced Pebble batch holding the rows and the
+// changelog and source offsets they reflect, and (c) marks the source
+// offsets for the consumer group's commit.
+func (c *core) FinishCommit(context.Context) error {
+	pc := c.pending
+	if pc == nil {
+		return nil
+	}
+	acked, err := pc.tracker.Wait(c.rt.ctx)
 	if err != nil {
-		return err
+		return err // the grain fails; its restart drops the commit and replays its records
 	}
 	c.rt.crashPoint("commit:acked")
 
 	b := c.rt.store.NewBatch()
-	for _, sh := range c.shards {
+	for i, sh := range c.shards {
 		id := sh.def.id
-		for k, d := range sh.dirty {
-			if d.deleted {
-				b.Delete(id, c.p, []byte(k))
+		for _, r := range pc.rows[i] {
+			if r.absent {
+				b.Delete(id, c.p, []byte(r.key))
 			} else {
-				b.Set(id, c.p, []byte(k), d.raw)
+				b.Set(id, c.p, []byte(r.key), r.raw)
 			}
 		}
 		if off, ok := acked[kafka.TopicPartition{Topic: sh.def.changelog, Partition: c.p}]; ok {
 			b.SetChangelogOffset(id, c.p, off)
 		}
 	}
-	for topic, off := range c.srcDone {
+	for topic, off := range pc.src {
 		b.SetSourceOffset(topic, c.p, off)
 	}
 	if b.Len() == 0 {
 		b.Discard()
+		c.pending = nil
 		return nil
 	}
 	if err := b.Commit(); err != nil {
 		return err
 	}
 	c.rt.crashPoint("commit:stored")
-	for _, sh := range c.shards {
-		clear(sh.dirty)
-	}
-	for topic, off := range c.srcDone {
+	c.pending, c.stored = nil, pc.gen
+	for topic, off := range pc.src {
 		c.srcStored[topic] = off
 		c.sess.MarkOffset(topic, c.p, off+1, "")
 	}
-	clear(c.srcDone)
+	if len(pc.src) > 0 {
+		select {
+		case c.kick <- struct{}{}:
+		default: // a commit is already due
+		}
+	}
 	c.rt.crashPoint("commit:marked")
 	c.rt.metrics.commits.Inc()
+	for _, sh := range c.shards {
+		sh.evict()
+	}
 	return nil
+}
+
+// Commit runs the whole commit protocol and returns once it is done.
+func (c *core) Commit(ctx context.Context) error {
+	if _, err := c.StartCommit(ctx, nil); err != nil {
+		return err
+	}
+	return c.FinishCommit(ctx)
 }
 
 // idle reports whether there is nothing to commit: no table writes, no

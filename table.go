@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/mephistohq/mephisto/codec"
 )
@@ -30,6 +31,12 @@ type Table[K, V any] struct {
 	kc   codec.Codec[K]
 	vc   codec.Codec[V]
 	dflt func() V
+	// share is true when V holds no references (numbers, strings, arrays
+	// and structs of them): the cache then hands out its own copy of a
+	// value. Otherwise every read decodes the stored encoding, so that a
+	// handler changing a value it read (a map, a slice) without Set
+	// cannot change what later reads see.
+	share bool
 }
 
 // NewTable declares a table. Missing keys read as V's zero value unless a
@@ -57,7 +64,28 @@ func NewTable[K, V any](app *App, name string, kc codec.Codec[K], vc codec.Codec
 	d.index = len(app.tables)
 	app.tables[name] = d
 	app.mu.Unlock()
-	return &Table[K, V]{app: app, def: d, kc: kc, vc: vc}
+	return &Table[K, V]{app: app, def: d, kc: kc, vc: vc, share: valueType(reflect.TypeFor[V]())}
+}
+
+// valueType reports whether values of t hold no references, so that a copy
+// of one shares nothing with the original.
+func valueType(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.String:
+		return true
+	case reflect.Array:
+		return valueType(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if !valueType(t.Field(i).Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // WithDefault sets the value missing keys read as (Faust's default=) and
@@ -98,7 +126,7 @@ func (t *Table[K, V]) shardOf(ctx context.Context, op string) (*eventCtx, *shard
 
 // Lookup returns the value of key and whether the key has one.
 func (t *Table[K, V]) Lookup(ctx context.Context, key K) (V, bool, error) {
-	_, sh, err := t.shardOf(ctx, "get")
+	ec, sh, err := t.shardOf(ctx, "get")
 	if err != nil {
 		return t.zero(), false, err
 	}
@@ -106,19 +134,35 @@ func (t *Table[K, V]) Lookup(ctx context.Context, key K) (V, bool, error) {
 	if err != nil {
 		return t.zero(), false, fmt.Errorf("table %s: encode key: %w", t.def.name, err)
 	}
-	if d, ok := sh.dirty[string(kb)]; ok {
-		if d.deleted {
+	if e, ok := sh.cached(kb, ec.readOnly); ok {
+		if e.absent {
 			return t.zero(), false, nil
 		}
-		return d.v.(V), true, nil
+		if t.share {
+			return e.v.(V), true, nil
+		}
+		v, err := t.vc.Decode(e.raw)
+		if err != nil {
+			return t.zero(), false, fmt.Errorf("table %s: cached value of key %q: %w", t.def.name, kb, err)
+		}
+		return v, true, nil
 	}
 	raw, ok, err := sh.get(kb)
-	if err != nil || !ok {
+	if err != nil {
 		return t.zero(), false, err
+	}
+	if !ok {
+		if !ec.readOnly {
+			sh.remember(kb, nil, nil, true)
+		}
+		return t.zero(), false, nil
 	}
 	v, err := t.vc.Decode(raw)
 	if err != nil {
 		return t.zero(), false, fmt.Errorf("table %s: stored value of key %q: %w", t.def.name, kb, err)
+	}
+	if !ec.readOnly {
+		sh.remember(kb, v, raw, false)
 	}
 	return v, true, nil
 }
@@ -131,7 +175,7 @@ func (t *Table[K, V]) Get(ctx context.Context, key K) (V, error) {
 
 // Set sets the value of key.
 func (t *Table[K, V]) Set(ctx context.Context, key K, value V) error {
-	ec, sh, err := t.shardOf(ctx, "set")
+	_, sh, err := t.shardOf(ctx, "set")
 	if err != nil {
 		return err
 	}
@@ -143,13 +187,13 @@ func (t *Table[K, V]) Set(ctx context.Context, key K, value V) error {
 	if err != nil {
 		return fmt.Errorf("table %s: encode value: %w", t.def.name, err)
 	}
-	ec.write(sh, string(kb), dirty{v: value, raw: vb})
+	sh.put(kb, value, vb, false)
 	return nil
 }
 
 // Delete removes key.
 func (t *Table[K, V]) Delete(ctx context.Context, key K) error {
-	ec, sh, err := t.shardOf(ctx, "delete")
+	_, sh, err := t.shardOf(ctx, "delete")
 	if err != nil {
 		return err
 	}
@@ -157,7 +201,7 @@ func (t *Table[K, V]) Delete(ctx context.Context, key K) error {
 	if err != nil {
 		return fmt.Errorf("table %s: encode key: %w", t.def.name, err)
 	}
-	ec.write(sh, string(kb), dirty{deleted: true})
+	sh.put(kb, nil, nil, true)
 	return nil
 }
 
@@ -168,11 +212,4 @@ func (t *Table[K, V]) Update(ctx context.Context, key K, fn func(V) V) error {
 		return err
 	}
 	return t.Set(ctx, key, fn(v))
-}
-
-// write records a table write in the shard's dirty cache. A handler that
-// fails needs no undo: the grain restarts and drops the whole cache.
-func (e *eventCtx) write(sh *shard, key string, d dirty) {
-	sh.dirty[key] = d
-	sh.writes.Inc()
 }

@@ -477,6 +477,22 @@ func (rt *runtime) Setup(sess sarama.ConsumerGroupSession) error {
 		rt.log.Warn("remember active partitions", "err", err)
 	}
 	rt.placeStandbys(active)
+	// Grains mark offsets as they commit; committing them to the group at
+	// once (rather than at sarama's next auto-commit, up to a second later)
+	// keeps the group's view, and so a successor's replay after a crash,
+	// one commit interval behind at most. Kicks coalesce: one goroutine
+	// per session sends one OffsetCommit for whatever is marked.
+	kick := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-sess.Context().Done():
+				return
+			case <-kick:
+				sess.Commit()
+			}
+		}
+	}()
 	for p, topics := range parts {
 		// Pebble may be ahead of the group's committed offsets (a crash
 		// between commit steps b and c): resume after what the tables hold.
@@ -490,7 +506,7 @@ func (rt *runtime) Setup(sess sarama.ConsumerGroupSession) error {
 		rt.grains[p] = gs
 		rt.mu.Unlock()
 		props := actors.NewGrainProps(actors.GrainConfig{
-			Core:           newCore(rt, p, sess),
+			Core:           newCore(rt, p, sess, kick),
 			MaxAttempts:    rt.cfg.MaxAttempts,
 			CommitInterval: rt.cfg.CommitInterval,
 			Log:            rt.log.With("partition", p),
@@ -525,9 +541,13 @@ func (rt *runtime) Setup(sess sarama.ConsumerGroupSession) error {
 	return nil
 }
 
-// ConsumeClaim feeds one topic partition to its grain, one fetched batch
-// per actor message, waiting for each batch before sending the next (the
-// claim's buffer keeps fetching meanwhile).
+// ConsumeClaim feeds one topic partition to its grain, one actor message
+// per batch of the records the claim has buffered. Up to maxInflight
+// batches are in the grain's mailbox at once: enough that the grain never
+// waits for this goroutine, and few enough to bound the memory of records
+// received but not processed. Waiting for every batch instead would stall
+// sarama's fetch loop, which serves all partitions of a broker and sends
+// the next fetch only once every partition has taken its records.
 func (rt *runtime) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	p := claim.Partition()
 	rt.mu.Lock()
@@ -535,8 +555,27 @@ func (rt *runtime) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 	rt.mu.Unlock()
 	eventsIn := rt.metrics.eventsIn.WithLabelValues(claim.Topic())
 	lag := rt.metrics.lag.WithLabelValues(claim.Topic(), strconv.Itoa(int(p)))
-	const maxBatch = 1024
+	const (
+		maxBatch    = 1024
+		maxInflight = 8
+	)
+	var inflight []inflightBatch
+	// settle takes the result of the oldest batch; false means consume
+	// nothing more (the error policy stopped the partition).
+	settle := func(err error) bool {
+		if err != nil {
+			<-sess.Context().Done()
+			return false
+		}
+		lag.Set(float64(claim.HighWaterMarkOffset() - inflight[0].last - 1))
+		inflight = inflight[1:]
+		return true
+	}
 	for {
+		var oldest chan error // nil (never ready) when nothing is in flight
+		if len(inflight) > 0 {
+			oldest = inflight[0].done
+		}
 		var first *sarama.ConsumerMessage
 		select {
 		case m, ok := <-claim.Messages():
@@ -544,6 +583,11 @@ func (rt *runtime) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 				return nil
 			}
 			first = m
+		case err := <-oldest:
+			if !settle(err) {
+				return nil
+			}
+			continue
 		case <-sess.Context().Done():
 			return nil
 		}
@@ -564,17 +608,25 @@ func (rt *runtime) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 		d := &actors.Deliver{Records: batch, Done: make(chan error, 1)}
 		rt.system.Root.Send(gs.pid, d)
 		eventsIn.Add(float64(len(batch)))
+		inflight = append(inflight, inflightBatch{done: d.Done, last: batch[len(batch)-1].Offset})
+		if len(inflight) < maxInflight {
+			continue
+		}
 		select {
-		case err := <-d.Done:
-			if err != nil { // stopped by the error policy: consume nothing more
-				<-sess.Context().Done()
+		case err := <-inflight[0].done:
+			if !settle(err) {
 				return nil
 			}
 		case <-sess.Context().Done():
 			return nil
 		}
-		lag.Set(float64(claim.HighWaterMarkOffset() - batch[len(batch)-1].Offset - 1))
 	}
+}
+
+// inflightBatch is a batch handed to a grain and not yet processed.
+type inflightBatch struct {
+	done chan error
+	last int64 // offset of its last record
 }
 
 // Cleanup runs when the session ends (revoke, rebalance, shutdown): each

@@ -47,6 +47,15 @@ type Core interface {
 	GiveUp(ctx context.Context, t Task, cause error) error
 	// Commit makes everything processed so far durable.
 	Commit(ctx context.Context) error
+	// StartCommit begins making everything processed so far durable and
+	// may return before it is: processing goes on while the commit waits
+	// for Kafka. acked is then called, from any goroutine, when
+	// FinishCommit will not block. It returns false when it committed
+	// nothing (or everything at once): no FinishCommit is due.
+	StartCommit(ctx context.Context, acked func()) (bool, error)
+	// FinishCommit completes the commit StartCommit began, waiting for it
+	// if needed.
+	FinishCommit(ctx context.Context) error
 	// Direct handles a message sent to the grain's PID and returns the
 	// reply. It must not panic.
 	Direct(ctx context.Context, env *envelopepb.Envelope) *envelopepb.Envelope
@@ -132,6 +141,9 @@ type Drain struct{}
 
 type commitTick struct{}
 
+// commitAcked tells the grain that commit seq can finish without waiting.
+type commitAcked struct{ seq uint64 }
+
 type attemptKey struct {
 	topic  string
 	offset int64
@@ -152,8 +164,14 @@ type Slot struct {
 	inflight []*Deliver
 	stopped  error
 	ticker   scheduler.CancelFunc
-	failed   error                // set when the grain escalated and awaits restart
-	workers  map[int][]*actor.PID // per concurrent agent, its worker actors (children of the current incarnation)
+	failed   error // set when the grain escalated and awaits restart
+	// committing is set while a commit started by StartCommit is in
+	// flight; it covers log[:upto]. seq numbers commits, so that an
+	// acknowledgement meant for a commit a restart dropped is ignored.
+	committing bool
+	upto       int
+	seq        uint64
+	workers    map[int][]*actor.PID // per concurrent agent, its worker actors (children of the current incarnation)
 }
 
 // NewGrainProps returns the props of a grain driving cfg.Core. The returned
@@ -166,7 +184,7 @@ func NewGrainProps(cfg GrainConfig) *actor.Props {
 		cfg.CommitInterval = 500 * time.Millisecond
 	}
 	if cfg.MaxUncommitted <= 0 {
-		cfg.MaxUncommitted = 10_000
+		cfg.MaxUncommitted = 50_000
 	}
 	s := &Slot{cfg: cfg, current: -1, attempts: map[attemptKey]int{}, lastErr: map[attemptKey]error{}, workers: map[int][]*actor.PID{}}
 	return actor.PropsFromProducer(func() actor.Actor { return &grain{s: s} })
@@ -194,12 +212,16 @@ func (g *grain) Receive(c actor.Context) {
 		if !g.run(c) {
 			return
 		}
-		if len(s.log) >= s.cfg.MaxUncommitted {
-			g.commit(c)
+		if len(s.log) >= s.cfg.MaxUncommitted && !s.committing {
+			g.startCommit(c)
 		}
 	case commitTick:
 		if s.next > 0 || len(s.log) == 0 {
-			g.commit(c)
+			g.startCommit(c)
+		}
+	case commitAcked:
+		if s.committing && m.seq == s.seq && s.failed == nil {
+			g.settle(c)
 		}
 	case *Drain:
 		if s.failed == nil && s.stopped == nil {
@@ -240,6 +262,7 @@ func (g *grain) start(c actor.Context) {
 		}
 	}
 	s.current, s.failed = -1, nil
+	s.committing = false // Load drops it: its records are replayed
 	first := !s.loaded
 	if err := s.cfg.Core.Load(context.Background(), first); err != nil {
 		g.fail(c, fmt.Errorf("load partition: %w", err))
@@ -316,13 +339,17 @@ func (g *grain) run(c actor.Context) bool {
 	for s.next < len(s.log) && s.stopped == nil {
 		t := s.log[s.next]
 		k := attemptKey{t.Msg.Topic, t.Msg.Offset, t.Agent}
-		if n := s.cfg.Core.Concurrency(t.Agent); n > 1 && s.attempts[k] < s.cfg.MaxAttempts {
+		tries := 0
+		if len(s.attempts) > 0 { // the common case skips hashing the key
+			tries = s.attempts[k]
+		}
+		if n := s.cfg.Core.Concurrency(t.Agent); n > 1 && tries < s.cfg.MaxAttempts {
 			if !g.runConcurrent(c, n) {
 				return false
 			}
 			continue
 		}
-		if n := s.attempts[k]; n >= s.cfg.MaxAttempts {
+		if n := tries; n >= s.cfg.MaxAttempts {
 			if !g.giveUp(c, t, fmt.Errorf("failed %d times, last: %w", n, s.lastErr[k])) {
 				return false
 			}
@@ -393,12 +420,15 @@ func (g *grain) giveUp(c actor.Context, t Task, cause error) bool {
 	return g.commit(c) == nil
 }
 
-// commit commits everything processed so far. Tasks received but not yet
-// processed stay in the log.
+// commit commits everything processed so far and waits for it. Tasks
+// received but not yet processed stay in the log.
 func (g *grain) commit(c actor.Context) error {
 	s := g.s
 	if s.failed != nil {
 		return s.failed
+	}
+	if err := g.settle(c); err != nil {
+		return err
 	}
 	if err := s.cfg.Core.Commit(context.Background()); errors.Is(err, ErrDeferred) {
 		return nil
@@ -407,14 +437,62 @@ func (g *grain) commit(c actor.Context) error {
 		g.fail(c, err)
 		return err
 	}
-	for _, t := range s.log[:s.next] {
-		k := attemptKey{t.Msg.Topic, t.Msg.Offset, t.Agent}
-		delete(s.attempts, k)
-		delete(s.lastErr, k)
-	}
-	s.log = append(s.log[:0], s.log[s.next:]...)
-	s.next = 0
+	g.trim(s.next)
 	return nil
+}
+
+// startCommit begins a commit of everything processed so far, after
+// finishing the one in flight; processing goes on while it waits for
+// Kafka, and commitAcked finishes it.
+func (g *grain) startCommit(c actor.Context) {
+	s := g.s
+	if s.failed != nil || g.settle(c) != nil {
+		return
+	}
+	self, root, seq := c.Self(), c.ActorSystem().Root, s.seq+1
+	started, err := s.cfg.Core.StartCommit(context.Background(), func() { root.Send(self, commitAcked{seq: seq}) })
+	switch {
+	case errors.Is(err, ErrDeferred):
+	case err != nil:
+		g.fail(c, fmt.Errorf("commit: %w", err))
+	case started:
+		s.committing, s.upto, s.seq = true, s.next, seq
+	default:
+		g.trim(s.next)
+	}
+}
+
+// settle finishes the commit in flight, if any, and drops the tasks it
+// covers from the log.
+func (g *grain) settle(c actor.Context) error {
+	s := g.s
+	if !s.committing {
+		return nil
+	}
+	s.committing = false
+	if err := s.cfg.Core.FinishCommit(context.Background()); err != nil {
+		err = fmt.Errorf("commit: %w", err)
+		g.fail(c, err)
+		return err
+	}
+	g.trim(s.upto)
+	return nil
+}
+
+// trim drops the first n tasks of the log: a commit holds them.
+func (g *grain) trim(n int) {
+	s := g.s
+	if len(s.attempts) > 0 || len(s.lastErr) > 0 {
+		for _, t := range s.log[:n] {
+			k := attemptKey{t.Msg.Topic, t.Msg.Offset, t.Agent}
+			delete(s.attempts, k)
+			delete(s.lastErr, k)
+		}
+	}
+	copy(s.log, s.log[n:])
+	clear(s.log[len(s.log)-n:]) // drop the references the shift left behind
+	s.log = s.log[:len(s.log)-n]
+	s.next -= n
 }
 
 // fail hands the grain to its supervisor, which restarts it with backoff.

@@ -25,6 +25,7 @@ type scriptCore struct {
 	poison    map[int64]bool // offset → ErrPoison
 	calls     map[int64]int  // attempts per offset
 	pending   []int64        // processed since the last commit
+	inflight  []int64        // in a started commit
 	committed []int64        // processed and committed, in order
 	gaveUp    []int64        // offsets handed to GiveUp, in order
 	stopOn    map[int64]bool // GiveUp returns ErrPartitionStopped
@@ -37,7 +38,7 @@ func (c *scriptCore) Load(context.Context, bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.loads++
-	c.pending = nil
+	c.pending, c.inflight = nil, nil
 	return nil
 }
 
@@ -76,8 +77,32 @@ func (c *scriptCore) GiveUp(_ context.Context, t Task, _ error) error {
 func (c *scriptCore) Commit(context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.committed = append(c.committed, c.inflight...)
+	c.inflight = nil
 	c.committed = append(c.committed, c.pending...)
 	c.pending = nil
+	return nil
+}
+
+// StartCommit moves what is pending in flight and acknowledges it at once
+// from another goroutine, as the real core does once Kafka has acked.
+func (c *scriptCore) StartCommit(_ context.Context, acked func()) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.committed = append(c.committed, c.inflight...)
+	c.inflight, c.pending = c.pending, nil
+	if len(c.inflight) == 0 {
+		return false, nil
+	}
+	go acked()
+	return true, nil
+}
+
+func (c *scriptCore) FinishCommit(context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.committed = append(c.committed, c.inflight...)
+	c.inflight = nil
 	return nil
 }
 

@@ -39,6 +39,10 @@ func ClientConfig(clientID string) *sarama.Config {
 	cfg.Producer.Retry.BackoffFunc = backoff
 	cfg.Producer.Flush.Frequency = time.Millisecond
 	cfg.Producer.Compression = sarama.CompressionNone
+	// A commit hands the producer a record per key written since the last
+	// one, thousands at once: with sarama's default input buffer (256) the
+	// partition's grain would wait for the producer's pipeline to take each.
+	cfg.ChannelBufferSize = 4096
 
 	// Bounded so that a call fails (and the caller logs and backs off) rather
 	// than hiding an unreachable cluster in endless internal retries.
@@ -49,7 +53,7 @@ func ClientConfig(clientID string) *sarama.Config {
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
 	cfg.Consumer.Offsets.AutoCommit.Enable = true
 	cfg.Consumer.Offsets.AutoCommit.Interval = time.Second
-	cfg.Consumer.Fetch.Default = 4 << 20
+	cfg.Consumer.Fetch.Default = 1 << 20
 	cfg.Consumer.MaxWaitTime = 100 * time.Millisecond
 	cfg.Consumer.Group.Rebalance.Retry.Max = 1000
 	cfg.Consumer.Group.Session.Timeout = 10 * time.Second
@@ -71,6 +75,7 @@ func ConsumerConfig(clientID string) *sarama.Config {
 	cfg := ClientConfig(clientID)
 	cfg.Producer.Idempotent = false
 	cfg.Net.MaxOpenRequests = 5
+	cfg.ChannelBufferSize = 256 // per partition consumed: records buffered ahead of the grain
 	return cfg
 }
 

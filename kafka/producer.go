@@ -129,6 +129,14 @@ func (t *Tracker) Pending() int {
 	return t.pending
 }
 
+// Idle returns a channel closed once every record sent under t so far is
+// acknowledged (records sent later are not waited for).
+func (t *Tracker) Idle() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.idle
+}
+
 // Wait blocks until every record sent under t is acknowledged, then returns
 // the highest offset acknowledged per partition since the previous Wait and
 // the first error, if any, and resets both.

@@ -25,6 +25,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -88,6 +89,9 @@ type Options struct {
 	FS vfs.FS
 }
 
+// memTableBytes is the size of Pebble's memtable (see Open).
+const memTableBytes = 32 << 20
+
 // Store is one node's Pebble database. It is safe for concurrent use; each
 // table shard is written by exactly one partition grain.
 type Store struct {
@@ -113,7 +117,18 @@ func Open(opts Options) (*Store, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		Cache:              cache,
 		Logger:             pebbleLogger{log: orDiscard(opts.Logger)},
+		// Tables are written in bursts of random keys (a commit's dirty
+		// keys, a shard's changelog replay). Pebble's 4 MiB default
+		// flushes a memtable every few thousand keys into small, fully
+		// overlapping L0 files that compaction must then merge: with a
+		// million keys, compaction took most of the CPU. A larger memtable
+		// absorbs a burst, and rewrites of the same key, before it flushes.
+		MemTableSize: memTableBytes,
 	}
+	// A table read of a key that does not exist yet (the first event of
+	// every new key) would otherwise search every level: bloom filters
+	// answer most of them without reading a block.
+	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	if opts.FS != nil {
 		po.FS = opts.FS
 	} else if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
@@ -308,6 +323,17 @@ func (b *Batch) SetSourceOffset(topic string, partition int32, offset int64) {
 
 // Len returns the number of operations in the batch.
 func (b *Batch) Len() int { return int(b.b.Count()) }
+
+// CommitNoSync writes the batch without waiting for the disk, and releases
+// it: a crash may lose it whole, never part of it. For writes that are
+// redone after a crash anyway (rebuilding a shard from its changelog).
+func (b *Batch) CommitNoSync() error {
+	defer b.b.Close()
+	if err := b.b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("state: commit: %w", err)
+	}
+	return nil
+}
 
 // Commit writes the batch durably (fsync) and releases it.
 func (b *Batch) Commit() error {

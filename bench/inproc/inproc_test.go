@@ -179,7 +179,7 @@ func benchmarkMode(b *testing.B, mode string) {
 // fresh data dir, no HTTP, no logs.
 func appOptions(b *testing.B, addr string) []mephisto.Option {
 	return []mephisto.Option{mephisto.WithBrokers(addr), mephisto.WithDataDir(b.TempDir()), mephisto.WithWebAddr(""),
-		mephisto.WithNodeID("inproc"), mephisto.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}
+		mephisto.WithNodeID("inproc"), mephisto.WithLogger(benchLogger())}
 }
 
 // run starts app.Run in a goroutine labelled run=worker, so that pprof
@@ -300,4 +300,17 @@ func watchHeap(b *testing.B, path string) (stop func()) {
 		<-finished
 		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 	}
+}
+
+// benchLogger discards the worker's logs, or writes them to the file
+// MEPHISTO_BENCH_LOG (to see where a run's time goes).
+func benchLogger() *slog.Logger {
+	var w io.Writer = io.Discard
+	if path := os.Getenv("MEPHISTO_BENCH_LOG"); path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err == nil {
+			w = f
+		}
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
