@@ -4,6 +4,7 @@
 //
 //	count  topic in (string key, bytes value) ──▶ agent count ──▶ table counts (string → int64, +1 per event)
 //	pass   topic in (string key, bytes value) ──▶ agent pass  ──▶ topic out (same key, value upper-cased)
+//	ask    topic in (string key, bytes value) ──▶ reply agent ask ──▶ the value, as the reply, to whoever asked
 //
 // BENCH_APP sets the app name (default "bench"): the consumer group id and
 // the prefix of the changelog topic <app>-counts-changelog. The harness gives
@@ -11,22 +12,38 @@
 // empty table while reading the same preloaded input topic. BENCH_IN and
 // BENCH_OUT rename the input and output topics (default "in" and "out").
 //
+// In ask mode, a node started with BENCH_ASK_OUT is the ask client: a task
+// that times sequential Asks and Requests by PID to the other node's grains
+// once the file BENCH_ASK_GO exists, for BENCH_ASK_DURATION each, with
+// values of BENCH_ASK_VALUE_SIZE bytes (default 100), and writes what it
+// measured as JSON to BENCH_ASK_OUT (see ask.go).
+//
 // Everything else is the ordinary app binary (app.Main): worker, send,
 // agents, tables, reset, with the usual flags and MEPHISTO_* variables.
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 
+	"github.com/mephistohq/mephisto"
 	"github.com/mephistohq/mephisto/bench/benchapp"
 )
 
 func main() {
-	app, err := benchapp.New(os.Getenv("BENCH_MODE"), envOr("BENCH_APP", "bench"), envOr("BENCH_IN", "in"), envOr("BENCH_OUT", "out"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench app: BENCH_MODE:", err)
-		os.Exit(2)
+	mode, name, in := os.Getenv("BENCH_MODE"), envOr("BENCH_APP", "bench"), envOr("BENCH_IN", "in")
+	var app *mephisto.App
+	if mode == "ask" {
+		var ask *mephisto.ReplyAgent[string, []byte, []byte]
+		app, ask = benchapp.NewAsk(name, in)
+		app.Task("ask-client", func(ctx context.Context) error { return askClient(ctx, app, ask) })
+	} else {
+		var err error
+		if app, err = benchapp.New(mode, name, in, envOr("BENCH_OUT", "out")); err != nil {
+			fmt.Fprintln(os.Stderr, "bench app: BENCH_MODE:", err)
+			os.Exit(2)
+		}
 	}
 	app.Main()
 }

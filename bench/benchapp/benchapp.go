@@ -4,6 +4,7 @@
 //
 //	count  topic in (string key, bytes value) ──▶ agent count ──▶ table counts (string → int64, +1 per event)
 //	pass   topic in (string key, bytes value) ──▶ agent pass  ──▶ topic out (same key, value upper-cased)
+//	ask    topic in (string key, bytes value) ──▶ reply agent ask ──▶ the value, as the reply (JSON), to whoever asked
 package benchapp
 
 import (
@@ -13,10 +14,14 @@ import (
 	"github.com/mephistohq/mephisto/codec"
 )
 
-// New declares the benchmark app for mode ("count" or "pass") named name
-// (its consumer group id and changelog prefix), reading topic in and, for
-// pass, writing topic out.
+// New declares the benchmark app for mode ("count", "pass" or "ask")
+// named name (its consumer group id and changelog prefix), reading topic in
+// and, for pass, writing topic out.
 func New(mode, name, in, out string, opts ...mephisto.Option) (*mephisto.App, error) {
+	if mode == "ask" {
+		app, _ := NewAsk(name, in, opts...)
+		return app, nil
+	}
 	app := mephisto.New(name, opts...)
 	input := mephisto.NewTopic(app, in, codec.String(), codec.Bytes())
 	switch mode {
@@ -32,9 +37,23 @@ func New(mode, name, in, out string, opts ...mephisto.Option) (*mephisto.App, er
 			return output.Send(ctx, key, Upper(value))
 		})
 	default:
-		return nil, fmt.Errorf("mode %q: want count or pass", mode)
+		return nil, fmt.Errorf("mode %q: want count, pass or ask", mode)
 	}
 	return app, nil
+}
+
+// NewAsk declares the ask topology: the reply agent ask on topic in, whose
+// handler answers each request with its value (no table, no sends), so
+// that a round trip measures the messaging path alone. It returns the app
+// and the agent, which a client node asks (Ask through Kafka, Request by
+// PID).
+func NewAsk(name, in string, opts ...mephisto.Option) (*mephisto.App, *mephisto.ReplyAgent[string, []byte, []byte]) {
+	app := mephisto.New(name, opts...)
+	input := mephisto.NewTopic(app, in, codec.String(), codec.Bytes())
+	ask := mephisto.NewReplyAgent(app, "ask", input, func(_ mephisto.Context, _ string, value []byte) ([]byte, error) {
+		return value, nil
+	})
+	return app, ask
 }
 
 // Upper upper-cases the ASCII letters of b in place and returns b: the

@@ -160,6 +160,8 @@ type rawResult struct {
 	Seconds    float64 `json:"seconds"`
 	PeakRSS    int64   `json:"peak_rss"`
 	CPUSeconds float64 `json:"cpu_seconds"`
+	// LatenciesMs are the round trips of `raw ask`, in milliseconds.
+	LatenciesMs []float64 `json:"latencies_ms"`
 }
 
 // runRaw runs the raw client (bench/raw) to completion and returns its

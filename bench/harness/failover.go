@@ -165,7 +165,7 @@ func (h *harness) failoverRun(ctx context.Context, r int) (failoverResult, error
 			_ = w.stop(time.Minute)
 		}
 	}()
-	view, err := waitStablePlan(ctx, nodes)
+	view, err := waitStablePlan(ctx, nodes, planStable)
 	if err != nil {
 		return res, err
 	}
@@ -341,14 +341,13 @@ func failoverTimeline(survivors map[string]*worker, t0 time.Time) string {
 	return s
 }
 
-// waitStablePlan waits until every node is ready and the first node's
-// /cluster shows all of them alive, each active for some partition, and
-// every partition with an active node and a standby.
-func waitStablePlan(ctx context.Context, nodes map[string]*worker) (clusterView, error) {
+// waitStablePlan waits until stable says the cluster of nodes has settled
+// (planStable, for failover) and returns the view it settled on.
+func waitStablePlan(ctx context.Context, nodes map[string]*worker, stable func(map[string]*worker) (bool, clusterView, string)) (clusterView, error) {
 	deadline := time.Now().Add(2 * time.Minute)
 	var why string
 	for {
-		ok, v, reason := planStable(nodes)
+		ok, v, reason := stable(nodes)
 		if ok {
 			return v, nil
 		}
@@ -367,6 +366,9 @@ func waitStablePlan(ctx context.Context, nodes map[string]*worker) (clusterView,
 	}
 }
 
+// planStable says whether every node is ready and the first node's
+// /cluster shows all of them alive, each active for some partition, and
+// every partition with an active node and a standby.
 func planStable(nodes map[string]*worker) (bool, clusterView, string) {
 	var ids []string
 	for id, w := range nodes {
@@ -380,27 +382,37 @@ func planStable(nodes map[string]*worker) (bool, clusterView, string) {
 	if err != nil {
 		return false, v, err.Error()
 	}
+	if why := v.unsettled(len(nodes), true); why != "" {
+		return false, v, why
+	}
+	return true, v, ""
+}
+
+// unsettled says why v is not the settled plan of a cluster of n nodes
+// ("" if it is): all n alive, every partition with an active node (and a
+// standby, if standbys), every node active for some partition.
+func (v clusterView) unsettled(n int, standbys bool) string {
 	alive := 0
-	for _, n := range v.Nodes {
-		if n.Alive {
+	for _, node := range v.Nodes {
+		if node.Alive {
 			alive++
 		}
 	}
-	if alive != len(nodes) {
-		return false, v, fmt.Sprintf("%d of %d nodes alive in the plan", alive, len(nodes))
+	if alive != n {
+		return fmt.Sprintf("%d of %d nodes alive in the plan", alive, n)
 	}
 	actives := map[string]bool{}
 	if len(v.Partitions) != partitions {
-		return false, v, fmt.Sprintf("%d partitions in the plan", len(v.Partitions))
+		return fmt.Sprintf("%d partitions in the plan", len(v.Partitions))
 	}
 	for _, p := range v.Partitions {
-		if p.Active == "" || len(p.Standbys) == 0 {
-			return false, v, fmt.Sprintf("partition %d: active %q, standbys %v", p.Partition, p.Active, p.Standbys)
+		if p.Active == "" || (standbys && len(p.Standbys) == 0) {
+			return fmt.Sprintf("partition %d: active %q, standbys %v", p.Partition, p.Active, p.Standbys)
 		}
 		actives[p.Active] = true
 	}
-	if len(actives) != len(nodes) {
-		return false, v, fmt.Sprintf("only %d nodes active", len(actives))
+	if len(actives) != n {
+		return fmt.Sprintf("only %d nodes active", len(actives))
 	}
-	return true, v, ""
+	return ""
 }

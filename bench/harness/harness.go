@@ -57,6 +57,11 @@ type Options struct {
 	// LatencyDuration is how long the latency workload produces. Default
 	// 10s.
 	LatencyDuration time.Duration
+	// AskDuration is how long, in each run of the ask workload, each path
+	// (Ask through Kafka, Request by PID, the raw request/reply) makes
+	// sequential round trips. Default half of LatencyDuration (5s; 1.5s
+	// in make bench-quick).
+	AskDuration time.Duration
 	// LatencyRate is the latency workload's input rate in events/s; 0
 	// means half of the count workload's median throughput (measured
 	// first if count is not among the workloads).
@@ -104,6 +109,9 @@ func (o *Options) defaults() {
 	}
 	if o.LatencyDuration <= 0 {
 		o.LatencyDuration = 10 * time.Second
+	}
+	if o.AskDuration <= 0 {
+		o.AskDuration = o.LatencyDuration / 2
 	}
 	if len(o.Workloads) == 0 {
 		o.Workloads = Workloads

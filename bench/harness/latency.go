@@ -70,11 +70,14 @@ func (h *harness) latency(ctx context.Context) (*Row, error) {
 }
 
 // spread renders the median of xs with its range over runs.
-func spread(xs []float64) string {
+func spread(xs []float64) string { return spreadPrec(xs, 0) }
+
+// spreadPrec is spread with prec decimals.
+func spreadPrec(xs []float64, prec int) string {
 	if len(xs) == 1 {
-		return fmt.Sprintf("**%.0f**", xs[0])
+		return fmt.Sprintf("**%.*f**", prec, xs[0])
 	}
-	return fmt.Sprintf("**%.0f** (%.0f–%.0f)", median(xs), slices.Min(xs), slices.Max(xs))
+	return fmt.Sprintf("**%.*f** (%.*f–%.*f)", prec, median(xs), prec, slices.Min(xs), prec, slices.Max(xs))
 }
 
 // pct returns the p-th percentile of xs (nearest rank; 100 is the max).

@@ -20,6 +20,19 @@
 //	wordcount  two hops: a consumer group splits the lines of --topic into words
 //	           sent to --out keyed by word; a second group counts the words of
 //	           --out in memory; done when --n words are counted
+//	respond    the responder of a request/reply through two topics (the ask
+//	           baseline): a consumer group reads requests from --topic and an
+//	           async producer sends each value back, keyed by the request's
+//	           correlation-id header, to the topic:partition its reply-to header
+//	           names; runs until SIGTERM, then prints the count answered
+//	ask        the requester: reads its partition of the reply topic --out from
+//	           its end, then sends sequential requests to --topic (--value-size
+//	           bytes, keyed, one key per partition in rotation) with a sync
+//	           producer, each with reply-to and correlation-id headers, and waits
+//	           for each reply; after --warmup of round trips not timed (the
+//	           first also waits for the responder to join its group) it times
+//	           --duration of round trips (produce → reply read) and adds them
+//	           to its JSON line as "latencies_ms"
 //
 // Clients start from kafka.ClientConfig, Mephisto's own sarama settings
 // (fetch sizes, max wait, idempotent acks=all producer), so that the
@@ -27,12 +40,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,25 +65,35 @@ type result struct {
 	Seconds    float64 `json:"seconds"`
 	PeakRSS    int64   `json:"peak_rss"`
 	CPUSeconds float64 `json:"cpu_seconds"`
+	// LatenciesMs are the round trips of ask, in milliseconds.
+	LatenciesMs []float64 `json:"latencies_ms,omitempty"`
 }
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: raw read|pass|changelog|wordcount --brokers B --topic T [--out T2] [--group G] [--n N]")
+		fmt.Fprintln(os.Stderr, "usage: raw read|pass|changelog|wordcount|respond|ask --brokers B --topic T [--out T2] [--group G] [--n N] [--duration D] [--value-size S]")
 		os.Exit(2)
 	}
 	mode := os.Args[1]
 	fs := flag.NewFlagSet(mode, flag.ExitOnError)
 	brokers := fs.String("brokers", "127.0.0.1:9092", "bootstrap brokers, comma-separated")
 	topic := fs.String("topic", "in", "input topic")
-	out := fs.String("out", "", "output topic (pass, wordcount)")
-	group := fs.String("group", "raw", "consumer group id (read, pass, wordcount)")
+	out := fs.String("out", "", "output topic (pass, wordcount; ask: the reply topic)")
+	group := fs.String("group", "raw", "consumer group id (read, pass, wordcount, respond)")
 	n := fs.Int64("n", 0, "records to wait for (read, pass: input records; wordcount: words)")
+	duration := fs.Duration("duration", 5*time.Second, "how long ask times round trips")
+	warmup := fs.Duration("warmup", time.Second, "how long ask makes round trips before it starts timing")
+	valueSize := fs.Int("value-size", 100, "request value size in bytes (ask)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	_ = fs.Parse(os.Args[2:])
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
+	if mode == "respond" { // runs until the harness stops it
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+		defer stop()
+	}
 	bs := strings.Split(*brokers, ",")
 	var (
 		r   result
@@ -83,6 +108,10 @@ func main() {
 		r, err = changelog(ctx, bs, *topic)
 	case "wordcount":
 		r, err = wordcount(ctx, bs, *topic, *out, *group, *n)
+	case "respond":
+		r, err = respond(ctx, bs, *topic, *group)
+	case "ask":
+		r, err = ask(ctx, bs, *topic, *out, *duration, *warmup, *valueSize)
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)
 	}
@@ -353,6 +382,174 @@ func wordcount(ctx context.Context, brokers []string, lines, words, group string
 	_ = stop2()
 	prod.AsyncClose()
 	return result{Records: n, Seconds: sp.seconds()}, err
+}
+
+// Headers of the raw request/reply (the same roles as Mephisto's
+// mephisto.reply-to and mephisto.correlation-id).
+const (
+	headerReplyTo       = "reply-to"       // "<topic>:<partition>"
+	headerCorrelationID = "correlation-id" // matches a reply to its request
+)
+
+func header(m *sarama.ConsumerMessage, key string) []byte {
+	for _, h := range m.Headers {
+		if string(h.Key) == key {
+			return h.Value
+		}
+	}
+	return nil
+}
+
+// respond answers every request on topic until ctx ends: the value goes
+// back, keyed by the correlation id, to the partition the request names.
+func respond(ctx context.Context, brokers []string, topic, group string) (result, error) {
+	prod, err := sarama.NewAsyncProducer(brokers, kafka.ClientConfig("raw-"+group+"-producer"))
+	if err != nil {
+		return result{}, err
+	}
+	var sp span
+	var answered atomic.Int64
+	errc := make(chan error, 1)
+	go func() {
+		for range prod.Successes() {
+			answered.Add(1)
+			sp.end()
+		}
+	}()
+	go func() {
+		for e := range prod.Errors() {
+			select {
+			case errc <- e.Err:
+			default:
+			}
+		}
+	}()
+	stop, err := consume(ctx, brokers, group, topic, func(_ sarama.ConsumerGroupSession, m *sarama.ConsumerMessage) {
+		sp.begin()
+		to, corr := string(header(m, headerReplyTo)), header(m, headerCorrelationID)
+		i := strings.LastIndexByte(to, ':')
+		p, err := strconv.Atoi(to[i+1:])
+		if i <= 0 || err != nil || corr == nil {
+			select {
+			case errc <- fmt.Errorf("request at %s/%d/%d: reply-to %q, correlation-id %q", m.Topic, m.Partition, m.Offset, to, corr):
+			default:
+			}
+			return
+		}
+		// The consumer's buffers are its own: copy, as a codec would.
+		prod.Input() <- &sarama.ProducerMessage{Topic: to[:i], Partition: int32(p), Key: sarama.ByteEncoder(corr),
+			Value: sarama.ByteEncoder(bytes.Clone(m.Value)), Headers: []sarama.RecordHeader{{Key: []byte(headerCorrelationID), Value: corr}}}
+	})
+	if err != nil {
+		return result{}, err
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	_ = stop()
+	prod.AsyncClose()
+	return result{Records: answered.Load(), Seconds: sp.seconds()}, err
+}
+
+// ask sends sequential requests to topic and times each round trip, from
+// handing the request to the producer to reading its reply.
+func ask(ctx context.Context, brokers []string, topic, replies string, d, warmup time.Duration, valueSize int) (result, error) {
+	const id = "raw-ask"
+	client, err := sarama.NewClient(brokers, kafka.ConsumerConfig(id+"-replies"))
+	if err != nil {
+		return result{}, err
+	}
+	defer client.Close()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return result{}, err
+	}
+	defer consumer.Close()
+	nreq, err := client.Partitions(topic)
+	if err != nil {
+		return result{}, err
+	}
+	nrep, err := client.Partitions(replies)
+	if err != nil {
+		return result{}, err
+	}
+	// Our partition of the reply topic, read from its current end: replies
+	// to requests sent from now on are seen.
+	rp := kafka.Partition([]byte(id), int32(len(nrep)))
+	pc, err := consumer.ConsumePartition(replies, rp, sarama.OffsetNewest)
+	if err != nil {
+		return result{}, err
+	}
+	defer pc.AsyncClose()
+	prod, err := sarama.NewSyncProducer(brokers, kafka.ClientConfig(id+"-producer"))
+	if err != nil {
+		return result{}, err
+	}
+	defer prod.Close()
+	// One key per partition of the request topic, in rotation.
+	keys := map[int32][]byte{}
+	for i := 0; len(keys) < len(nreq); i++ {
+		k := fmt.Appendf(nil, "ask%013d", i)
+		if p := kafka.Partition(k, int32(len(nreq))); keys[p] == nil {
+			keys[p] = k
+		}
+	}
+	replyTo := []byte(replies + ":" + strconv.Itoa(int(rp)))
+	roundTrip := func(i int, limit time.Duration) (time.Duration, error) {
+		k := keys[int32(i%len(keys))]
+		corr := []byte(strconv.Itoa(i))
+		v := bytes.Repeat([]byte{'v'}, max(valueSize, 16))
+		copy(v, fmt.Sprintf("%015d", i))
+		timer := time.NewTimer(limit)
+		defer timer.Stop()
+		t0 := time.Now()
+		if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: int32(i % len(keys)),
+			Key: sarama.ByteEncoder(k), Value: sarama.ByteEncoder(v),
+			Headers: []sarama.RecordHeader{{Key: []byte(headerReplyTo), Value: replyTo}, {Key: []byte(headerCorrelationID), Value: corr}}}); err != nil {
+			return 0, fmt.Errorf("request %d: %w", i, err)
+		}
+		for {
+			select {
+			case m := <-pc.Messages():
+				if !bytes.Equal(header(m, headerCorrelationID), corr) {
+					continue // a reply to a request we gave up on
+				}
+				rtt := time.Since(t0)
+				if !bytes.Equal(m.Value, v) {
+					return 0, fmt.Errorf("request %d: reply %q, want %q", i, m.Value, v)
+				}
+				return rtt, nil
+			case err := <-pc.Errors():
+				return 0, fmt.Errorf("request %d: read replies: %w", i, err)
+			case <-timer.C:
+				return 0, fmt.Errorf("request %d: no reply within %v", i, limit)
+			case <-ctx.Done():
+				return 0, fmt.Errorf("request %d: %w", i, ctx.Err())
+			}
+		}
+	}
+	// The first request also waits for the responder to join its group
+	// (it reads from the oldest offset, so the request waits in Kafka).
+	if _, err := roundTrip(0, time.Minute); err != nil {
+		return result{}, fmt.Errorf("first request: %w", err)
+	}
+	i := 1
+	for end := time.Now().Add(warmup); time.Now().Before(end); i++ {
+		if _, err := roundTrip(i, 10*time.Second); err != nil {
+			return result{}, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	var lats []float64
+	start := time.Now()
+	for end := start.Add(d); time.Now().Before(end); i++ {
+		rtt, err := roundTrip(i, 10*time.Second)
+		if err != nil {
+			return result{}, err
+		}
+		lats = append(lats, float64(rtt.Nanoseconds())/1e6)
+	}
+	return result{Records: int64(len(lats)), Seconds: time.Since(start).Seconds(), LatenciesMs: lats}, nil
 }
 
 // selfStats returns this process's peak RSS (VmHWM, bytes) and CPU time.

@@ -41,6 +41,7 @@ func main() {
 	flag.IntVar(&o.FailoverRate, "failover-rate", 5000, "events/s of load during failover")
 	flag.DurationVar(&o.FailoverWarmup, "failover-warmup", 5*time.Second, "load before the kill in failover")
 	flag.DurationVar(&o.LatencyDuration, "latency-duration", 10*time.Second, "how long the latency workload produces")
+	flag.DurationVar(&o.AskDuration, "ask-duration", 0, "how long each path of the ask workload makes sequential round trips, per run (default: half of -latency-duration)")
 	flag.Float64Var(&o.LatencyRate, "latency-rate", 0, "latency workload input rate, events/s (default: half of count's median)")
 	flag.StringVar(&workloads, "workloads", "", "comma-separated workloads (default all: "+strings.Join(harness.Workloads, ",")+")")
 	flag.StringVar(&o.WorkDir, "work-dir", "", "directory for binaries, logs and data (default: a temporary one)")
