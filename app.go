@@ -88,7 +88,9 @@ type Config struct {
 	// default. Default -1. Flag --replication-factor.
 	ReplicationFactor int16
 	// CommitInterval is how often each partition commits (flushes its
-	// changelog, writes Pebble, commits offsets). Default 500ms. Flag
+	// changelog, writes Pebble, commits offsets) while it is behind its
+	// input; a partition that has caught up commits at once, at most every
+	// tenth of the interval (and at most every 50ms). Default 500ms. Flag
 	// --commit-interval.
 	CommitInterval time.Duration
 	// MaxAttempts is how often a failing record is retried (with the

@@ -70,24 +70,30 @@ func (sh *shard) cached(key []byte, readOnly bool) (*entry, bool) {
 	return e, ok
 }
 
-// remember caches what a read found in Pebble (v, or absent). Workers of
+// remember caches what a read found in Pebble (v, or absent) and returns
+// the entry, or nil when the shard keeps no clean entries. Workers of
 // concurrent agents must not call it.
-func (sh *shard) remember(key []byte, v any, raw []byte, absent bool) {
+func (sh *shard) remember(key []byte, v any, raw []byte, absent bool) *entry {
 	sh.nMisses++
 	if sh.limit <= 0 {
-		return
+		return nil
 	}
 	k := string(key)
-	sh.cache[k] = &entry{key: k, v: v, raw: raw, absent: absent, used: true}
+	e := &entry{key: k, v: v, raw: raw, absent: absent, used: true}
+	sh.cache[k] = e
+	return e
 }
 
-// put records a write (absent for a delete) in the open generation.
-func (sh *shard) put(key []byte, v any, raw []byte, absent bool) {
-	e, ok := sh.cache[string(key)]
-	if !ok {
-		k := string(key)
-		e = &entry{key: k}
-		sh.cache[k] = e
+// put records a write (absent for a delete) in the open generation. e is
+// key's entry, if the caller has it.
+func (sh *shard) put(key []byte, e *entry, v any, raw []byte, absent bool) {
+	if e == nil {
+		var ok bool
+		if e, ok = sh.cache[string(key)]; !ok {
+			k := string(key)
+			e = &entry{key: k}
+			sh.cache[k] = e
+		}
 	}
 	e.v, e.raw, e.absent, e.used = v, raw, absent, true
 	if open := sh.core.open; e.gen != open {

@@ -25,6 +25,11 @@ type tableDef struct {
 // partition: handlers read and write the shard of the event's partition.
 // Every write goes to the compacted changelog topic <app>-<table>-changelog,
 // from which the shard is rebuilt on any node.
+//
+// Reads are served from an in-memory cache of each shard (see
+// Config.TableCacheKeys) in front of Pebble. A value read is the handler's
+// own: changing a map or slice it read does not change the table until it
+// is Set.
 type Table[K, V any] struct {
 	app  *App
 	def  *tableDef
@@ -36,7 +41,8 @@ type Table[K, V any] struct {
 	// value. Otherwise every read decodes the stored encoding, so that a
 	// handler changing a value it read (a map, a slice) without Set
 	// cannot change what later reads see.
-	share bool
+	share  bool
+	borrow codec.Borrower[K] // set when the key codec can lend a key's bytes
 }
 
 // NewTable declares a table. Missing keys read as V's zero value unless a
@@ -64,7 +70,9 @@ func NewTable[K, V any](app *App, name string, kc codec.Codec[K], vc codec.Codec
 	d.index = len(app.tables)
 	app.tables[name] = d
 	app.mu.Unlock()
-	return &Table[K, V]{app: app, def: d, kc: kc, vc: vc, share: valueType(reflect.TypeFor[V]())}
+	t := &Table[K, V]{app: app, def: d, kc: kc, vc: vc, share: valueType(reflect.TypeFor[V]())}
+	t.borrow, _ = kc.(codec.Borrower[K])
+	return t
 }
 
 // valueType reports whether values of t hold no references, so that a copy
@@ -130,41 +138,12 @@ func (t *Table[K, V]) Lookup(ctx context.Context, key K) (V, bool, error) {
 	if err != nil {
 		return t.zero(), false, err
 	}
-	kb, err := t.kc.Encode(key)
-	if err != nil {
-		return t.zero(), false, fmt.Errorf("table %s: encode key: %w", t.def.name, err)
-	}
-	if e, ok := sh.cached(kb, ec.readOnly); ok {
-		if e.absent {
-			return t.zero(), false, nil
-		}
-		if t.share {
-			return e.v.(V), true, nil
-		}
-		v, err := t.vc.Decode(e.raw)
-		if err != nil {
-			return t.zero(), false, fmt.Errorf("table %s: cached value of key %q: %w", t.def.name, kb, err)
-		}
-		return v, true, nil
-	}
-	raw, ok, err := sh.get(kb)
+	kb, err := t.key(key)
 	if err != nil {
 		return t.zero(), false, err
 	}
-	if !ok {
-		if !ec.readOnly {
-			sh.remember(kb, nil, nil, true)
-		}
-		return t.zero(), false, nil
-	}
-	v, err := t.vc.Decode(raw)
-	if err != nil {
-		return t.zero(), false, fmt.Errorf("table %s: stored value of key %q: %w", t.def.name, kb, err)
-	}
-	if !ec.readOnly {
-		sh.remember(kb, v, raw, false)
-	}
-	return v, true, nil
+	v, ok, _, err := t.read(sh, kb, ec.readOnly)
+	return v, ok, err
 }
 
 // Get returns the value of key, or the default when it has none.
@@ -179,16 +158,11 @@ func (t *Table[K, V]) Set(ctx context.Context, key K, value V) error {
 	if err != nil {
 		return err
 	}
-	kb, err := t.kc.Encode(key)
+	kb, err := t.key(key)
 	if err != nil {
-		return fmt.Errorf("table %s: encode key: %w", t.def.name, err)
+		return err
 	}
-	vb, err := t.vc.Encode(value)
-	if err != nil {
-		return fmt.Errorf("table %s: encode value: %w", t.def.name, err)
-	}
-	sh.put(kb, value, vb, false)
-	return nil
+	return t.write(sh, kb, nil, value)
 }
 
 // Delete removes key.
@@ -197,19 +171,87 @@ func (t *Table[K, V]) Delete(ctx context.Context, key K) error {
 	if err != nil {
 		return err
 	}
-	kb, err := t.kc.Encode(key)
+	kb, err := t.key(key)
 	if err != nil {
-		return fmt.Errorf("table %s: encode key: %w", t.def.name, err)
+		return err
 	}
-	sh.put(kb, nil, nil, true)
+	sh.put(kb, nil, nil, nil, true)
 	return nil
 }
 
 // Update replaces the value of key (or the default) with fn's result.
 func (t *Table[K, V]) Update(ctx context.Context, key K, fn func(V) V) error {
-	v, err := t.Get(ctx, key)
+	_, sh, err := t.shardOf(ctx, "update")
 	if err != nil {
 		return err
 	}
-	return t.Set(ctx, key, fn(v))
+	kb, err := t.key(key)
+	if err != nil {
+		return err
+	}
+	v, _, e, err := t.read(sh, kb, false)
+	if err != nil {
+		return err
+	}
+	return t.write(sh, kb, e, fn(v))
+}
+
+// key encodes key. The result may share the memory of a string key (see
+// codec.Borrower), so it is only read, and copied where it is kept.
+func (t *Table[K, V]) key(key K) ([]byte, error) {
+	if t.borrow != nil {
+		return t.borrow.Borrow(key), nil
+	}
+	kb, err := t.kc.Encode(key)
+	if err != nil {
+		return nil, fmt.Errorf("table %s: encode key: %w", t.def.name, err)
+	}
+	return kb, nil
+}
+
+// read returns the value of kb (the default when it has none), whether it
+// has one, and its cache entry (nil if it is not cached).
+func (t *Table[K, V]) read(sh *shard, kb []byte, readOnly bool) (V, bool, *entry, error) {
+	if e, ok := sh.cached(kb, readOnly); ok {
+		if e.absent {
+			return t.zero(), false, e, nil
+		}
+		if t.share {
+			return e.v.(V), true, e, nil
+		}
+		v, err := t.vc.Decode(e.raw)
+		if err != nil {
+			return t.zero(), false, e, fmt.Errorf("table %s: cached value of key %q: %w", t.def.name, kb, err)
+		}
+		return v, true, e, nil
+	}
+	raw, ok, err := sh.get(kb)
+	if err != nil {
+		return t.zero(), false, nil, err
+	}
+	if !ok {
+		if readOnly {
+			return t.zero(), false, nil, nil
+		}
+		return t.zero(), false, sh.remember(kb, nil, nil, true), nil
+	}
+	v, err := t.vc.Decode(raw)
+	if err != nil {
+		return t.zero(), false, nil, fmt.Errorf("table %s: stored value of key %q: %w", t.def.name, kb, err)
+	}
+	if readOnly {
+		return v, true, nil, nil
+	}
+	return v, true, sh.remember(kb, v, raw, false), nil
+}
+
+// write sets kb to value in the shard's cache; e is kb's entry if the
+// caller has it.
+func (t *Table[K, V]) write(sh *shard, kb []byte, e *entry, value V) error {
+	vb, err := t.vc.Encode(value)
+	if err != nil {
+		return fmt.Errorf("table %s: encode value: %w", t.def.name, err)
+	}
+	sh.put(kb, e, value, vb, false)
+	return nil
 }

@@ -345,7 +345,7 @@ func (rt *runtime) connect(stop context.Context) (string, error) {
 			if rt.pclient, err = sarama.NewClient(rt.brokers, kafka.ClientConfig(prefix+"-producer")); err != nil {
 				return "", fmt.Errorf("kafka producer client: %w", err)
 			}
-			if rt.cclient, err = sarama.NewClient(rt.brokers, kafka.ConsumerConfig(prefix+"-changelogs")); err != nil {
+			if rt.cclient, err = sarama.NewClient(rt.brokers, kafka.ChangelogConfig(prefix+"-changelogs")); err != nil {
 				return "", fmt.Errorf("kafka changelog client: %w", err)
 			}
 			if rt.rclient, err = sarama.NewClient(rt.brokers, kafka.ConsumerConfig(prefix+"-replies")); err != nil {
@@ -591,7 +591,7 @@ func (rt *runtime) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 		case <-sess.Context().Done():
 			return nil
 		}
-		batch := make([]*sarama.ConsumerMessage, 1, 64)
+		batch := make([]*sarama.ConsumerMessage, 1, min(maxBatch, 1+len(claim.Messages())))
 		batch[0] = first
 	fill:
 		for len(batch) < maxBatch {
@@ -605,10 +605,11 @@ func (rt *runtime) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 				break fill
 			}
 		}
-		d := &actors.Deliver{Records: batch, Done: make(chan error, 1)}
+		last := batch[len(batch)-1].Offset
+		d := &actors.Deliver{Records: batch, Done: make(chan error, 1), CaughtUp: last+1 >= claim.HighWaterMarkOffset()}
 		rt.system.Root.Send(gs.pid, d)
 		eventsIn.Add(float64(len(batch)))
-		inflight = append(inflight, inflightBatch{done: d.Done, last: batch[len(batch)-1].Offset})
+		inflight = append(inflight, inflightBatch{done: d.Done, last: last})
 		if len(inflight) < maxInflight {
 			continue
 		}

@@ -69,3 +69,11 @@ func (e *decodeError) Unwrap() []error {
 func newDecodeError(msg string, cause error) error {
 	return &decodeError{msg: msg, cause: cause}
 }
+
+// Borrower is implemented by codecs whose encoding of a value is the
+// value's own memory (String): Borrow returns it without copying, for
+// callers that only read the bytes while the value lives, such as a table
+// looking a key up. The bytes must never be modified.
+type Borrower[T any] interface {
+	Borrow(v T) []byte
+}

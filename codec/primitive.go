@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strconv"
+	"unsafe"
 )
 
 // String returns a codec named "string" whose wire format is the raw bytes
@@ -15,12 +16,18 @@ func String() Codec[string] { return stringCodec{} }
 
 type stringCodec struct{}
 
-var _ TextParser[string] = stringCodec{}
+var (
+	_ TextParser[string] = stringCodec{}
+	_ Borrower[string]   = stringCodec{}
+)
 
 func (stringCodec) Name() string                       { return "string" }
 func (stringCodec) Encode(v string) ([]byte, error)    { return []byte(v), nil }
 func (stringCodec) Decode(b []byte) (string, error)    { return string(b), nil }
 func (stringCodec) ParseText(s string) (string, error) { return s, nil }
+
+// Borrow returns the bytes of v without copying them.
+func (stringCodec) Borrow(v string) []byte { return unsafe.Slice(unsafe.StringData(v), len(v)) }
 
 // Bytes returns a codec named "bytes" whose wire format is the bytes
 // themselves. Encode returns v as is (the result shares v's backing array).

@@ -36,27 +36,42 @@ func ReadRange(ctx context.Context, consumer sarama.Consumer, topic string, part
 		return fmt.Errorf("read %s/%d from %d: %w", topic, partition, from, err)
 	}
 	defer pc.AsyncClose()
-	for {
+	msgs, errs := pc.Messages(), pc.Errors()
+	for n := 0; ; n++ {
+		var m *sarama.ConsumerMessage
+		var ok bool
+		// Take a record without a three-way select while records are
+		// buffered (a select per record costs as much as the rest of a
+		// restore's work), and look at the context every 1024 records.
 		select {
-		case <-ctx.Done():
+		case m, ok = <-msgs:
+		default:
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case m, ok = <-msgs:
+			case cerr, open := <-errs:
+				if open {
+					return fmt.Errorf("read %s/%d: %w", topic, partition, cerr)
+				}
+				errs = nil // closed: never ready again
+				continue
+			}
+		}
+		if !ok {
+			return errors.New("partition consumer closed")
+		}
+		if n%1024 == 1023 && ctx.Err() != nil {
 			return ctx.Err()
-		case m, ok := <-pc.Messages():
-			if !ok {
-				return errors.New("partition consumer closed")
-			}
-			if m.Offset >= until {
-				return nil
-			}
-			if err := fn(m); err != nil {
-				return err
-			}
-			if m.Offset >= until-1 {
-				return nil
-			}
-		case cerr, ok := <-pc.Errors():
-			if ok {
-				return fmt.Errorf("read %s/%d: %w", topic, partition, cerr)
-			}
+		}
+		if m.Offset >= until {
+			return nil
+		}
+		if err := fn(m); err != nil {
+			return err
+		}
+		if m.Offset >= until-1 {
+			return nil
 		}
 	}
 }

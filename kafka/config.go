@@ -53,6 +53,10 @@ func ClientConfig(clientID string) *sarama.Config {
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
 	cfg.Consumer.Offsets.AutoCommit.Enable = true
 	cfg.Consumer.Offsets.AutoCommit.Interval = time.Second
+	// Per partition fetched. Each partition's grain keeps a fetch or two of
+	// records alive (received, or waiting for their commit), so this bounds
+	// a node's memory; larger fetches read no faster while a grain
+	// processes. Restores read changelogs with ChangelogConfig.
 	cfg.Consumer.Fetch.Default = 1 << 20
 	cfg.Consumer.MaxWaitTime = 100 * time.Millisecond
 	cfg.Consumer.Group.Rebalance.Retry.Max = 1000
@@ -91,4 +95,13 @@ func backoff(retries, _ int) time.Duration {
 		d *= 2
 	}
 	return min(d, maxBackoff)
+}
+
+// ChangelogConfig returns the configuration of the client that reads
+// changelogs: restoring a shard reads as fast as Pebble takes the records,
+// and on this path a larger fetch halves the round trips per record.
+func ChangelogConfig(clientID string) *sarama.Config {
+	cfg := ConsumerConfig(clientID)
+	cfg.Consumer.Fetch.Default = 4 << 20
+	return cfg
 }
