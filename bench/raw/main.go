@@ -149,20 +149,37 @@ func (s *span) seconds() float64 {
 	return time.Unix(0, s.last.Load()).Sub(s.first).Seconds()
 }
 
-// groupHandler runs fn for every message of every claim.
-type groupHandler func(sarama.ConsumerGroupSession, *sarama.ConsumerMessage)
+// groupHandler runs onMsg for every message of every claim, and onSetup
+// (if set) once the group has assigned the claims.
+type groupHandler struct {
+	onSetup func()
+	onMsg   func(sarama.ConsumerGroupSession, *sarama.ConsumerMessage)
+}
 
-func (groupHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (h groupHandler) Setup(sarama.ConsumerGroupSession) error {
+	if h.onSetup != nil {
+		h.onSetup()
+	}
+	return nil
+}
+
 func (groupHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
 func (h groupHandler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim) error {
 	for m := range c.Messages() {
-		h(s, m)
+		h.onMsg(s, m)
 	}
 	return nil
 }
 
 // consume runs a consumer group on topic until ctx ends.
-func consume(ctx context.Context, brokers []string, group, topic string, h groupHandler) (func() error, error) {
+// The clock of a measured run starts at onSetup: the moment the claims are
+// assigned and reading can begin, as Mephisto's starts at its first /readyz
+// (the first record would be too late: a fetch response is decoded whole
+// before its first record is handed out, up to 4 MiB per partition).
+func consume(ctx context.Context, brokers []string, group, topic string, onSetup func(),
+	onMsg func(sarama.ConsumerGroupSession, *sarama.ConsumerMessage)) (func() error, error) {
+	h := groupHandler{onSetup: onSetup, onMsg: onMsg}
 	g, err := sarama.NewConsumerGroup(brokers, group, consumerConfig("raw-"+group))
 	if err != nil {
 		return nil, err
@@ -199,7 +216,7 @@ func read(ctx context.Context, brokers []string, topic, group string, n int64) (
 	var sp span
 	var count atomic.Int64
 	done := make(chan struct{})
-	stop, err := consume(ctx, brokers, group, topic, func(_ sarama.ConsumerGroupSession, m *sarama.ConsumerMessage) {
+	stop, err := consume(ctx, brokers, group, topic, sp.begin, func(_ sarama.ConsumerGroupSession, m *sarama.ConsumerMessage) {
 		sp.begin()
 		if count.Add(1) == n {
 			sp.end()
@@ -253,7 +270,7 @@ func pass(ctx context.Context, brokers []string, topic, out, group string, n int
 			}
 		}
 	}()
-	stop, err := consume(ctx, brokers, group, topic, func(_ sarama.ConsumerGroupSession, m *sarama.ConsumerMessage) {
+	stop, err := consume(ctx, brokers, group, topic, sp.begin, func(_ sarama.ConsumerGroupSession, m *sarama.ConsumerMessage) {
 		sp.begin()
 		// The consumer's buffers are its own: copy, as a codec would.
 		v := upper(append([]byte(nil), m.Value...))
@@ -298,11 +315,17 @@ func changelog(ctx context.Context, brokers []string, topic string) (result, err
 	var count atomic.Int64
 	var wg sync.WaitGroup
 	errs := make([]error, len(ps))
+	oldest, hwm := make([]int64, len(ps)), make([]int64, len(ps))
 	for i, p := range ps {
-		oldest, hwm, err := kafka.Bounds(client, topic, p)
-		if err != nil {
+		if oldest[i], hwm[i], err = kafka.Bounds(client, topic, p); err != nil {
 			return result{}, err
 		}
+	}
+	// The clock starts when reading starts, as Mephisto's does (its
+	// "recovering table shard" line follows the same Bounds).
+	sp.begin()
+	for i, p := range ps {
+		oldest, hwm := oldest[i], hwm[i]
 		if oldest >= hwm {
 			continue
 		}
@@ -343,7 +366,7 @@ func wordcount(ctx context.Context, brokers []string, lines, words, group string
 	}()
 	var sp span
 	// Hop 1: lines → words, keyed by word.
-	stop1, err := consume(ctx, brokers, group+"-split", lines, func(_ sarama.ConsumerGroupSession, m *sarama.ConsumerMessage) {
+	stop1, err := consume(ctx, brokers, group+"-split", lines, sp.begin, func(_ sarama.ConsumerGroupSession, m *sarama.ConsumerMessage) {
 		sp.begin()
 		for _, w := range strings.Fields(strings.ToLower(string(m.Value))) {
 			k := []byte(w)
@@ -359,7 +382,7 @@ func wordcount(ctx context.Context, brokers []string, lines, words, group string
 	var mu sync.Mutex
 	counts := map[int32]map[string]int64{}
 	done := make(chan struct{})
-	stop2, err := consume(ctx, brokers, group+"-count", words, func(_ sarama.ConsumerGroupSession, m *sarama.ConsumerMessage) {
+	stop2, err := consume(ctx, brokers, group+"-count", words, nil, func(_ sarama.ConsumerGroupSession, m *sarama.ConsumerMessage) {
 		mu.Lock()
 		c := counts[m.Partition]
 		if c == nil {
@@ -429,7 +452,7 @@ func respond(ctx context.Context, brokers []string, topic, group string) (result
 			}
 		}
 	}()
-	stop, err := consume(ctx, brokers, group, topic, func(_ sarama.ConsumerGroupSession, m *sarama.ConsumerMessage) {
+	stop, err := consume(ctx, brokers, group, topic, nil, func(_ sarama.ConsumerGroupSession, m *sarama.ConsumerMessage) {
 		sp.begin()
 		to, corr := string(header(m, headerReplyTo)), header(m, headerCorrelationID)
 		i := strings.LastIndexByte(to, ':')
