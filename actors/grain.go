@@ -116,8 +116,10 @@ type GrainConfig struct {
 	// moderate load, and commits stay few, and large, under saturation.
 	CommitInterval time.Duration
 	// MaxUncommitted forces a commit once this many records are
-	// uncommitted. Default 50,000 (a commit interval of records at
-	// 100,000 events/s per partition).
+	// uncommitted. Default 20,000: a grain keeps its uncommitted records
+	// (and the fetch buffers they point into) in memory, and each commit
+	// produces a changelog record per key written since the last one, so
+	// this trades memory for changelog traffic.
 	MaxUncommitted int
 	Log            *slog.Logger
 	// OnLoaded is called after every successful Load.
@@ -200,7 +202,7 @@ func NewGrainProps(cfg GrainConfig) *actor.Props {
 		cfg.CommitInterval = 500 * time.Millisecond
 	}
 	if cfg.MaxUncommitted <= 0 {
-		cfg.MaxUncommitted = 50_000
+		cfg.MaxUncommitted = 20_000
 	}
 	s := &Slot{cfg: cfg, current: -1, attempts: map[attemptKey]int{}, lastErr: map[attemptKey]error{}, workers: map[int][]*actor.PID{}}
 	return actor.PropsFromProducer(func() actor.Actor { return &grain{s: s} })

@@ -89,8 +89,9 @@ type Options struct {
 	FS vfs.FS
 }
 
-// memTableBytes is the size of Pebble's memtable (see Open).
-const memTableBytes = 32 << 20
+// memTableBytes is the size of Pebble's memtable (see Open). Two may be
+// alive at once (one flushing), so it counts twice in a node's memory.
+const memTableBytes = 16 << 20
 
 // Store is one node's Pebble database. It is safe for concurrent use; each
 // table shard is written by exactly one partition grain.
