@@ -19,5 +19,6 @@
 // `mephisto broker --listen 127.0.0.1:9099` in another terminal and set
 // MEPHISTO_BENCH_BROKERS=127.0.0.1:9099. MEPHISTO_BENCH_N sets the events
 // per iteration (default 200,000), MEPHISTO_BENCH_KEYS the distinct keys
-// (default 10,000).
+// (default 10,000). MEPHISTO_BENCH_LOG=FILE appends the worker's log (debug
+// level) to FILE, to see where a run's time goes.
 package inproc
