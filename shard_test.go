@@ -1,6 +1,8 @@
 package mephisto
 
 import (
+	"context"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -77,5 +79,54 @@ func TestRecoveryWindow(t *testing.T) {
 		if want != "" && string(v) != want {
 			t.Errorf("%s = %q (ok %v), want %q", k, v, ok, want)
 		}
+	}
+}
+
+// TestRecoveryWindowIngest writes a window too large for a batch as a
+// table file: rows and tombstones land as the last record per key says,
+// over rows the store had before, next to rows of another shard.
+func TestRecoveryWindowIngest(t *testing.T) {
+	st, err := state.Open(state.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	seed := st.NewBatch()
+	seed.Set(1, 0, []byte("k00007"), []byte("old"))   // deleted by the window
+	seed.Set(1, 0, []byte("k00008"), []byte("old"))   // overwritten
+	seed.Set(1, 1, []byte("k00007"), []byte("other")) // another shard: untouched
+	if err := seed.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	w := newRecoveryWindow()
+	const n = 2 * ingestMinKeys
+	for i := n - 1; i >= 0; i-- { // out of order: ingest sorts
+		w.put(fmt.Appendf(nil, "k%05d", i), fmt.Appendf(nil, "v%d", i))
+	}
+	w.put([]byte("k00007"), nil)
+	w.put([]byte("k00009"), nil)
+	w.put([]byte("k00009"), []byte("back"))
+	if err := w.ingest(context.Background(), st, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"k00000": "v0", "k00007": "", "k00008": "v8", "k00009": "back", fmt.Sprintf("k%05d", n-1): fmt.Sprintf("v%d", n-1)}
+	for k, v := range want {
+		got, ok, err := st.Get(1, 0, []byte(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v == "" && ok || v != "" && string(got) != v {
+			t.Errorf("%s = %q (ok %v), want %q", k, got, ok, v)
+		}
+	}
+	rows := 0
+	if err := st.Scan(1, 0, func(_, _ []byte) bool { rows++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if rows != n-1 {
+		t.Errorf("shard holds %d rows, want %d", rows, n-1)
+	}
+	if got, _, _ := st.Get(1, 1, []byte("k00007")); string(got) != "other" {
+		t.Errorf("other shard's row = %q, want %q", got, "other")
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -96,8 +97,10 @@ const memTableBytes = 16 << 20
 // Store is one node's Pebble database. It is safe for concurrent use; each
 // table shard is written by exactly one partition grain.
 type Store struct {
-	db  *pebble.DB
-	dir string
+	db   *pebble.DB
+	dir  string
+	opts *pebble.Options // as opened (Pebble filled in the defaults)
+	seq  atomic.Uint64   // names ingest files
 
 	mu     sync.Mutex // guards tables
 	tables map[string]uint32
@@ -135,6 +138,7 @@ func Open(opts Options) (*Store, error) {
 	} else if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("state: create data dir %s: %w", opts.Dir, err)
 	}
+	po.EnsureDefaults() // Open fills in a copy; NewIngest needs them too
 	db, err := pebble.Open(opts.Dir, po)
 	switch {
 	case err == nil:
@@ -147,7 +151,7 @@ func Open(opts Options) (*Store, error) {
 		// to its files (Pebble does not mark all of it ErrCorruption).
 		return nil, fmt.Errorf("%w: %s: %w (the tables can be rebuilt from Kafka: run the `reset` command, then start the worker again)", ErrCorrupt, opts.Dir, err)
 	}
-	return &Store{db: db, dir: opts.Dir, tables: map[string]uint32{}}, nil
+	return &Store{db: db, dir: opts.Dir, opts: po, tables: map[string]uint32{}}, nil
 }
 
 // Close closes the database.
