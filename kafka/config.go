@@ -37,7 +37,12 @@ func ClientConfig(clientID string) *sarama.Config {
 	// nothing is lost (outputs may be duplicated: at-least-once).
 	cfg.Producer.Retry.Max = 1000
 	cfg.Producer.Retry.BackoffFunc = backoff
-	cfg.Producer.Flush.Frequency = time.Millisecond
+	// Send as soon as the connection is free (like linger.ms=0): with one
+	// request in flight (idempotence), records that arrive meanwhile batch
+	// by themselves. A 1 ms linger put a floor of 1 ms (the timer's
+	// resolution on a VM) under every produce: 3 ms per Ask round trip
+	// instead of 0.4, and no throughput gained.
+	cfg.Producer.Flush.Frequency = 0
 	cfg.Producer.Compression = sarama.CompressionNone
 	// A commit hands the producer a record per key written since the last
 	// one, thousands at once: with sarama's default input buffer (256) the
