@@ -35,7 +35,11 @@ func (s *Store) NewIngest(table uint32, partition int32) (*Ingest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: create %s: %w", path, err)
 	}
-	wo := s.opts.MakeWriterOptions(6, s.db.FormatMajorVersion().MaxTableFormat())
+	// Options of L0, not of the bottom level: a file written for the
+	// bottom level drops its tombstones (nothing is below it), but an
+	// ingested file lands above whatever it overlaps, and its deletes must
+	// hide the rows there.
+	wo := s.opts.MakeWriterOptions(0, s.db.FormatMajorVersion().MaxTableFormat())
 	return &Ingest{s: s, path: path, w: sstable.NewWriter(objstorageprovider.NewFileWritable(f), wo),
 		table: table, p: partition}, nil
 }
