@@ -352,13 +352,6 @@ func (c *core) ProcessReadOnly(_ context.Context, t actors.Task) (func(), error)
 func (c *core) run(a *agentDef, m *sarama.ConsumerMessage) error {
 	ec := &c.ec
 	ec.msg, ec.agent, ec.staged, ec.reply = m, a, ec.staged[:0], nil
-	// Reads add entries between commits; keep a shard near its limit here,
-	// between events, where no handler holds an entry.
-	for _, sh := range c.shards {
-		if len(sh.cache) > 2*sh.limit+64 {
-			sh.evict()
-		}
-	}
 	// Reading the clock and observing the histogram for every event costs
 	// as much as a simple handler: time one event in latencySample.
 	if c.runs++; c.runs%latencySample != 0 {

@@ -133,9 +133,7 @@ func (sh *shard) flushStats() {
 }
 
 // evict drops entries Pebble holds until the shard holds at most limit
-// keys: first those not used since the last sweep, then any. It must not
-// run while a handler holds an entry (it runs at commits and between
-// events).
+// keys: first those not used since the last sweep, then any.
 func (sh *shard) evict() {
 	over := len(sh.cache) - sh.limit
 	if over <= 0 {
