@@ -27,20 +27,26 @@ func metricSum(t testing.TB, web, name string) float64 {
 	return sum
 }
 
+// countingApp declares an app counting the events of topic "events" per
+// key in table "counts", on 2 partitions.
+func countingApp(t testing.TB, name, broker string, opts ...mephisto.Option) *mephisto.App {
+	app := mephisto.New(name, append([]mephisto.Option{mephisto.WithBrokers(broker), mephisto.WithDataDir(t.TempDir()),
+		mephisto.WithWebAddr("127.0.0.1:0"), mephisto.WithPartitions(2), mephisto.WithLogger(testLogger(t))}, opts...)...)
+	events := mephisto.NewTopic(app, "events", codec.String(), codec.String())
+	counts := mephisto.NewTable(app, "counts", codec.String(), codec.Int64())
+	mephisto.NewAgent(app, "count", events, func(ctx mephisto.Context, key, _ string) error {
+		return counts.Update(ctx, key, func(n int64) int64 { return n + 1 })
+	})
+	return app
+}
+
 // TestTableCacheSmallerThanTheKeys counts many keys through a table cache
 // of three keys per shard: entries are evicted and read back from Pebble
 // all the time (misses), hot keys are served from memory (hits), and the
 // counts stay exact across two rounds.
 func TestTableCacheSmallerThanTheKeys(t *testing.T) {
 	b := startBroker(t)
-	app := mephisto.New("cache", mephisto.WithBrokers(b.Addr()), mephisto.WithDataDir(t.TempDir()),
-		mephisto.WithWebAddr("127.0.0.1:0"), mephisto.WithPartitions(2), mephisto.WithLogger(testLogger(t)),
-		mephisto.WithCommitInterval(20*time.Millisecond), mephisto.WithTableCache(3))
-	events := mephisto.NewTopic(app, "events", codec.String(), codec.String())
-	counts := mephisto.NewTable(app, "counts", codec.String(), codec.Int64())
-	mephisto.NewAgent(app, "count", events, func(ctx mephisto.Context, key, _ string) error {
-		return counts.Update(ctx, key, func(n int64) int64 { return n + 1 })
-	})
+	app := countingApp(t, "cache", b.Addr(), mephisto.WithCommitInterval(20*time.Millisecond), mephisto.WithTableCache(3))
 	runApp(t, app)
 	truth := map[string]int64{}
 	for round := 1; round <= 2; round++ {
@@ -119,14 +125,7 @@ func TestTableValuesAreTheHandlersOwn(t *testing.T) {
 // input; only a partition behind its input waits for the interval.
 func TestCaughtUpPartitionCommitsWithoutWaitingForTheTick(t *testing.T) {
 	b := startBroker(t)
-	app := mephisto.New("eager", mephisto.WithBrokers(b.Addr()), mephisto.WithDataDir(t.TempDir()),
-		mephisto.WithWebAddr("127.0.0.1:0"), mephisto.WithPartitions(2), mephisto.WithLogger(testLogger(t)),
-		mephisto.WithCommitInterval(time.Hour))
-	events := mephisto.NewTopic(app, "events", codec.String(), codec.String())
-	counts := mephisto.NewTable(app, "counts", codec.String(), codec.Int64())
-	mephisto.NewAgent(app, "count", events, func(ctx mephisto.Context, key, _ string) error {
-		return counts.Update(ctx, key, func(n int64) int64 { return n + 1 })
-	})
+	app := countingApp(t, "eager", b.Addr(), mephisto.WithCommitInterval(time.Hour))
 	runApp(t, app)
 	truth := map[string]int64{}
 	for i := range 3 { // three separate commits: each waits for the one before
