@@ -117,7 +117,7 @@ func (h *harness) failover(ctx context.Context) (*Row, error) {
 			r, res.moved, group(fmt.Sprint(res.replayed)), group(fmt.Sprint(res.changelog)), res.timeline, res.seconds, res.movedSeconds, res.otherSeconds))
 		h.logf("run %d: every partition processing %.2f s after kill -9; new owners replayed %d changelog records", r, res.seconds, res.replayed)
 	}
-	row.note("time from kill -9 of one node (of three, gossip on, 1 standby) to the moment a survivor serves a count of 1 for a probe key sent right after the kill to each of the 8 partitions (GET /tables/counts/KEY on a survivor: committed values, so it includes up to one commit interval, 500 ms)")
+	row.note("time from kill -9 of one node (of three, gossip on, 1 standby) to the moment a survivor serves a count of 1 for a probe key sent right after the kill to each of the 8 partitions (GET /tables/counts/KEY on a survivor: committed values, so it includes a commit: at once where a partition has caught up, up to one commit interval, 500 ms, where it is behind)")
 	row.note("changelog records the new owners of the moved partitions replayed (their mephisto_recovery_last_records; a promoted standby replays only the tail it had not applied yet): %s", strings.Join(replays, "; "))
 	row.note("peak RSS is the largest survivor's")
 	return row, nil

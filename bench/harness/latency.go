@@ -64,7 +64,7 @@ func (h *harness) latency(ctx context.Context) (*Row, error) {
 	}
 	row.Cell = fmt.Sprintf("p50 %s ms, p99 %s ms", spread(p50s), spread(p99s))
 	row.RawCell = fmt.Sprintf("p50 %.1f ms, p99 %.1f ms", median(rawP50s), median(rawP99s))
-	row.note("latency = harness reads the changelog record holding an event's update − harness handed the event to its producer; the table changes only at a commit (every 500 ms), so expect about half a commit interval plus the commit itself")
+	row.note("latency = harness reads the changelog record holding an event's update − harness handed the event to its producer; the table changes only at a commit: at once (at most every 50 ms) where a partition keeps up with its input, every commit interval (500 ms) where it is behind")
 	row.note("raw: produce → the harness's own consumer reading the input topic, in the same run")
 	return row, nil
 }

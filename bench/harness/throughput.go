@@ -167,7 +167,7 @@ func (h *harness) count(ctx context.Context, name string, keys int) (*Row, error
 			num(row.Raw[r-1]), num(s.rate), num(s.consumedRate), mib(s.rss))
 	}
 	row.note("Mephisto is timed from its first /readyz 200 to the group's committed offsets reaching the high watermarks; "+
-		"counting only until every event was consumed (mephisto_events_in_total = N, polled every 100 ms) gives a median %s events/s — the rest is the last commit interval and the group's offset commit", num(median(consumed)))
+		"counting only until every event was consumed (mephisto_events_in_total = N, polled every 100 ms) gives a median %s events/s — the rest is the last commit and the group's offset commit", num(median(consumed)))
 	row.note("raw: a sarama consumer group reading the same topic (Mephisto's client config with 4 MiB fetches, no commits), from its partitions' assignment to the last record")
 	return row, nil
 }
