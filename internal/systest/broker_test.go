@@ -91,7 +91,7 @@ func testBrokerLost(t *testing.T, long bool) {
 	w0.waitReady(60 * time.Second)
 	w0.stop()
 	p := newProducer(t, addr)
-	events := makeEvents(100000, 21)
+	events := makeEvents(400000, 21) // a backlog the worker cannot finish before the test sees it partway
 	lines, wordTruth := makeLines(3000, 21)
 	if err := p.send("events", events, 2000); err != nil {
 		t.Fatal(err)
