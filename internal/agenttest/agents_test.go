@@ -111,7 +111,7 @@ func TestAskCastMapJoinAcrossProcesses(t *testing.T) {
 
 	// No worker: the request waits in Kafka, and the client times out.
 	for _, w := range []*worker{n3, n1, n2} {
-		w.proc.stop(60 * time.Second)
+		w.proc.Stop(60 * time.Second)
 	}
 	key, _ := v.keyOwnedBy("ask", "n1")
 	r := run(t, nil, "ask", "adding", `{"a":1,"b":1}`, "--key", key, "--timeout", "300ms", "--brokers", c.brokers)
@@ -190,8 +190,8 @@ func TestPIDAcrossProcesses(t *testing.T) {
 	if a := rep.After; a.Err != "" || a.Got != a.Want {
 		t.Errorf("request by PID after the unknown message: %d, error %q; want %d", a.Got, a.Err, a.Want)
 	}
-	if ok, why := n2.ready(); !ok || n2.proc.exited() {
-		t.Errorf("n2 after the unknown message: %s (%s)", why, n2.proc.describeExit())
+	if ok, why := n2.ready(); !ok || n2.proc.Exited() {
+		t.Errorf("n2 after the unknown message: %s (%s)", why, n2.proc.DescribeExit())
 	}
 	// A type n2's program never registered: protoactor on n2 cannot decode
 	// it. n2 must survive it, and its grains answer requests by PID again.
@@ -202,15 +202,15 @@ func TestPIDAcrossProcesses(t *testing.T) {
 	if a := rep.AfterForeignOK; a.Err != "" || a.Got != a.Want {
 		t.Errorf("n2's grain never answered a request by PID again after a message of an unregistered type: %+v", a)
 	}
-	if ok, why := n2.ready(); !ok || n2.proc.exited() {
-		t.Errorf("n2 after a message of an unregistered type: %s (%s)", why, n2.proc.describeExit())
+	if ok, why := n2.ready(); !ok || n2.proc.Exited() {
+		t.Errorf("n2 after a message of an unregistered type: %s (%s)", why, n2.proc.DescribeExit())
 	}
 	t.Logf("LATENCY request by PID, n1 → n2 (separate processes): %s", stats(rep.PIDMillis))
 	t.Logf("LATENCY ask through Kafka, n1 → n2's partitions (separate processes): %s", stats(rep.AskMillis))
 
 	// Kill n2; the task requests by the old PID.
 	killedAt := time.Now()
-	n2.proc.kill()
+	n2.proc.Kill()
 	if err := os.WriteFile(goFile, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -75,18 +74,9 @@ func runMain(m *testing.M) int {
 // ---------------------------------------------------------------------------
 // Child processes.
 
-// proc is a child OS process whose stdout and stderr go to files. It is
-// killed (SIGKILL) when the test ends if still running, and the tail of
-// its stderr is logged if the test failed.
-type proc struct {
-	t                testing.TB
-	name             string
-	cmd              *exec.Cmd
-	stdoutF, stderrF string
-	done             chan struct{} // closed once the process has exited
-	state            *os.ProcessState
-	stdoutW, stderrW *os.File
-}
+// proc is a child process of the suite, its output in files (see
+// proctest.Proc).
+type proc = proctest.Proc
 
 // childEnv is the test's environment without MEPHISTO_* and ATEST_*
 // variables (the binaries would read them), plus extra.
@@ -102,118 +92,7 @@ func childEnv(extra []string) []string {
 
 func startProc(t testing.TB, logDir, name, path string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, done: make(chan struct{}),
-		stdoutF: filepath.Join(logDir, name+".stdout"), stderrF: filepath.Join(logDir, name+".stderr")}
-	var err error
-	if p.stdoutW, err = os.Create(p.stdoutF); err != nil {
-		t.Fatal(err)
-	}
-	if p.stderrW, err = os.Create(p.stderrF); err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(path, args...)
-	p.cmd.Env = childEnv(env)
-	p.cmd.Stdout, p.cmd.Stderr = p.stdoutW, p.stderrW
-	// A safety net if the test binary itself dies: the kernel kills the
-	// children.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	t.Logf("started %s (pid %d): %s %s %s", name, p.cmd.Process.Pid, strings.Join(env, " "), filepath.Base(path), strings.Join(args, " "))
-	go func() {
-		_ = p.cmd.Wait()
-		p.state = p.cmd.ProcessState
-		_ = p.stdoutW.Close()
-		_ = p.stderrW.Close()
-		close(p.done)
-	}()
-	// Cleanups run last-registered first: kill, then dump.
-	t.Cleanup(func() {
-		if t.Failed() {
-			p.dump()
-		}
-	})
-	t.Cleanup(func() {
-		if !p.exited() {
-			_ = p.cmd.Process.Kill()
-			select {
-			case <-p.done:
-			case <-time.After(10 * time.Second):
-				t.Errorf("%s (pid %d) did not die after SIGKILL", name, p.cmd.Process.Pid)
-			}
-		}
-	})
-	return p
-}
-
-func (p *proc) stderr() string {
-	b, _ := os.ReadFile(p.stderrF)
-	return string(b)
-}
-
-func (p *proc) stdout() string {
-	b, _ := os.ReadFile(p.stdoutF)
-	return string(b)
-}
-
-// dump logs the tail of the process's stderr (the whole of it stays in its
-// file).
-func (p *proc) dump() {
-	const tail = 8 << 10
-	out := p.stderr()
-	if len(out) > tail {
-		out = "[…]" + out[len(out)-tail:]
-	}
-	p.t.Logf("---- tail of %s's stderr (%s; all of it in %s) ----\n%s", p.name, p.describeExit(), p.stderrF, out)
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *proc) describeExit() string {
-	if !p.exited() {
-		return "running"
-	}
-	return p.state.String()
-}
-
-func (p *proc) signal(sig syscall.Signal) {
-	p.t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		p.t.Fatalf("signal %v to %s: %v", sig, p.name, err)
-	}
-}
-
-// stop sends SIGTERM and waits for a clean exit (code 0).
-func (p *proc) stop(timeout time.Duration) {
-	p.t.Helper()
-	p.signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		p.t.Fatalf("%s did not exit within %v of SIGTERM", p.name, timeout)
-	}
-	if code := p.state.ExitCode(); code != 0 {
-		p.t.Fatalf("%s exited with %s after SIGTERM, want 0", p.name, p.state)
-	}
-}
-
-// kill sends SIGKILL and waits until the process is gone.
-func (p *proc) kill() {
-	p.t.Helper()
-	p.signal(syscall.SIGKILL)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.t.Fatalf("%s did not die after SIGKILL", p.name)
-	}
+	return proctest.Start(t, logDir, name, path, childEnv(env), args...)
 }
 
 // result is how a command run to completion ended.
@@ -305,10 +184,10 @@ func newCluster(t *testing.T) *cluster {
 	addr := loopback(freePort(t, false))
 	c.broker = startProc(t, logDir, "broker", mephistoBin, nil, "broker", "--listen", addr, "--data-dir", t.TempDir())
 	waitFor(t, 30*time.Second, "broker listening", func() (bool, string) {
-		if c.broker.exited() {
-			t.Fatalf("broker exited: %s\n%s", c.broker.describeExit(), c.broker.stderr())
+		if c.broker.Exited() {
+			t.Fatalf("broker exited: %s\n%s", c.broker.DescribeExit(), c.broker.Stderr())
 		}
-		m := listeningRE.FindStringSubmatch(c.broker.stdout())
+		m := listeningRE.FindStringSubmatch(c.broker.Stdout())
 		if m == nil {
 			return false, "no 'broker listening' line on stdout yet"
 		}
@@ -340,12 +219,12 @@ func (c *cluster) start(id string, env ...string) *worker {
 func (c *cluster) running(ws []*worker) {
 	c.t.Helper()
 	for _, w := range ws {
-		if w.proc.exited() {
-			c.t.Fatalf("worker %s exited unexpectedly: %s", w.id, w.proc.describeExit())
+		if w.proc.Exited() {
+			c.t.Fatalf("worker %s exited unexpectedly: %s", w.id, w.proc.DescribeExit())
 		}
 	}
-	if c.broker.exited() {
-		c.t.Fatalf("broker exited unexpectedly: %s", c.broker.describeExit())
+	if c.broker.Exited() {
+		c.t.Fatalf("broker exited unexpectedly: %s", c.broker.DescribeExit())
 	}
 }
 
@@ -528,8 +407,8 @@ func readJSON(t *testing.T, timeout time.Duration, file string, v any, procs ...
 	t.Helper()
 	waitFor(t, timeout, "report "+filepath.Base(file), func() (bool, string) {
 		for _, p := range procs {
-			if p.exited() {
-				t.Fatalf("%s exited before writing %s: %s", p.name, file, p.describeExit())
+			if p.Exited() {
+				t.Fatalf("%s exited before writing %s: %s", p.Name, file, p.DescribeExit())
 			}
 		}
 		b, err := os.ReadFile(file)

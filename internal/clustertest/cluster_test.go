@@ -157,10 +157,10 @@ func TestKillNineFailover(t *testing.T) {
 
 	committedBefore := c.committed()
 	probes := probeKeys("kill")
-	victim.proc.signal(syscall.SIGKILL)
+	victim.proc.Signal(syscall.SIGKILL)
 	killed := time.Now()
-	if _, sig := victim.proc.waitExit(10 * time.Second); sig != syscall.SIGKILL {
-		t.Fatalf("%s: %s, want killed by SIGKILL", victimID, victim.proc.describeExit())
+	if _, sig := victim.proc.WaitExit(10 * time.Second); sig != syscall.SIGKILL {
+		t.Fatalf("%s: %s, want killed by SIGKILL", victimID, victim.proc.DescribeExit())
 	}
 	// Right after the kill: one probe record per partition.
 	probeTruth := newTruth()
@@ -355,8 +355,8 @@ func TestRollingRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		w.proc.signal(syscall.SIGTERM)
-		if code, sig := w.proc.waitExit(45 * time.Second); code != 0 {
+		w.proc.Signal(syscall.SIGTERM)
+		if code, sig := w.proc.WaitExit(45 * time.Second); code != 0 {
 			t.Fatalf("%s after SIGTERM: exit code %d (signal %v), want 0", w.id, code, sig)
 		}
 		stopped := time.Since(start)
