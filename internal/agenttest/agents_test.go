@@ -151,7 +151,7 @@ func TestPIDAcrossProcesses(t *testing.T) {
 	if len(rep.Remote) == 0 {
 		t.Fatal("the task found no key owned by n2")
 	}
-	owner := v.actives()
+	owner := v.Actives()
 	for _, p := range rep.Remote {
 		part := kafka.Partition([]byte(p.Key), numPartitions)
 		if p.Err != "" || p.Got != p.Want {

@@ -249,7 +249,7 @@ func (c *cluster) waitFormed(timeout time.Duration, ws ...*worker) clusterView {
 			if err != nil {
 				return false, w.id + ": " + err.Error()
 			}
-			if why := v.check(ids); why != "" {
+			if why := v.Check(ids, numPartitions); why != "" {
 				return false, w.id + "'s /cluster: " + why
 			}
 			if gen >= 0 && v.Generation != gen {
@@ -285,20 +285,9 @@ func (w *worker) ready() (bool, string) {
 	return code == http.StatusOK, fmt.Sprintf("/readyz: HTTP %d %s", code, strings.TrimSpace(string(body)))
 }
 
-type clusterView struct {
-	Generation int32 `json:"generation"`
-	Nodes      []struct {
-		ID    string `json:"id"`
-		Web   string `json:"web"`
-		Actor string `json:"actor"`
-		Alive bool   `json:"alive"`
-	} `json:"nodes"`
-	Partitions []struct {
-		Partition int32    `json:"partition"`
-		Active    string   `json:"active"`
-		Standbys  []string `json:"standbys"`
-	} `json:"partitions"`
-}
+// clusterView is a node's answer to GET /cluster, with the questions this
+// suite asks of it.
+type clusterView struct{ proctest.ClusterView }
 
 func (w *worker) cluster() (clusterView, error) {
 	var v clusterView
@@ -315,49 +304,6 @@ func (w *worker) cluster() (clusterView, error) {
 	return v, nil
 }
 
-// check says what is wrong with v for a cluster of exactly the nodes ids
-// ("" if nothing): every node named and alive, numPartitions partitions
-// each listed once with an active among ids.
-func (v clusterView) check(ids []string) string {
-	want := map[string]bool{}
-	for _, id := range ids {
-		want[id] = true
-	}
-	seen := map[string]bool{}
-	for _, n := range v.Nodes {
-		if !want[n.ID] {
-			return fmt.Sprintf("node %s in the plan, want only %v", n.ID, ids)
-		}
-		if !n.Alive {
-			return fmt.Sprintf("node %s not alive", n.ID)
-		}
-		seen[n.ID] = true
-	}
-	if len(seen) != len(ids) || len(v.Nodes) != len(ids) {
-		return fmt.Sprintf("nodes %+v, want %v", v.Nodes, ids)
-	}
-	parts := map[int32]bool{}
-	for _, p := range v.Partitions {
-		if !want[p.Active] {
-			return fmt.Sprintf("partition %d active on %q", p.Partition, p.Active)
-		}
-		parts[p.Partition] = true
-	}
-	if len(parts) != numPartitions || len(v.Partitions) != numPartitions {
-		return fmt.Sprintf("partitions %+v, want %d listed once each", v.Partitions, numPartitions)
-	}
-	return ""
-}
-
-// actives returns, per partition, the active node.
-func (v clusterView) actives() map[int32]string {
-	out := map[int32]string{}
-	for _, p := range v.Partitions {
-		out[p.Partition] = p.Active
-	}
-	return out
-}
-
 // nodeOfActor returns the id of the node whose actor address is addr.
 func (v clusterView) nodeOfActor(addr string) string {
 	for _, n := range v.Nodes {
@@ -371,7 +317,7 @@ func (v clusterView) nodeOfActor(addr string) string {
 // keyOwnedBy returns the first key prefix-<i> whose partition (as
 // Mephisto and the Java client compute it) is active on node.
 func (v clusterView) keyOwnedBy(prefix, node string) (string, int32) {
-	owner := v.actives()
+	owner := v.Actives()
 	for i := 0; i < 1000; i++ {
 		k := fmt.Sprintf("%s-%d", prefix, i)
 		p := kafka.Partition([]byte(k), numPartitions)

@@ -28,7 +28,7 @@ func TestClusterExact(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if why := v.check(ids); why != "" {
+		if why := v.Check(ids, numPartitions); why != "" {
 			t.Fatalf("%s's /cluster: %s", w.id, why)
 		}
 		if gen >= 0 && v.Generation != gen {
@@ -277,7 +277,7 @@ func TestKillNineFailover(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if why := v.check(survivorIDs); why != "" {
+		if why := v.Check(survivorIDs, numPartitions); why != "" {
 			t.Errorf("%s's /cluster after the failover: %s", w.id, why)
 		}
 		if v.Generation <= before.Generation {
@@ -292,7 +292,7 @@ func TestKillNineFailover(t *testing.T) {
 	}
 
 	// The promoted standbys replayed only their tail.
-	newOwner := afterView.actives()
+	newOwner := afterView.Actives()
 	for _, p := range lost {
 		owner := c.worker(newOwner[p])
 		size := changelogAtKill[p]
@@ -417,9 +417,9 @@ func otherThan(id string) string {
 
 // movedPartitions lists the partitions whose active differs between a and b.
 func movedPartitions(a, b clusterView) []string {
-	was := a.actives()
+	was := a.Actives()
 	var out []string
-	for p, id := range b.actives() {
+	for p, id := range b.Actives() {
 		if was[p] != id {
 			out = append(out, fmt.Sprintf("%d: %s→%s", p, was[p], id))
 		}
@@ -501,7 +501,7 @@ func TestGossipPartition(t *testing.T) {
 				gens[w.id] = map[int32]bool{}
 			}
 			gens[w.id][v.Generation] = true
-			if why := v.onePerPartition(); why != "" {
+			if why := v.OnePerPartition(numPartitions); why != "" {
 				t.Errorf("%s's /cluster (generation %d) while partitioned: %s", w.id, v.Generation, why)
 				continue
 			}
@@ -552,7 +552,7 @@ func TestGossipPartition(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if why := v.check([]string{"n1", "n2", "n3"}); why != "" {
+		if why := v.Check([]string{"n1", "n2", "n3"}, numPartitions); why != "" {
 			t.Errorf("%s's /cluster at the end: %s", w.id, why)
 		}
 	}

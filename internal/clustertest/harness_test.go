@@ -282,7 +282,7 @@ func formed(ws []*worker, ids []string, alive bool) (clusterView, string) {
 				check.Nodes[i].Alive = true
 			}
 		}
-		if why := check.check(ids); why != "" {
+		if why := check.Check(ids, numPartitions); why != "" {
 			return last, w.id + "'s /cluster: " + why
 		}
 		if gen >= 0 && v.Generation != gen {
@@ -343,22 +343,9 @@ func (w *worker) ready() (bool, string) {
 	return code == http.StatusOK, fmt.Sprintf("/readyz: HTTP %d %s", code, strings.TrimSpace(string(body)))
 }
 
-type clusterView struct {
-	Generation int32 `json:"generation"`
-	Nodes      []struct {
-		ID    string `json:"id"`
-		Web   string `json:"web"`
-		Actor string `json:"actor"`
-		Alive bool   `json:"alive"`
-	} `json:"nodes"`
-	Partitions []struct {
-		Group     string   `json:"group"`
-		Partition int32    `json:"partition"`
-		Active    string   `json:"active"`
-		Standbys  []string `json:"standbys"`
-		Lag       int64    `json:"lag"`
-	} `json:"partitions"`
-}
+// clusterView is a node's answer to GET /cluster, with the questions this
+// suite asks of it.
+type clusterView struct{ proctest.ClusterView }
 
 func (w *worker) cluster() (clusterView, error) {
 	var v clusterView
@@ -373,71 +360,6 @@ func (w *worker) cluster() (clusterView, error) {
 		return v, fmt.Errorf("GET /cluster: %v: %s", err, body)
 	}
 	return v, nil
-}
-
-// check says what is wrong with v for a cluster of exactly the nodes ids
-// ("" if nothing): every node named and alive, numPartitions partitions
-// each with exactly one active among ids.
-func (v clusterView) check(ids []string) string {
-	want := map[string]bool{}
-	for _, id := range ids {
-		want[id] = true
-	}
-	seen := map[string]bool{}
-	for _, n := range v.Nodes {
-		if !want[n.ID] {
-			return fmt.Sprintf("node %s in the plan, want only %v", n.ID, ids)
-		}
-		if !n.Alive {
-			return fmt.Sprintf("node %s not alive", n.ID)
-		}
-		seen[n.ID] = true
-	}
-	if len(seen) != len(ids) || len(v.Nodes) != len(ids) {
-		return fmt.Sprintf("nodes %+v, want %v", v.Nodes, ids)
-	}
-	if len(v.Partitions) != numPartitions {
-		return fmt.Sprintf("%d partitions, want %d", len(v.Partitions), numPartitions)
-	}
-	if why := v.onePerPartition(); why != "" {
-		return why
-	}
-	for _, p := range v.Partitions {
-		if !want[p.Active] {
-			return fmt.Sprintf("partition %d active on %q", p.Partition, p.Active)
-		}
-	}
-	return ""
-}
-
-// onePerPartition says what is wrong ("" if nothing) with v's partitions:
-// each of 0..numPartitions-1 must be listed exactly once, with an active.
-func (v clusterView) onePerPartition() string {
-	seen := map[int32]int{}
-	for _, p := range v.Partitions {
-		seen[p.Partition]++
-		if p.Active == "" {
-			return fmt.Sprintf("partition %d has no active", p.Partition)
-		}
-	}
-	for p := int32(0); p < numPartitions; p++ {
-		if seen[p] != 1 {
-			return fmt.Sprintf("partition %d listed %d times", p, seen[p])
-		}
-	}
-	if len(v.Partitions) != numPartitions {
-		return fmt.Sprintf("%d partitions listed, want %d", len(v.Partitions), numPartitions)
-	}
-	return ""
-}
-
-// actives returns, per partition, the active node.
-func (v clusterView) actives() map[int32]string {
-	out := map[int32]string{}
-	for _, p := range v.Partitions {
-		out[p.Partition] = p.Active
-	}
-	return out
 }
 
 // readKey reads counts[key] through w: (value, true) if found, (0, false)
@@ -916,7 +838,7 @@ func viaOwners(ws []*worker) reader {
 		if err != nil {
 			return nil, err
 		}
-		owner := v.actives()
+		owner := v.Actives()
 		byNode := map[string][]string{}
 		for _, k := range keys {
 			id := owner[kafka.Partition([]byte(k), numPartitions)]
