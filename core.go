@@ -109,37 +109,47 @@ func (c *core) Load(ctx context.Context, first bool) error {
 	return nil
 }
 
+// replayFrom returns the changelog offset from which the shard (d, p) must
+// be replayed and the changelog's end. A shard whose stored offset does not
+// fit the changelog (ahead of its end: the topic was recreated; before its
+// start: retention dropped records it never applied) is wiped, logged at
+// level as what, and replayed from the start.
+func (rt *runtime) replayFrom(d *tableDef, p int32, level slog.Level, what string) (from, hwm int64, err error) {
+	st := rt.store
+	stored, ok, err := st.ChangelogOffset(d.id, p)
+	if err != nil {
+		return 0, 0, err
+	}
+	oldest, hwm, err := kafka.Bounds(rt.cclient, d.changelog, p)
+	if err != nil {
+		return 0, 0, err
+	}
+	var why string
+	switch {
+	case !ok:
+		return oldest, hwm, nil
+	case stored >= hwm:
+		why = what + " is AHEAD of its changelog (was the changelog topic deleted or recreated?): wiping the shard and rebuilding it from the changelog"
+	case stored+1 < oldest:
+		why = "changelog no longer holds the records after the " + what + "'s offset (retention?): wiping the shard and rebuilding it"
+	default:
+		return stored + 1, hwm, nil
+	}
+	rt.log.Log(rt.ctx, level, why, "table", d.name, "partition", p, "stored_offset", stored, "changelog_start", oldest, "changelog_end", hwm)
+	if err := st.WipeShard(d.id, p); err != nil {
+		return 0, 0, err
+	}
+	return oldest, hwm, nil
+}
+
 // recoverShard replays the table's changelog partition from the last
 // offset the shard applied up to the high watermark, before the grain
 // processes any input (DESIGN decision 7).
 func (c *core) recoverShard(sh *shard) error {
 	st, topic, id := c.rt.store, sh.def.changelog, sh.def.id
-	stored, ok, err := st.ChangelogOffset(id, c.p)
+	from, hwm, err := c.rt.replayFrom(sh.def, c.p, slog.LevelError, "table shard")
 	if err != nil {
 		return err
-	}
-	oldest, hwm, err := kafka.Bounds(c.rt.cclient, topic, c.p)
-	if err != nil {
-		return err
-	}
-	from := oldest
-	if ok {
-		switch {
-		case stored >= hwm:
-			c.log.Error("table shard is AHEAD of its changelog (was the changelog topic deleted or recreated?): wiping the shard and rebuilding it from the changelog",
-				"table", sh.def.name, "stored_offset", stored, "changelog_end", hwm)
-			if err := st.WipeShard(id, c.p); err != nil {
-				return err
-			}
-		case stored+1 < oldest:
-			c.log.Error("changelog no longer holds the records after the shard's offset (retention?): wiping the shard and rebuilding it",
-				"table", sh.def.name, "stored_offset", stored, "changelog_start", oldest)
-			if err := st.WipeShard(id, c.p); err != nil {
-				return err
-			}
-		default:
-			from = stored + 1
-		}
 	}
 	total := hwm - from
 	remaining := c.rt.metrics.recoveryRemaining.WithLabelValues(sh.def.name, strconv.Itoa(int(c.p)))

@@ -3,12 +3,12 @@ package mephisto
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/mephistohq/mephisto/kafka"
 )
 
 // standby keeps this node's copy of partition p's table shards warm while
@@ -66,26 +66,9 @@ func (s *standby) tail(ctx context.Context, d *tableDef) {
 
 func (s *standby) follow(ctx context.Context, d *tableDef, lag interface{ Set(float64) }) error {
 	st := s.rt.store
-	stored, ok, err := st.ChangelogOffset(d.id, s.p)
+	from, _, err := s.rt.replayFrom(d, s.p, slog.LevelWarn, "standby shard")
 	if err != nil {
 		return err
-	}
-	oldest, hwm, err := kafka.Bounds(s.rt.cclient, d.changelog, s.p)
-	if err != nil {
-		return err
-	}
-	from := oldest
-	if ok {
-		switch {
-		case stored >= hwm, stored+1 < oldest:
-			s.rt.log.Warn("standby shard does not match its changelog; wiping and rebuilding it",
-				"table", d.name, "partition", s.p, "stored_offset", stored, "changelog_start", oldest, "changelog_end", hwm)
-			if err := st.WipeShard(d.id, s.p); err != nil {
-				return err
-			}
-		default:
-			from = stored + 1
-		}
 	}
 	pc, err := s.rt.consumer.ConsumePartition(d.changelog, s.p, from)
 	if err != nil {

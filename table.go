@@ -242,7 +242,17 @@ func (t *Table[K, V]) read(sh *shard, kb []byte, readOnly bool) (V, bool, *entry
 	if readOnly {
 		return v, true, nil, nil
 	}
-	return v, true, sh.remember(kb, v, raw, false), nil
+	return v, true, sh.remember(kb, t.cached(v), raw, false), nil
+}
+
+// cached is what the shard cache keeps of v: v itself when reads may share
+// it, nothing otherwise (reads decode the encoding, and keeping v would
+// keep a handler's map or slice alive for nothing).
+func (t *Table[K, V]) cached(v V) any {
+	if t.share {
+		return v
+	}
+	return nil
 }
 
 // write sets kb to value in the shard's cache; e is kb's entry if the
@@ -252,6 +262,6 @@ func (t *Table[K, V]) write(sh *shard, kb []byte, e *entry, value V) error {
 	if err != nil {
 		return fmt.Errorf("table %s: encode value: %w", t.def.name, err)
 	}
-	sh.put(kb, e, value, vb, false)
+	sh.put(kb, e, t.cached(value), vb, false)
 	return nil
 }
