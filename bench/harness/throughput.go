@@ -108,29 +108,44 @@ func (r *Row) addRun(s runStats) {
 	r.CPUPerEvent = append(r.CPUPerEvent, s.cpuPerEvent)
 }
 
+// preloadedInput starts a broker for workload name and preloads topic "in"
+// with N events over keys keys; it returns the input's high watermarks.
+// The caller closes the broker and the client.
+func (h *harness) preloadedInput(name string, keys int) (*broker, *kclient, []int64, error) {
+	b, kc, err := h.newBroker(name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	n, vs := h.opts.N, h.opts.ValueSize
+	start := time.Now()
+	err = kc.createTopic("in", false)
+	if err == nil {
+		err = kc.preload("in", n, func(i int) record { return record{key: keyOf(i, keys), value: valueOf(i, vs)} })
+	}
+	var hwm []int64
+	if err == nil {
+		h.logf("preloaded %d events in %v", n, time.Since(start).Round(time.Millisecond))
+		hwm, err = kc.highWatermarks("in")
+	}
+	if err != nil {
+		kc.close()
+		b.close()
+		return nil, nil, nil, err
+	}
+	return b, kc, hwm, nil
+}
+
 // count: keyed input, one table incrementing a counter per key, one node.
 func (h *harness) count(ctx context.Context, name string, keys int) (*Row, error) {
-	n, vs := h.opts.N, h.opts.ValueSize
+	n := h.opts.N
 	row := &Row{Workload: name, Unit: "events/s", HigherIsBetter: true,
 		N: fmt.Sprintf("%s events, %s keys", group(fmt.Sprint(n)), group(fmt.Sprint(keys)))}
-	b, kc, err := h.newBroker(name)
+	b, kc, hwm, err := h.preloadedInput(name, keys)
 	if err != nil {
 		return row, err
 	}
 	defer b.close()
 	defer kc.close()
-	if err := kc.createTopic("in", false); err != nil {
-		return row, err
-	}
-	start := time.Now()
-	if err := kc.preload("in", n, func(i int) record { return record{key: keyOf(i, keys), value: valueOf(i, vs)} }); err != nil {
-		return row, err
-	}
-	h.logf("preloaded %d events in %v", n, time.Since(start).Round(time.Millisecond))
-	hwm, err := kc.highWatermarks("in")
-	if err != nil {
-		return row, err
-	}
 	var consumed []float64
 	for r := 1; r <= h.opts.Runs; r++ {
 		raw, err := h.runRaw(ctx, fmt.Sprintf("raw-%s-%d", name, r), "read", "--brokers", b.addr, "--topic", "in",
@@ -174,27 +189,15 @@ func (h *harness) count(ctx context.Context, name string, keys int) (*Row, error
 
 // pass: stateless consume → transform → produce.
 func (h *harness) pass(ctx context.Context) (*Row, error) {
-	n, vs, keys := h.opts.N, h.opts.ValueSize, h.opts.Keys
+	n, keys := h.opts.N, h.opts.Keys
 	row := &Row{Workload: "pass", Unit: "events/s", HigherIsBetter: true,
 		N: fmt.Sprintf("%s events", group(fmt.Sprint(n)))}
-	b, kc, err := h.newBroker("pass")
+	b, kc, hwm, err := h.preloadedInput("pass", keys)
 	if err != nil {
 		return row, err
 	}
 	defer b.close()
 	defer kc.close()
-	if err := kc.createTopic("in", false); err != nil {
-		return row, err
-	}
-	start := time.Now()
-	if err := kc.preload("in", n, func(i int) record { return record{key: keyOf(i, keys), value: valueOf(i, vs)} }); err != nil {
-		return row, err
-	}
-	h.logf("preloaded %d events in %v", n, time.Since(start).Round(time.Millisecond))
-	hwm, err := kc.highWatermarks("in")
-	if err != nil {
-		return row, err
-	}
 	for r := 1; r <= h.opts.Runs; r++ {
 		rawOut, out := fmt.Sprintf("raw-out-%d", r), fmt.Sprintf("out-%d", r)
 		for _, t := range []string{rawOut, out} {
