@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -323,43 +322,17 @@ func (c *cluster) gossipConverged(timeout time.Duration, ws []*worker) string {
 // ---------------------------------------------------------------------------
 // HTTP.
 
-var httpClient = &http.Client{Timeout: 3 * time.Second}
+func (w *worker) get(path string) (int, []byte, error) { return proctest.Get(w.web, path) }
 
-func (w *worker) get(path string) (int, []byte, error) {
-	resp, err := httpClient.Get("http://" + w.web + path)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
-
-func (w *worker) ready() (bool, string) {
-	code, body, err := w.get("/readyz")
-	if err != nil {
-		return false, err.Error()
-	}
-	return code == http.StatusOK, fmt.Sprintf("/readyz: HTTP %d %s", code, strings.TrimSpace(string(body)))
-}
+func (w *worker) ready() (bool, string) { return proctest.Ready(w.web) }
 
 // clusterView is a node's answer to GET /cluster, with the questions this
 // suite asks of it.
 type clusterView struct{ proctest.ClusterView }
 
 func (w *worker) cluster() (clusterView, error) {
-	var v clusterView
-	code, body, err := w.get("/cluster")
-	if err != nil {
-		return v, err
-	}
-	if code != http.StatusOK {
-		return v, fmt.Errorf("GET /cluster: HTTP %d %s", code, body)
-	}
-	if err := json.Unmarshal(body, &v); err != nil {
-		return v, fmt.Errorf("GET /cluster: %v: %s", err, body)
-	}
-	return v, nil
+	v, err := proctest.Cluster(w.web)
+	return clusterView{v}, err
 }
 
 // readKey reads counts[key] through w: (value, true) if found, (0, false)
