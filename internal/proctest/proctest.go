@@ -1,5 +1,7 @@
-// Package proctest holds what the process-level test suites share: ports
-// for child processes, and waiting on conditions with a deadline.
+// Package proctest holds what the process-level test suites share: child
+// processes with their output in files (Proc), ports for them, waiting on
+// conditions with a deadline, and the HTTP probes of a node (/readyz,
+// /cluster and the checks of its plan).
 package proctest
 
 import (
