@@ -33,14 +33,14 @@ func TestAskCastMapJoinAcrossProcesses(t *testing.T) {
 			t.Fatalf("no key owned by %s in %+v", w.id, v.Partitions)
 		}
 		r := run(t, nil, "ask", "adding", `{"a":4,"b":4}`, "--key", key, "--brokers", c.brokers)
-		if r.code != 0 || strings.TrimSpace(r.stdout) != "8" {
+		if r.Code != 0 || strings.TrimSpace(r.Stdout) != "8" {
 			t.Fatalf("atest ask adding {4,4} --key %s (partition %d, owner %s): exit %d, stdout %q, stderr %q",
-				key, p, w.id, r.code, r.stdout, r.stderr)
+				key, p, w.id, r.Code, r.Stdout, r.Stderr)
 		}
-		t.Logf("atest ask --key %s (partition %d on %s) printed 8; the client process took %v", key, p, w.id, r.took.Round(time.Millisecond))
+		t.Logf("atest ask --key %s (partition %d on %s) printed 8; the client process took %v", key, p, w.id, r.Took.Round(time.Millisecond))
 		r = run(t, nil, "ask", "adding", fmt.Sprintf(`{"a":%d,"b":-1}`, 100*(i+1)), "--key", key, "--brokers", c.brokers)
-		if want := fmt.Sprint(100*(i+1) - 1); r.code != 0 || strings.TrimSpace(r.stdout) != want {
-			t.Fatalf("atest ask --key %s: exit %d, stdout %q, want %s; stderr %q", key, r.code, r.stdout, want, r.stderr)
+		if want := fmt.Sprint(100*(i+1) - 1); r.Code != 0 || strings.TrimSpace(r.Stdout) != want {
+			t.Fatalf("atest ask --key %s: exit %d, stdout %q, want %s; stderr %q", key, r.Code, r.Stdout, want, r.Stderr)
 		}
 	}
 
@@ -51,8 +51,8 @@ func TestAskCastMapJoinAcrossProcesses(t *testing.T) {
 		key, _ := v.keyOwnedBy("tally", w.id)
 		for _, amount := range []string{"5", "2", "1"} {
 			r := run(t, nil, "send", "tally", amount, "--key", key, "--brokers", c.brokers)
-			if r.code != 0 || !strings.HasPrefix(r.stdout, "sent to tally partition ") {
-				t.Fatalf("atest send tally %s --key %s: exit %d, stdout %q, stderr %q", amount, key, r.code, r.stdout, r.stderr)
+			if r.Code != 0 || !strings.HasPrefix(r.Stdout, "sent to tally partition ") {
+				t.Fatalf("atest send tally %s --key %s: exit %d, stdout %q, stderr %q", amount, key, r.Code, r.Stdout, r.Stderr)
 			}
 		}
 		want[key] = "8"
@@ -111,14 +111,14 @@ func TestAskCastMapJoinAcrossProcesses(t *testing.T) {
 
 	// No worker: the request waits in Kafka, and the client times out.
 	for _, w := range []*worker{n3, n1, n2} {
-		w.proc.Stop(60 * time.Second)
+		w.proc.StopT(t, 60*time.Second)
 	}
 	key, _ := v.keyOwnedBy("ask", "n1")
 	r := run(t, nil, "ask", "adding", `{"a":1,"b":1}`, "--key", key, "--timeout", "300ms", "--brokers", c.brokers)
-	if r.code == 0 || !strings.Contains(r.stderr, "timed out") {
-		t.Fatalf("atest ask --timeout 300ms with no worker: exit %d, stdout %q, stderr %q; want non-zero and \"timed out\"", r.code, r.stdout, r.stderr)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "timed out") {
+		t.Fatalf("atest ask --timeout 300ms with no worker: exit %d, stdout %q, stderr %q; want non-zero and \"timed out\"", r.Code, r.Stdout, r.Stderr)
 	}
-	t.Logf("atest ask --timeout 300ms with no worker: exit %d after %v: %s", r.code, r.took.Round(time.Millisecond), strings.TrimSpace(r.stderr))
+	t.Logf("atest ask --timeout 300ms with no worker: exit %d after %v: %s", r.Code, r.Took.Round(time.Millisecond), strings.TrimSpace(r.Stderr))
 }
 
 // TestPIDAcrossProcesses: the direct path, across processes. n1's task
@@ -210,7 +210,7 @@ func TestPIDAcrossProcesses(t *testing.T) {
 
 	// Kill n2; the task requests by the old PID.
 	killedAt := time.Now()
-	n2.proc.Kill()
+	n2.proc.KillT(t)
 	if err := os.WriteFile(goFile, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

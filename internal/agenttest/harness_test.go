@@ -1,21 +1,14 @@
 package agenttest_test
 
-// The process harness of these tests, adapted from
-// internal/clustertest/harness_test.go: child processes with their output
-// in files, free ports, waiting on conditions, a broker and workers of the
-// test app, HTTP probes.
+// What these tests build on internal/proctest: a broker and workers of the
+// test app, client commands, and what the tests ask of a node over HTTP.
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,109 +28,41 @@ const (
 // Paths of the binaries TestMain builds.
 var testappBin, mephistoBin string
 
-func TestMain(m *testing.M) { os.Exit(runMain(m)) }
-
-func runMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "mephisto-agenttest-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "agenttest:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	testappBin = filepath.Join(dir, "atest")
-	mephistoBin = filepath.Join(dir, "mephisto")
-	builds := []struct {
-		out, pkg string
-		race     bool
-	}{
+func TestMain(m *testing.M) {
+	os.Exit(proctest.BuildMain(m, "agenttest",
 		// The test app is race-checked when the tests are: its tasks and
 		// the library's messaging paths run in it.
-		{testappBin, "github.com/mephistohq/mephisto/internal/agenttest/testapp", raceEnabled},
-		{mephistoBin, "github.com/mephistohq/mephisto/cmd/mephisto", false},
-	}
-	for _, b := range builds {
-		args := []string{"build", "-o", b.out}
-		if b.race {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, b.pkg)...)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "agenttest: go build %s: %v\n", b.pkg, err)
-			return 1
-		}
-	}
-	return m.Run()
+		proctest.Binary{Pkg: "github.com/mephistohq/mephisto/internal/agenttest/testapp", Name: "atest", Out: &testappBin, Race: true},
+		proctest.Binary{Pkg: "github.com/mephistohq/mephisto/cmd/mephisto", Out: &mephistoBin}))
 }
 
 // ---------------------------------------------------------------------------
-// Child processes.
+// Child processes, ports and waiting: the process harness the suites
+// share.
 
-// proc is a child process of the suite, its output in files (see
-// proctest.Proc).
+// proc is a child process of the suite, its output in files.
 type proc = proctest.Proc
 
 // childEnv is the test's environment without MEPHISTO_* and ATEST_*
 // variables (the binaries would read them), plus extra.
-func childEnv(extra []string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "MEPHISTO_") && !strings.HasPrefix(kv, "ATEST_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, extra...)
-}
+func childEnv(extra []string) []string { return proctest.Environ(extra, "MEPHISTO_", "ATEST_") }
 
 func startProc(t testing.TB, logDir, name, path string, env []string, args ...string) *proc {
 	t.Helper()
-	return proctest.Start(t, logDir, name, path, childEnv(env), args...)
+	return proctest.StartT(t, proctest.Spec{Name: name, Path: path, Args: args, Env: childEnv(env), LogDir: logDir})
 }
 
-// result is how a command run to completion ended.
-type result struct {
-	stdout, stderr string
-	code           int
-	took           time.Duration
-}
+var (
+	freeAddr = proctest.FreeAddrT
+	waitFor  = proctest.WaitForT
+)
 
 // run runs the test app binary as a client command (ask, send …) to
 // completion, within a minute.
-func run(t testing.TB, env []string, args ...string) result {
+func run(t testing.TB, env []string, args ...string) proctest.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, testappBin, args...)
-	cmd.Env = childEnv(env)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	took := time.Since(start)
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit) && ctx.Err() == nil:
-	default:
-		t.Fatalf("atest %s: %v\nstderr:\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode(), took: took}
+	return proctest.RunT(t, proctest.Spec{Name: "atest-" + args[0], Path: testappBin, Args: args, Env: childEnv(env)}, time.Minute)
 }
-
-// ---------------------------------------------------------------------------
-// Ports.
-
-// Ports and waiting are shared with the other process suites.
-var (
-	freePort = proctest.FreePort
-	loopback = proctest.Loopback
-	waitFor  = proctest.WaitFor
-)
-
-// ---------------------------------------------------------------------------
-// Waiting.
-
-const pollEvery = 20 * time.Millisecond
 
 // ---------------------------------------------------------------------------
 // The cluster: one broker and workers of the test app.
@@ -162,37 +87,14 @@ type worker struct {
 	proc   *proc
 }
 
-var listeningRE = regexp.MustCompile(`broker listening on (\S+) cluster-id (\S+)`)
-
 // newCluster starts a broker; add workers with start.
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	logDir := filepath.Join(os.TempDir(), "mephisto-agenttest-logs", strings.ReplaceAll(t.Name(), "/", "_"))
-	_ = os.RemoveAll(logDir)
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if !t.Failed() && os.Getenv("AGENTTEST_KEEP_LOGS") == "" {
-			_ = os.RemoveAll(logDir)
-		} else {
-			t.Logf("logs of every process are in %s", logDir)
-		}
-	})
+	logDir := proctest.LogDir(t, "agenttest")
 	c := &cluster{t: t, logDir: logDir}
-	addr := loopback(freePort(t, false))
+	addr := freeAddr(t, false)
 	c.broker = startProc(t, logDir, "broker", mephistoBin, nil, "broker", "--listen", addr, "--data-dir", t.TempDir())
-	waitFor(t, 30*time.Second, "broker listening", func() (bool, string) {
-		if c.broker.Exited() {
-			t.Fatalf("broker exited: %s\n%s", c.broker.DescribeExit(), c.broker.Stderr())
-		}
-		m := listeningRE.FindStringSubmatch(c.broker.Stdout())
-		if m == nil {
-			return false, "no 'broker listening' line on stdout yet"
-		}
-		c.brokers = m[1]
-		return true, ""
-	})
+	c.brokers, _ = c.broker.WaitListeningT(t, 30*time.Second, addr)
 	return c
 }
 
@@ -200,8 +102,8 @@ func newCluster(t *testing.T) *cluster {
 // first worker started is every later one's gossip seed.
 func (c *cluster) start(id string, env ...string) *worker {
 	c.t.Helper()
-	w := &worker{c: c, id: id, env: env, web: loopback(freePort(c.t, false)),
-		gossip: loopback(freePort(c.t, true)), actor: loopback(freePort(c.t, false))}
+	w := &worker{c: c, id: id, env: env, web: freeAddr(c.t, false),
+		gossip: freeAddr(c.t, true), actor: freeAddr(c.t, false)}
 	if c.seed == "" {
 		c.seed = w.gossip
 	}
@@ -277,16 +179,6 @@ func (w *worker) cluster() (clusterView, error) {
 	return clusterView{v}, err
 }
 
-// nodeOfActor returns the id of the node whose actor address is addr.
-func (v clusterView) nodeOfActor(addr string) string {
-	for _, n := range v.Nodes {
-		if n.Actor == addr {
-			return n.ID
-		}
-	}
-	return ""
-}
-
 // keyOwnedBy returns the first key prefix-<i> whose partition (as
 // Mephisto and the Java client compute it) is active on node.
 func (v clusterView) keyOwnedBy(prefix, node string) (string, int32) {
@@ -327,7 +219,7 @@ func readJSON(t *testing.T, timeout time.Duration, file string, v any, procs ...
 	waitFor(t, timeout, "report "+filepath.Base(file), func() (bool, string) {
 		for _, p := range procs {
 			if p.Exited() {
-				t.Fatalf("%s exited before writing %s: %s", p.Name, file, p.DescribeExit())
+				t.Fatalf("%s exited before writing %s: %s", p.Name(), file, p.DescribeExit())
 			}
 		}
 		b, err := os.ReadFile(file)

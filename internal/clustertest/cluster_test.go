@@ -157,9 +157,9 @@ func TestKillNineFailover(t *testing.T) {
 
 	committedBefore := c.committed()
 	probes := probeKeys("kill")
-	victim.proc.Signal(syscall.SIGKILL)
+	victim.proc.SignalT(t, syscall.SIGKILL)
 	killed := time.Now()
-	if _, sig := victim.proc.WaitExit(10 * time.Second); sig != syscall.SIGKILL {
+	if _, sig := victim.proc.WaitT(t, 10*time.Second); sig != syscall.SIGKILL {
 		t.Fatalf("%s: %s, want killed by SIGKILL", victimID, victim.proc.DescribeExit())
 	}
 	// Right after the kill: one probe record per partition.
@@ -355,8 +355,8 @@ func TestRollingRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		w.proc.Signal(syscall.SIGTERM)
-		if code, sig := w.proc.WaitExit(45 * time.Second); code != 0 {
+		w.proc.SignalT(t, syscall.SIGTERM)
+		if code, sig := w.proc.WaitT(t, 45*time.Second); code != 0 {
 			t.Fatalf("%s after SIGTERM: exit code %d (signal %v), want 0", w.id, code, sig)
 		}
 		stopped := time.Since(start)

@@ -1,7 +1,6 @@
 package clustertest
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -12,8 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,69 +37,33 @@ const (
 // Paths of the binaries TestMain builds.
 var testappBin, mephistoBin string
 
-func TestMain(m *testing.M) { os.Exit(runMain(m)) }
-
-func runMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "mephisto-clustertest-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "clustertest:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	testappBin = filepath.Join(dir, "testapp")
-	mephistoBin = filepath.Join(dir, "mephisto")
-	for out, pkg := range map[string]string{
-		testappBin:  "github.com/mephistohq/mephisto/internal/clustertest/testapp",
-		mephistoBin: "github.com/mephistohq/mephisto/cmd/mephisto",
-	} {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "clustertest: go build %s: %v\n", pkg, err)
-			return 1
-		}
-	}
-	return m.Run()
+func TestMain(m *testing.M) {
+	os.Exit(proctest.BuildMain(m, "clustertest",
+		proctest.Binary{Pkg: "github.com/mephistohq/mephisto/internal/clustertest/testapp", Out: &testappBin},
+		proctest.Binary{Pkg: "github.com/mephistohq/mephisto/cmd/mephisto", Out: &mephistoBin}))
 }
 
 // ---------------------------------------------------------------------------
-// Child processes.
+// Child processes, ports and waiting: the process harness the suites
+// share.
 
-// proc is a child process of the suite, its output in files (see
-// proctest.Proc).
+// proc is a child process of the suite, its output in files.
 type proc = proctest.Proc
 
-// childEnv is the test's environment without MEPHISTO_* variables, which
-// the binaries would read as flag defaults.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "MEPHISTO_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
+// startProc starts path with args, in the test's environment without
+// MEPHISTO_* variables (the binaries would read them as flag defaults).
 func startProc(t testing.TB, logDir, name, path string, args ...string) *proc {
 	t.Helper()
-	return proctest.Start(t, logDir, name, path, childEnv(), args...)
+	return proctest.StartT(t, proctest.Spec{Name: name, Path: path, Args: args,
+		Env: proctest.Environ(nil, "MEPHISTO_"), LogDir: logDir})
 }
 
-// ---------------------------------------------------------------------------
-// Ports.
-
-// Ports and waiting are shared with the other process suites.
 var (
-	freePort = proctest.FreePort
-	loopback = proctest.Loopback
-	waitFor  = proctest.WaitFor
+	freeAddr = proctest.FreeAddrT
+	waitFor  = proctest.WaitForT
 )
 
 const pollEvery = proctest.PollEvery
-
-// ---------------------------------------------------------------------------
-// Waiting.
 
 // ---------------------------------------------------------------------------
 // The cluster: one broker and N workers.
@@ -132,46 +93,20 @@ type worker struct {
 	procs   []*proc // every incarnation, oldest first
 }
 
-var listeningRE = regexp.MustCompile(`broker listening on (\S+) cluster-id (\S+)`)
-
 // newCluster starts a broker and n workers and waits until they form one
 // cluster: every node ready, in one generation, every node in every
 // node's plan and alive.
 func newCluster(t *testing.T, n int) *cluster {
 	t.Helper()
-	logDir := filepath.Join(os.TempDir(), "mephisto-clustertest-logs", strings.ReplaceAll(t.Name(), "/", "_"))
-	_ = os.RemoveAll(logDir)
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if !t.Failed() && os.Getenv("CLUSTERTEST_KEEP_LOGS") == "" {
-			_ = os.RemoveAll(logDir)
-		} else {
-			t.Logf("logs of every process are in %s", logDir)
-		}
-	})
+	logDir := proctest.LogDir(t, "clustertest")
 	c := &cluster{t: t, logDir: logDir}
-	addr := loopback(freePort(t, false))
+	addr := freeAddr(t, false)
 	c.broker = startProc(t, logDir, "broker", mephistoBin, "broker", "--listen", addr, "--data-dir", t.TempDir())
-	waitFor(t, 30*time.Second, "broker listening", func() (bool, string) {
-		if c.broker.Exited() {
-			t.Fatalf("broker exited: %s\n%s", c.broker.DescribeExit(), c.broker.Stderr())
-		}
-		m := listeningRE.FindStringSubmatch(c.broker.Stdout())
-		if m == nil {
-			return false, "no 'broker listening' line on stdout yet"
-		}
-		c.brokers = m[1]
-		return true, ""
-	})
-	if c.brokers != addr {
-		t.Fatalf("broker listens on %s, want %s", c.brokers, addr)
-	}
+	c.brokers, _ = c.broker.WaitListeningT(t, 30*time.Second, addr)
 	seed := ""
 	for i := range n {
-		w := &worker{c: c, id: fmt.Sprintf("n%d", i+1), web: loopback(freePort(t, false)),
-			gossip: loopback(freePort(t, true)), dataDir: t.TempDir()}
+		w := &worker{c: c, id: fmt.Sprintf("n%d", i+1), web: freeAddr(t, false),
+			gossip: freeAddr(t, true), dataDir: t.TempDir()}
 		if i == 0 {
 			seed = w.gossip
 		}
@@ -395,52 +330,11 @@ func (w *worker) readAll(keys []string) (map[string]int64, error) {
 	return out, firstErr
 }
 
-// metric returns the value of the metric family name with the given
-// labels (a subset) from w's /metrics.
-func (w *worker) metric(name string, labels map[string]string) (float64, bool, error) {
-	code, body, err := w.get("/metrics")
-	if err != nil {
-		return 0, false, err
-	}
-	if code != http.StatusOK {
-		return 0, false, fmt.Errorf("GET /metrics: HTTP %d", code)
-	}
-	sc := bufio.NewScanner(strings.NewReader(string(body)))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") || !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		end := strings.LastIndex(line, "}")
-		if end < 0 {
-			continue
-		}
-		got := map[string]string{}
-		for _, kv := range splitLabels(line[len(name)+1 : end]) {
-			k, v, _ := strings.Cut(kv, "=")
-			got[k] = strings.Trim(v, `"`)
-		}
-		match := true
-		for k, v := range labels {
-			match = match && got[k] == v
-		}
-		if !match {
-			continue
-		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(line[end+1:]), 64)
-		return f, true, err
-	}
-	return 0, false, sc.Err()
-}
-
-// splitLabels splits `a="x",b="y"` (values here never hold commas or
-// quotes).
-func splitLabels(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, ",")
+// metric sums the samples of the metric name whose labels include labels
+// in w's /metrics; found says whether any did.
+func (w *worker) metric(name string, labels map[string]string) (v float64, found bool, err error) {
+	v, n, err := proctest.Metric(w.web, name, labels)
+	return v, n > 0, err
 }
 
 // ---------------------------------------------------------------------------
@@ -997,7 +891,7 @@ func (g *gossipCut) heal() {
 func reachable(port int, timeout time.Duration) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", loopback(port))
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		return false
 	}

@@ -1,13 +1,6 @@
 package proctest
 
-import (
-	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
-	"strings"
-	"time"
-)
+import "fmt"
 
 // ClusterView is a node's answer to GET /cluster.
 type ClusterView struct {
@@ -87,44 +80,4 @@ func (v ClusterView) Actives() map[int32]string {
 		out[p.Partition] = p.Active
 	}
 	return out
-}
-
-var httpClient = &http.Client{Timeout: 3 * time.Second}
-
-// Get fetches path from the HTTP server at addr (host:port) and returns the
-// status code and body.
-func Get(addr, path string) (int, []byte, error) {
-	resp, err := httpClient.Get("http://" + addr + path)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
-
-// Ready reports whether the node at addr answers /readyz with 200, and
-// what it answered.
-func Ready(addr string) (bool, string) {
-	code, body, err := Get(addr, "/readyz")
-	if err != nil {
-		return false, err.Error()
-	}
-	return code == http.StatusOK, fmt.Sprintf("/readyz: HTTP %d %s", code, strings.TrimSpace(string(body)))
-}
-
-// Cluster fetches the node at addr's /cluster.
-func Cluster(addr string) (ClusterView, error) {
-	var v ClusterView
-	code, body, err := Get(addr, "/cluster")
-	if err != nil {
-		return v, err
-	}
-	if code != http.StatusOK {
-		return v, fmt.Errorf("GET /cluster: HTTP %d %s", code, body)
-	}
-	if err := json.Unmarshal(body, &v); err != nil {
-		return v, fmt.Errorf("GET /cluster: %v: %s", err, body)
-	}
-	return v, nil
 }

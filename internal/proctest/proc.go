@@ -1,85 +1,103 @@
 package proctest
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 )
 
-// Proc is a child OS process whose stdout and stderr go to files in a log
-// directory. It is killed (SIGKILL) when the test ends if still running,
-// and the tail of its stderr is logged if the test failed.
-type Proc struct {
-	Name               string
-	Cmd                *exec.Cmd
-	StartedAt, EndedAt time.Time // EndedAt is set once the process exited
-
-	t                testing.TB
-	stdoutF, stderrF string
-	stdoutW, stderrW *os.File
-	done             chan struct{} // closed once the process has exited
-	state            *os.ProcessState
+// Spec says which process to start and where its output goes.
+type Spec struct {
+	// Name names the process in messages and its output files.
+	Name string
+	// Path is the binary; Args its arguments.
+	Path string
+	Args []string
+	// Env is the child's whole environment, as in exec.Cmd: nil is this
+	// process's. Environ builds one.
+	Env []string
+	// LogDir receives the output: stdout in LogDir/Name.stdout, stderr in
+	// LogDir/Name.stderr. Start requires it; StartT defaults it to a
+	// directory of the test's.
+	LogDir string
+	// OwnGroup starts the child in a process group of its own, so that a
+	// Ctrl-C at the terminal does not reach it before its parent stops it
+	// (the bench harness stops its children in order).
+	OwnGroup bool
 }
 
-// Start starts path with args and the environment env (nil: none), its
-// output in logDir/name.stdout and logDir/name.stderr.
-func Start(t testing.TB, logDir, name, path string, env []string, args ...string) *Proc {
-	t.Helper()
-	p := &Proc{t: t, Name: name, done: make(chan struct{}),
-		stdoutF: filepath.Join(logDir, name+".stdout"), stderrF: filepath.Join(logDir, name+".stderr")}
-	var err error
-	if p.stdoutW, err = os.Create(p.stdoutF); err != nil {
-		t.Fatal(err)
+// Proc is a child OS process whose stdout and stderr go to files. On
+// Linux the kernel kills it (SIGKILL) if its parent dies.
+type Proc struct {
+	spec             Spec
+	cmd              *exec.Cmd
+	startedAt        time.Time
+	stdoutF, stderrF string
+	done             chan struct{} // closed once the process has exited
+
+	// Set before done is closed; read only after.
+	waitErr error
+	state   *os.ProcessState
+	endedAt time.Time
+}
+
+// Start starts the process s describes.
+func Start(s Spec) (*Proc, error) {
+	if s.LogDir == "" {
+		return nil, fmt.Errorf("start %s: no log dir", s.Name)
 	}
-	if p.stderrW, err = os.Create(p.stderrF); err != nil {
-		t.Fatal(err)
+	p := &Proc{spec: s, done: make(chan struct{}),
+		stdoutF: filepath.Join(s.LogDir, s.Name+".stdout"), stderrF: filepath.Join(s.LogDir, s.Name+".stderr")}
+	stdout, err := os.Create(p.stdoutF)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", s.Name, err)
 	}
-	p.Cmd = exec.Command(path, args...)
-	p.Cmd.Env = env
-	p.Cmd.Stdout, p.Cmd.Stderr = p.stdoutW, p.stderrW
-	// A safety net if the test binary itself dies: the kernel kills the
-	// children.
-	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.Cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
+	stderr, err := os.Create(p.stderrF)
+	if err != nil {
+		_ = stdout.Close()
+		return nil, fmt.Errorf("start %s: %w", s.Name, err)
 	}
-	p.StartedAt = time.Now()
-	t.Logf("started %s (pid %d): %s %s", name, p.Cmd.Process.Pid, filepath.Base(path), strings.Join(args, " "))
+	p.cmd = exec.Command(s.Path, s.Args...)
+	p.cmd.Env = s.Env
+	p.cmd.Stdout, p.cmd.Stderr = stdout, stderr
+	p.cmd.SysProcAttr = sysProcAttr(s.OwnGroup)
+	if err := p.cmd.Start(); err != nil {
+		_ = stdout.Close()
+		_ = stderr.Close()
+		return nil, fmt.Errorf("start %s: %w", s.Name, err)
+	}
+	p.startedAt = time.Now()
 	go func() {
-		_ = p.Cmd.Wait()
-		p.state = p.Cmd.ProcessState
-		p.EndedAt = time.Now()
-		_ = p.stdoutW.Close()
-		_ = p.stderrW.Close()
+		p.waitErr = p.cmd.Wait()
+		p.state = p.cmd.ProcessState
+		p.endedAt = time.Now()
+		_ = stdout.Close()
+		_ = stderr.Close()
 		close(p.done)
 	}()
-	// Cleanups run last-registered first: kill, then dump.
-	t.Cleanup(func() {
-		if t.Failed() {
-			p.Dump()
-		}
-	})
-	t.Cleanup(func() {
-		if !p.Exited() {
-			_ = p.Cmd.Process.Kill()
-			select {
-			case <-p.done:
-			case <-time.After(10 * time.Second):
-				t.Errorf("%s (pid %d) did not die after SIGKILL", name, p.Cmd.Process.Pid)
-			}
-		}
-	})
-	return p
+	return p, nil
 }
 
-// Stderr returns everything the process wrote to stderr so far.
-func (p *Proc) Stderr() string {
-	b, _ := os.ReadFile(p.stderrF)
-	return string(b)
+// Name is the process's name (Spec.Name).
+func (p *Proc) Name() string { return p.spec.Name }
+
+// Pid is the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// StartedAt is when the process was started.
+func (p *Proc) StartedAt() time.Time { return p.startedAt }
+
+// Describe is the command line, for messages.
+func (p *Proc) Describe() string {
+	return strings.TrimSpace(filepath.Base(p.spec.Path) + " " + strings.Join(p.spec.Args, " "))
 }
 
 // Stdout returns everything the process wrote to stdout so far.
@@ -88,18 +106,35 @@ func (p *Proc) Stdout() string {
 	return string(b)
 }
 
+// Stderr returns everything the process wrote to stderr so far.
+func (p *Proc) Stderr() string {
+	b, _ := os.ReadFile(p.stderrF)
+	return string(b)
+}
+
 // StderrFile is the file holding the process's stderr.
 func (p *Proc) StderrFile() string { return p.stderrF }
 
-// Dump logs the tail of the process's stderr (the whole of it stays in its
-// file).
-func (p *Proc) Dump() {
-	const tail = 8 << 10
-	out := p.Stderr()
-	if len(out) > tail {
-		out = "[…]" + out[len(out)-tail:]
+// Tail returns the last n bytes of the process's stderr, for messages.
+func (p *Proc) Tail(n int64) string { return tail(p.stderrF, n) }
+
+func tail(file string, n int64) string {
+	f, err := os.Open(file)
+	if err != nil {
+		return ""
 	}
-	p.t.Logf("---- tail of %s's stderr (%s; all of it in %s) ----\n%s", p.Name, p.DescribeExit(), p.stderrF, out)
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	prefix := ""
+	if st.Size() > n {
+		_, _ = f.Seek(st.Size()-n, io.SeekStart)
+		prefix = "[…]"
+	}
+	b, _ := io.ReadAll(f)
+	return prefix + string(b)
 }
 
 // Done is closed once the process has exited.
@@ -115,12 +150,13 @@ func (p *Proc) Exited() bool {
 	}
 }
 
-// State is how the process ended; nil while it runs.
-func (p *Proc) State() *os.ProcessState {
+// Err is how the process ended once it has (exec.Cmd.Wait's error: nil
+// for exit status 0), and nil while it runs.
+func (p *Proc) Err() error {
 	if !p.Exited() {
 		return nil
 	}
-	return p.state
+	return p.waitErr
 }
 
 // DescribeExit says how the process ended, or "running".
@@ -128,45 +164,135 @@ func (p *Proc) DescribeExit() string {
 	if !p.Exited() {
 		return "running"
 	}
+	if p.state == nil {
+		return p.waitErr.Error()
+	}
 	return p.state.String()
 }
 
 // Signal sends sig to the process.
-func (p *Proc) Signal(sig syscall.Signal) {
-	p.t.Helper()
-	if err := p.Cmd.Process.Signal(sig); err != nil {
-		p.t.Fatalf("signal %v to %s: %v", sig, p.Name, err)
+func (p *Proc) Signal(sig syscall.Signal) error {
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signal %v to %s: %w", sig, p.Name(), err)
 	}
+	return nil
 }
 
-// WaitExit waits for the process to exit and returns its exit code, or -1
-// and the signal if a signal ended it.
-func (p *Proc) WaitExit(timeout time.Duration) (code int, sig syscall.Signal) {
-	p.t.Helper()
+// Wait waits up to timeout for the process to exit and returns its exit
+// code, or -1 and the signal if a signal ended it.
+func (p *Proc) Wait(timeout time.Duration) (code int, sig syscall.Signal, err error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
 	select {
 	case <-p.done:
-	case <-time.After(timeout):
-		p.t.Fatalf("%s did not exit within %v", p.Name, timeout)
+	case <-t.C:
+		return 0, 0, fmt.Errorf("%s did not exit within %v", p.Name(), timeout)
 	}
-	ws := p.state.Sys().(syscall.WaitStatus)
+	if p.state == nil {
+		return 0, 0, fmt.Errorf("%s: %w", p.Name(), p.waitErr)
+	}
+	ws, ok := p.state.Sys().(syscall.WaitStatus)
+	if !ok {
+		return p.state.ExitCode(), 0, nil
+	}
 	if ws.Signaled() {
-		return -1, ws.Signal()
+		return -1, ws.Signal(), nil
 	}
-	return ws.ExitStatus(), 0
+	return ws.ExitStatus(), 0, nil
 }
 
-// Stop sends SIGTERM and requires a clean exit (code 0) within timeout.
-func (p *Proc) Stop(timeout time.Duration) {
-	p.t.Helper()
-	p.Signal(syscall.SIGTERM)
-	if code, _ := p.WaitExit(timeout); code != 0 {
-		p.t.Fatalf("%s exited with %s after SIGTERM, want 0", p.Name, p.DescribeExit())
+// Stop sends SIGTERM (unless the process has exited already) and requires
+// a clean exit, status 0, within grace. A process still running then is
+// killed (SIGKILL).
+func (p *Proc) Stop(grace time.Duration) error {
+	if !p.Exited() {
+		if err := p.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			return err
+		}
 	}
+	code, sig, err := p.Wait(grace)
+	if err != nil {
+		_ = p.Kill()
+		return fmt.Errorf("%s did not stop within %v of SIGTERM; killed", p.Name(), grace)
+	}
+	if code != 0 || sig != 0 {
+		return fmt.Errorf("%s after SIGTERM: %s, want exit status 0", p.Name(), p.DescribeExit())
+	}
+	return nil
 }
 
-// Kill sends SIGKILL and waits until the process is gone.
-func (p *Proc) Kill() {
-	p.t.Helper()
-	p.Signal(syscall.SIGKILL)
-	p.WaitExit(10 * time.Second)
+// killWait bounds how long a process may take to die after SIGKILL.
+const killWait = 10 * time.Second
+
+// Kill sends SIGKILL, unless the process has exited already, and waits
+// until it is gone.
+func (p *Proc) Kill() error {
+	if p.Exited() {
+		return nil
+	}
+	if err := p.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	_, _, err := p.Wait(killWait)
+	return err
+}
+
+// WaitStdout waits up to timeout until the process's stdout matches re and
+// returns the match and its submatches. It fails early if the process
+// exits without printing it.
+func (p *Proc) WaitStdout(re *regexp.Regexp, timeout time.Duration) ([]string, error) {
+	var m []string
+	_, err := Poll(context.Background(), PollEvery, timeout, fmt.Sprintf("%s to print %q", p.Name(), re), func() (bool, string, error) {
+		exited := p.Exited() // before reading: what it printed before exiting is all there
+		if m = re.FindStringSubmatch(p.Stdout()); m != nil {
+			return true, "", nil
+		}
+		if exited {
+			return false, "", fmt.Errorf("%s exited (%s) without printing %q; stderr:\n%s", p.Name(), p.DescribeExit(), re, p.Tail(4<<10))
+		}
+		return false, "not on stdout yet", nil
+	})
+	return m, err
+}
+
+// Result is how a process run to completion ended.
+type Result struct {
+	Stdout, Stderr string
+	Code           int // exit status
+	Took           time.Duration
+}
+
+// Run starts s and waits up to timeout for it to exit (then kills it). A
+// process ended by a signal is an error.
+func Run(s Spec, timeout time.Duration) (Result, error) {
+	p, err := Start(s)
+	if err != nil {
+		return Result{}, err
+	}
+	code, sig, err := p.Wait(timeout)
+	if err != nil {
+		_ = p.Kill()
+		return Result{}, err
+	}
+	r := Result{Stdout: p.Stdout(), Stderr: p.Stderr(), Code: code, Took: p.endedAt.Sub(p.startedAt)}
+	if sig != 0 {
+		return r, fmt.Errorf("%s: killed by %v; stderr:\n%s", p.Name(), sig, p.Tail(4<<10))
+	}
+	return r, nil
+}
+
+// Environ returns this process's environment without the variables whose
+// names start with one of drop, followed by extra.
+func Environ(extra []string, drop ...string) []string {
+	var env []string
+next:
+	for _, kv := range os.Environ() {
+		for _, prefix := range drop {
+			if strings.HasPrefix(kv, prefix) {
+				continue next
+			}
+		}
+		env = append(env, kv)
+	}
+	return append(env, extra...)
 }

@@ -1,5 +1,0 @@
-//go:build !race
-
-package agenttest_test
-
-const raceEnabled = false
