@@ -25,8 +25,9 @@ type Spec struct {
 	// process's. Environ builds one.
 	Env []string
 	// LogDir receives the output: stdout in LogDir/Name.stdout, stderr in
-	// LogDir/Name.stderr. Start requires it; StartT defaults it to a
-	// directory of the test's.
+	// LogDir/Name.stderr (Name.2.stdout … for a second process of the same
+	// name). Start requires it; StartT defaults it to a directory of the
+	// test's.
 	LogDir string
 	// OwnGroup starts the child in a process group of its own, so that a
 	// Ctrl-C at the terminal does not reach it before its parent stops it
@@ -54,9 +55,8 @@ func Start(s Spec) (*Proc, error) {
 	if s.LogDir == "" {
 		return nil, fmt.Errorf("start %s: no log dir", s.Name)
 	}
-	p := &Proc{spec: s, done: make(chan struct{}),
-		stdoutF: filepath.Join(s.LogDir, s.Name+".stdout"), stderrF: filepath.Join(s.LogDir, s.Name+".stderr")}
-	stdout, err := os.Create(p.stdoutF)
+	p := &Proc{spec: s, done: make(chan struct{})}
+	stdout, err := p.createOutput()
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", s.Name, err)
 	}
@@ -84,6 +84,24 @@ func Start(s Spec) (*Proc, error) {
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// createOutput creates the stdout file and names both: Name.stdout and
+// Name.stderr, or Name.2.stdout and Name.2.stderr if a process of the
+// same name wrote to the log dir before, and so on.
+func (p *Proc) createOutput() (*os.File, error) {
+	for i := 1; ; i++ {
+		base := p.spec.Name
+		if i > 1 {
+			base = fmt.Sprintf("%s.%d", p.spec.Name, i)
+		}
+		p.stdoutF = filepath.Join(p.spec.LogDir, base+".stdout")
+		p.stderrF = filepath.Join(p.spec.LogDir, base+".stderr")
+		f, err := os.OpenFile(p.stdoutF, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if !errors.Is(err, os.ErrExist) {
+			return f, err
+		}
+	}
 }
 
 // Name is the process's name (Spec.Name).

@@ -155,3 +155,21 @@ mephisto_label_with_comma{k="x,y"} 5
 		}
 	}
 }
+
+func TestSameNameKeepsBothOutputs(t *testing.T) {
+	dir := t.TempDir()
+	var ps []*Proc
+	for _, word := range []string{"first", "second"} {
+		ps = append(ps, echoIn(t, dir, word))
+	}
+	if ps[0].Stdout() != "first\n" || ps[1].Stdout() != "second\n" || ps[0].StderrFile() == ps[1].StderrFile() {
+		t.Errorf("two processes named alike: %q (%s), %q (%s)", ps[0].Stdout(), ps[0].StderrFile(), ps[1].Stdout(), ps[1].StderrFile())
+	}
+}
+
+// echoIn runs `echo word` named "echo" with its output in dir.
+func echoIn(t *testing.T, dir, word string) *Proc {
+	p := StartT(t, Spec{Name: "echo", Path: "/bin/sh", Args: []string{"-c", "echo " + word}, LogDir: dir})
+	p.WaitT(t, 10*time.Second)
+	return p
+}

@@ -19,8 +19,8 @@ func TestBrokerUnreachableAtStart(t *testing.T) {
 	addr := freeAddr(t)
 	w := startWorker(t, "worker", addr, t.TempDir(), nil)
 	waitFor(t, 30*time.Second, "worker reports the broker unreachable", func() (bool, string) {
-		if w.exited() {
-			t.Fatalf("worker exited while the broker was unreachable: %s", w.describeExit())
+		if w.Exited() {
+			t.Fatalf("worker exited while the broker was unreachable: %s", w.DescribeExit())
 		}
 		code, body, err := w.get("/readyz")
 		if err != nil {
@@ -29,7 +29,7 @@ func TestBrokerUnreachableAtStart(t *testing.T) {
 		if code != http.StatusServiceUnavailable {
 			t.Fatalf("/readyz with no broker: HTTP %d %s, want 503", code, body)
 		}
-		log := w.stderr.String()
+		log := w.Stderr()
 		if !strings.Contains(log, "cannot reach Kafka") || !strings.Contains(log, addr) {
 			return false, "the log does not (yet) say it cannot reach Kafka at " + addr
 		}
@@ -54,7 +54,7 @@ func TestBrokerUnreachableAtStart(t *testing.T) {
 	w.waitTable(60*time.Second, "counts", countKeys(events))
 	w.waitTable(60*time.Second, "word_counts", wordTruth)
 	waitCaughtUp(t, b.addr, "events", "lines", "words")
-	w.stop()
+	w.StopT(t, stopTimeout)
 	checkDataMatchesOffsets(t, readDisk(t, w.dataDir, "counts", "events"), events)
 }
 
@@ -89,7 +89,7 @@ func testBrokerLost(t *testing.T, long bool) {
 	// backlog to work through when the broker stops.
 	w0 := startWorker(t, "worker-0", addr, dataDir, nil)
 	w0.waitReady(60 * time.Second)
-	w0.stop()
+	w0.StopT(t, stopTimeout)
 	p := newProducer(t, addr)
 	events := makeEvents(400000, 21) // a backlog the worker cannot finish before the test sees it partway
 	lines, wordTruth := makeLines(3000, 21)
@@ -102,18 +102,18 @@ func testBrokerLost(t *testing.T, long bool) {
 
 	w := startWorker(t, "worker", addr, dataDir, nil)
 	waitPartway(t, w, truth)
-	mark := len(w.stderr.String())
-	b1.stop()
+	mark := len(w.Stderr())
+	b1.StopT(t, stopTimeout)
 	stopped := time.Now()
 	waitFor(t, 30*time.Second, "worker notices the broker is gone", func() (bool, string) {
-		log := w.stderr.String()[mark:]
+		log := w.Stderr()[mark:]
 		return strings.Contains(log, "level=WARN") || strings.Contains(log, "level=ERROR"), "no warning logged since the broker stopped"
 	})
 	if long {
 		// The worker reports not ready once its group session has ended
 		// (it is then releasing its partitions).
 		waitFor(t, 90*time.Second, "worker loses its consumer-group session", func() (bool, string) {
-			if strings.Contains(w.stderr.String()[mark:], "partitions released") {
+			if strings.Contains(w.Stderr()[mark:], "partitions released") {
 				return true, ""
 			}
 			ok, why := w.ready()

@@ -40,7 +40,8 @@ func TestBadFlags(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			t.Parallel()
-			code, stdout, stderr := runCmd(t, filepath.Base(tc.bin), tc.env, tc.bin, tc.args...)
+			r := runCmd(t, filepath.Base(tc.bin), tc.env, tc.bin, tc.args...)
+			code, stdout, stderr := r.Code, r.Stdout, r.Stderr
 			if code != 2 {
 				t.Errorf("%s %s: exit status %d, want 2\nstdout: %s\nstderr: %s", filepath.Base(tc.bin), strings.Join(tc.args, " "), code, stdout, stderr)
 			}

@@ -41,7 +41,7 @@ func testCrashPoint(t *testing.T, point string) {
 	first := makeEvents(2000, 10)
 	p.mustSend("events", first)
 	w1.waitTable(60*time.Second, "counts", countKeys(first))
-	w1.stop()
+	w1.StopT(t, stopTimeout)
 	before := readDisk(t, dataDir, "counts", "events")
 
 	// Input waits in Kafka; the faulty worker commits (and dies) only after
@@ -51,11 +51,11 @@ func testCrashPoint(t *testing.T, point string) {
 	all := append(append([]*record(nil), first...), second...)
 	truth := countKeys(all)
 	w2 := startWorker(t, "worker-2", b.addr, dataDir, []string{"MEPHISTO_FAULTPOINT=" + point}, "--commit-interval", "1s")
-	code, sig := w2.waitExit(60 * time.Second)
+	code, sig := w2.WaitT(t, 60*time.Second)
 	if sig != syscall.SIGKILL {
 		t.Fatalf("worker-2 with MEPHISTO_FAULTPOINT=%s: exit code %d, signal %v; want killed by SIGKILL at the fault point", point, code, sig)
 	}
-	if log := w2.stderr.String(); !strings.Contains(log, "MEPHISTO_FAULTPOINT reached") || !strings.Contains(log, "point="+point) {
+	if log := w2.Stderr(); !strings.Contains(log, "MEPHISTO_FAULTPOINT reached") || !strings.Contains(log, "point="+point) {
 		t.Fatalf("worker-2 was killed, but its log does not say it reached fault point %s", point)
 	}
 

@@ -13,27 +13,27 @@ import (
 func requireRefused(t *testing.T, name, brokers, dataDir string, env []string, words ...string) {
 	t.Helper()
 	w := startWorker(t, name, brokers, dataDir, env)
-	code, sig := w.waitExit(60 * time.Second)
+	code, sig := w.WaitT(t, 60*time.Second)
 	if sig != 0 || code == 0 {
-		t.Errorf("%s: %s, want a non-zero exit status", name, w.describeExit())
+		t.Errorf("%s: %s, want a non-zero exit status", name, w.DescribeExit())
 	}
-	log := w.stderr.String()
+	log := w.Stderr()
 	for _, word := range words {
 		if !strings.Contains(log, word) {
 			t.Errorf("%s: its error does not mention %q:\n%s", name, word, lastLines(log, 5))
 		}
 	}
-	t.Logf("%s refused to start (%s):\n%s", name, w.describeExit(), lastLines(log, 1))
+	t.Logf("%s refused to start (%s):\n%s", name, w.DescribeExit(), lastLines(log, 1))
 }
 
 // reset runs `testapp reset --data-dir dataDir` and requires success.
 func reset(t *testing.T, dataDir string) {
 	t.Helper()
-	code, stdout, stderr := runCmd(t, "reset", nil, testappBin, "reset", "--data-dir", dataDir)
-	if code != 0 {
-		t.Fatalf("reset --data-dir %s: exit status %d\nstdout: %s\nstderr: %s", dataDir, code, stdout, stderr)
+	r := runCmd(t, "reset", nil, testappBin, "reset", "--data-dir", dataDir)
+	if r.Code != 0 {
+		t.Fatalf("reset --data-dir %s: exit status %d\nstdout: %s\nstderr: %s", dataDir, r.Code, r.Stdout, r.Stderr)
 	}
-	t.Logf("reset: %s", strings.TrimSpace(stdout))
+	t.Logf("reset: %s", strings.TrimSpace(r.Stdout))
 }
 
 func lastLines(s string, n int) string {
@@ -56,7 +56,7 @@ func runOnce(t *testing.T, name, brokers, dataDir string, env []string, events [
 		p.close()
 	}
 	w.waitTable(60*time.Second, "counts", truth)
-	w.stop()
+	w.StopT(t, stopTimeout)
 }
 
 // TestDataDirOfAnotherApp: a data dir written by another app is refused
@@ -88,7 +88,7 @@ func TestDataDirOfAnotherCluster(t *testing.T) {
 	dataDir := t.TempDir()
 	events := makeEvents(1000, 31)
 	runOnce(t, "worker-1", b1.addr, dataDir, nil, events, countKeys(events))
-	b1.stop()
+	b1.StopT(t, stopTimeout)
 
 	b2 := startBroker(t, "broker-2", freeAddr(t), t.TempDir())
 	if b2.clusterID == b1.clusterID {

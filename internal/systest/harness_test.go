@@ -1,30 +1,25 @@
 package systest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/mephistohq/mephisto/codec"
+	"github.com/mephistohq/mephisto/internal/proctest"
 	"github.com/mephistohq/mephisto/kafka"
 	"github.com/mephistohq/mephisto/state"
 )
@@ -42,266 +37,56 @@ const (
 // Paths of the binaries TestMain builds.
 var testappBin, mephistoBin string
 
-func TestMain(m *testing.M) { os.Exit(runMain(m)) }
-
-func runMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "mephisto-systest-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "systest:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	testappBin = filepath.Join(dir, "testapp")
-	mephistoBin = filepath.Join(dir, "mephisto")
-	for out, pkg := range map[string]string{
-		testappBin:  "github.com/mephistohq/mephisto/internal/systest/testapp",
-		mephistoBin: "github.com/mephistohq/mephisto/cmd/mephisto",
-	} {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "systest: go build %s: %v\n", pkg, err)
-			return 1
-		}
-	}
-	return m.Run()
+func TestMain(m *testing.M) {
+	os.Exit(proctest.BuildMain(m, "systest",
+		proctest.Binary{Pkg: "github.com/mephistohq/mephisto/internal/systest/testapp", Out: &testappBin},
+		proctest.Binary{Pkg: "github.com/mephistohq/mephisto/cmd/mephisto", Out: &mephistoBin}))
 }
 
 // ---------------------------------------------------------------------------
-// Child processes.
+// Child processes, ports and waiting: the process harness the suites
+// share.
 
-// logBuf collects a child's output; it is safe for concurrent use.
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// stopTimeout bounds a clean stop (SIGTERM to exit).
+const stopTimeout = 60 * time.Second
 
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// proc is a child OS process. It is killed (SIGKILL) when the test ends if
-// still running, and its output is dumped if the test failed.
-type proc struct {
-	t      testing.TB
-	name   string
-	cmd    *exec.Cmd
-	stdout logBuf
-	stderr logBuf
-	done   chan struct{} // closed once the process has exited
-	state  *os.ProcessState
-}
-
-// childEnv is the test's environment without MEPHISTO_* variables, which
-// the binaries would read as flag defaults.
-func childEnv(extra []string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "MEPHISTO_") && !strings.HasPrefix(kv, "SYSTEST_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, extra...)
-}
-
-func startProc(t testing.TB, name string, env []string, path string, args ...string) *proc {
+// startProc starts path with args and the extra environment env, in the
+// test's environment without MEPHISTO_* and SYSTEST_* variables (the
+// binaries would read them as flag defaults).
+func startProc(t testing.TB, name string, env []string, path string, args ...string) *proctest.Proc {
 	t.Helper()
-	p := &proc{t: t, name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(path, args...)
-	p.cmd.Env = childEnv(env)
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	dieWithParent(p.cmd)
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	t.Logf("started %s (pid %d): %s %s", name, p.cmd.Process.Pid, filepath.Base(path), strings.Join(args, " "))
-	go func() {
-		_ = p.cmd.Wait()
-		p.state = p.cmd.ProcessState
-		close(p.done)
-	}()
-	// Cleanups run last-registered first: kill, then dump.
-	t.Cleanup(func() {
-		if t.Failed() {
-			p.dump()
-		}
-	})
-	t.Cleanup(func() {
-		if !p.exited() {
-			_ = p.cmd.Process.Kill()
-			select {
-			case <-p.done:
-			case <-time.After(10 * time.Second):
-				t.Errorf("%s (pid %d) did not die after SIGKILL", name, p.cmd.Process.Pid)
-			}
-		}
-	})
-	return p
+	return proctest.StartT(t, proctest.Spec{Name: name, Path: path, Args: args,
+		Env: childEnv(env), LogDir: proctest.LogDir(t, "systest")})
 }
 
-// dump logs the tail of the process's output and saves all of it to a file.
-func (p *proc) dump() {
-	const tail = 12 << 10
-	for _, s := range []struct {
-		what string
-		buf  *logBuf
-	}{{"stdout", &p.stdout}, {"stderr", &p.stderr}} {
-		out := s.buf.String()
-		if out == "" {
-			continue
-		}
-		dir := filepath.Join(os.TempDir(), "mephisto-systest-logs", strings.ReplaceAll(p.t.Name(), "/", "_"))
-		file := filepath.Join(dir, p.name+"."+s.what)
-		if os.MkdirAll(dir, 0o755) == nil && os.WriteFile(file, []byte(out), 0o644) == nil {
-			p.t.Logf("full %s of %s saved in %s", s.what, p.name, file)
-		}
-		if len(out) > tail {
-			out = "[…]" + out[len(out)-tail:]
-		}
-		p.t.Logf("---- %s of %s (%s) ----\n%s", s.what, p.name, p.describeExit(), out)
-	}
-}
+func childEnv(extra []string) []string { return proctest.Environ(extra, "MEPHISTO_", "SYSTEST_") }
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *proc) describeExit() string {
-	if !p.exited() {
-		return "running"
-	}
-	return p.state.String()
-}
-
-func (p *proc) signal(sig syscall.Signal) {
-	p.t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		p.t.Fatalf("signal %v to %s: %v", sig, p.name, err)
-	}
-}
-
-// waitExit waits for the process to exit and returns its exit code, or -1
-// and the signal if a signal ended it.
-func (p *proc) waitExit(timeout time.Duration) (code int, sig syscall.Signal) {
-	p.t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		p.t.Fatalf("%s did not exit within %v", p.name, timeout)
-	}
-	ws := p.state.Sys().(syscall.WaitStatus)
-	if ws.Signaled() {
-		return -1, ws.Signal()
-	}
-	return ws.ExitStatus(), 0
-}
-
-// kill9 kills the process with SIGKILL and waits for it to be gone.
-func (p *proc) kill9() {
-	p.t.Helper()
-	p.signal(syscall.SIGKILL)
-	if _, sig := p.waitExit(10 * time.Second); sig != syscall.SIGKILL {
-		p.t.Fatalf("%s: %s, want killed by SIGKILL", p.name, p.describeExit())
-	}
-}
-
-// stop sends SIGTERM and requires a clean exit (code 0).
-func (p *proc) stop() {
-	p.t.Helper()
-	start := time.Now()
-	p.signal(syscall.SIGTERM)
-	if code, _ := p.waitExit(60 * time.Second); code != 0 {
-		p.t.Fatalf("%s after SIGTERM: %s, want exit status 0", p.name, p.describeExit())
-	}
-	p.t.Logf("%s stopped cleanly in %v", p.name, time.Since(start).Round(time.Millisecond))
-}
-
-// runCmd runs a short-lived command to completion and returns its exit
-// code and output.
-func runCmd(t testing.TB, name string, env []string, path string, args ...string) (code int, stdout, stderr string) {
+// runCmd runs a short-lived command to completion, within a minute.
+func runCmd(t testing.TB, name string, env []string, path string, args ...string) proctest.Result {
 	t.Helper()
-	p := startProc(t, name, env, path, args...)
-	code, sig := p.waitExit(60 * time.Second)
-	if sig != 0 {
-		t.Fatalf("%s: killed by %v", name, sig)
-	}
-	return code, p.stdout.String(), p.stderr.String()
+	return proctest.RunT(t, proctest.Spec{Name: name, Path: path, Args: args, Env: childEnv(env)}, time.Minute)
 }
 
-// freeAddr returns a loopback address with a port nothing listens on.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
+// freeAddr returns a free loopback address.
+func freeAddr(t testing.TB) string { return proctest.FreeAddrT(t, false) }
 
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	start := time.Now()
-	deadline := start.Add(timeout)
-	var why string
-	for {
-		var ok bool
-		if ok, why = cond(); ok {
-			t.Logf("%s: after %v", what, time.Since(start).Round(time.Millisecond))
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %s", timeout, what, why)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
+var waitFor = proctest.WaitForT
 
 // ---------------------------------------------------------------------------
 // The broker.
 
 type brokerProc struct {
-	*proc
+	*proctest.Proc
 	addr, dataDir, clusterID string
 }
-
-var listeningRE = regexp.MustCompile(`broker listening on (\S+) cluster-id (\S+)`)
 
 // startBroker runs `mephisto broker` on addr with dataDir and waits until it
 // says it listens.
 func startBroker(t testing.TB, name, addr, dataDir string) *brokerProc {
 	t.Helper()
 	b := &brokerProc{dataDir: dataDir}
-	b.proc = startProc(t, name, nil, mephistoBin, "broker", "--listen", addr, "--data-dir", dataDir)
-	waitFor(t, 30*time.Second, name+" listening", func() (bool, string) {
-		if b.exited() {
-			t.Fatalf("%s exited: %s\n%s", name, b.describeExit(), b.stderr.String())
-		}
-		m := listeningRE.FindStringSubmatch(b.stdout.String())
-		if m == nil {
-			return false, "no 'broker listening' line on stdout yet"
-		}
-		b.addr, b.clusterID = m[1], m[2]
-		return true, ""
-	})
-	if b.addr != addr {
-		t.Fatalf("%s listens on %s, want %s", name, b.addr, addr)
-	}
+	b.Proc = startProc(t, name, nil, mephistoBin, "broker", "--listen", addr, "--data-dir", dataDir)
+	b.addr, b.clusterID = b.WaitListeningT(t, 30*time.Second, addr)
 	return b
 }
 
@@ -315,7 +100,8 @@ func newBroker(t testing.TB) *brokerProc {
 // Workers.
 
 type workerProc struct {
-	*proc
+	*proctest.Proc
+	t            testing.TB
 	web, dataDir string
 }
 
@@ -323,39 +109,23 @@ type workerProc struct {
 // flags come last, so they override the defaults.
 func startWorker(t testing.TB, name, brokers, dataDir string, env []string, extra ...string) *workerProc {
 	t.Helper()
-	w := &workerProc{web: freeAddr(t), dataDir: dataDir}
+	w := &workerProc{t: t, web: freeAddr(t), dataDir: dataDir}
 	args := append([]string{"worker", "--brokers", brokers, "--data-dir", dataDir, "--web", w.web,
 		"--partitions", strconv.Itoa(partitions), "--commit-interval", "100ms", "--node-id", "n1"}, extra...)
-	w.proc = startProc(t, name, env, testappBin, args...)
+	w.Proc = startProc(t, name, env, testappBin, args...)
 	return w
 }
 
-var httpClient = &http.Client{Timeout: 5 * time.Second}
-
-func (w *workerProc) get(path string) (int, []byte, error) {
-	resp, err := httpClient.Get("http://" + w.web + path)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
+func (w *workerProc) get(path string) (int, []byte, error) { return proctest.Get(w.web, path) }
 
 // ready returns /readyz's answer.
-func (w *workerProc) ready() (bool, string) {
-	code, body, err := w.get("/readyz")
-	if err != nil {
-		return false, err.Error()
-	}
-	return code == http.StatusOK, fmt.Sprintf("/readyz: HTTP %d %s", code, strings.TrimSpace(string(body)))
-}
+func (w *workerProc) ready() (bool, string) { return proctest.Ready(w.web) }
 
 func (w *workerProc) waitReady(timeout time.Duration) {
 	w.t.Helper()
-	waitFor(w.t, timeout, w.name+" ready", func() (bool, string) {
-		if w.exited() {
-			w.t.Fatalf("%s exited before it was ready: %s", w.name, w.describeExit())
+	waitFor(w.t, timeout, w.Name()+" ready", func() (bool, string) {
+		if w.Exited() {
+			w.t.Fatalf("%s exited before it was ready: %s", w.Name(), w.DescribeExit())
 		}
 		return w.ready()
 	})
@@ -396,9 +166,9 @@ func (w *workerProc) table(table string, keys []string) (map[string]int64, error
 func (w *workerProc) waitTable(timeout time.Duration, table string, want map[string]int64) {
 	w.t.Helper()
 	keys := keysOf(want)
-	waitFor(w.t, timeout, fmt.Sprintf("%s: %s == expected (%d keys, total %d)", w.name, table, len(want), sum(want)), func() (bool, string) {
-		if w.exited() {
-			w.t.Fatalf("%s exited: %s", w.name, w.describeExit())
+	waitFor(w.t, timeout, fmt.Sprintf("%s: %s == expected (%d keys, total %d)", w.Name(), table, len(want), sum(want)), func() (bool, string) {
+		if w.Exited() {
+			w.t.Fatalf("%s exited: %s", w.Name(), w.DescribeExit())
 		}
 		got, err := w.table(table, keys)
 		if err != nil {
@@ -417,9 +187,9 @@ func (w *workerProc) waitTableAtLeast(timeout time.Duration, table string, want 
 	w.t.Helper()
 	keys := keysOf(want)
 	var got map[string]int64
-	waitFor(w.t, timeout, fmt.Sprintf("%s: %s >= truth (%d keys)", w.name, table, len(want)), func() (bool, string) {
-		if w.exited() {
-			w.t.Fatalf("%s exited: %s", w.name, w.describeExit())
+	waitFor(w.t, timeout, fmt.Sprintf("%s: %s >= truth (%d keys)", w.Name(), table, len(want)), func() (bool, string) {
+		if w.Exited() {
+			w.t.Fatalf("%s exited: %s", w.Name(), w.DescribeExit())
 		}
 		var err error
 		if got, err = w.table(table, keys); err != nil {
@@ -863,8 +633,6 @@ func requireAtLeast(t testing.TB, what string, got, truth map[string]int64) {
 		}
 	}
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // logEnds returns the high watermark of every partition of topic.
 func logEnds(t testing.TB, client sarama.Client, topic string) [partitions]int64 {

@@ -2,6 +2,7 @@ package systest
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,9 +16,9 @@ func waitPartway(t testing.TB, w *workerProc, truth map[string]int64) int64 {
 	total := sum(truth)
 	lo, hi := total/20, total*9/10
 	var seen int64
-	waitFor(t, 60*time.Second, w.name+" partway through the input", func() (bool, string) {
-		if w.exited() {
-			t.Fatalf("%s exited: %s", w.name, w.describeExit())
+	waitFor(t, 60*time.Second, w.Name()+" partway through the input", func() (bool, string) {
+		if w.Exited() {
+			t.Fatalf("%s exited: %s", w.Name(), w.DescribeExit())
 		}
 		got, err := w.table("counts", eventKeys)
 		if err != nil {
@@ -25,11 +26,11 @@ func waitPartway(t testing.TB, w *workerProc, truth map[string]int64) int64 {
 		}
 		seen = sum(got)
 		if seen >= hi {
-			t.Fatalf("%s processed %d of %d events before it could be stopped mid-stream: make the input bigger", w.name, seen, total)
+			t.Fatalf("%s processed %d of %d events before it could be stopped mid-stream: make the input bigger", w.Name(), seen, total)
 		}
-		return seen >= lo, "counts total " + itoa(seen)
+		return seen >= lo, "counts total " + strconv.FormatInt(seen, 10)
 	})
-	t.Logf("%s has committed %d of %d events", w.name, seen, total)
+	t.Logf("%s has committed %d of %d events", w.Name(), seen, total)
 	return seen
 }
 
@@ -52,7 +53,7 @@ func TestWorkerCleanStopMidStream(t *testing.T) {
 	waitEvents := p.sendAsync("events", events, 100)
 	waitLines := p.sendAsync("lines", lines, 20)
 	waitPartway(t, w1, truth)
-	w1.stop()
+	w1.StopT(t, stopTimeout)
 	waitEvents()
 	waitLines()
 
@@ -107,7 +108,7 @@ func TestWorkerKill9MidStream(t *testing.T) {
 	waitEvents := p.sendAsync("events", events, 100)
 	waitLines := p.sendAsync("lines", lines, 20)
 	waitPartway(t, w1, truth)
-	w1.kill9()
+	w1.KillT(t)
 	waitEvents()
 	waitLines()
 
@@ -161,7 +162,7 @@ func TestWorkerDataDirDeleted(t *testing.T) {
 	truth := countKeys(events)
 	w1.waitTable(60*time.Second, "counts", truth)
 	w1.waitTable(60*time.Second, "word_counts", wordTruth)
-	w1.stop()
+	w1.StopT(t, stopTimeout)
 
 	if err := os.RemoveAll(dataDir); err != nil {
 		t.Fatal(err)
@@ -170,7 +171,7 @@ func TestWorkerDataDirDeleted(t *testing.T) {
 	w2.waitReady(60 * time.Second)
 	w2.waitTable(30*time.Second, "counts", truth)
 	w2.waitTable(30*time.Second, "word_counts", wordTruth)
-	if !strings.Contains(w2.stderr.String(), "recovering table shard from changelog") {
+	if !strings.Contains(w2.Stderr(), "recovering table shard from changelog") {
 		t.Errorf("worker-2 does not log that it recovers its tables from the changelogs")
 	}
 
@@ -180,6 +181,6 @@ func TestWorkerDataDirDeleted(t *testing.T) {
 	w2.waitTable(60*time.Second, "counts", truth)
 	all := append(append([]*record(nil), events...), more...)
 	waitCaughtUp(t, b.addr, "events")
-	w2.stop()
+	w2.StopT(t, stopTimeout)
 	checkDataMatchesOffsets(t, readDisk(t, dataDir, "counts", "events"), all)
 }
