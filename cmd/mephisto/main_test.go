@@ -1,22 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/mephistohq/mephisto/internal/proctest"
 )
 
 // mephistoBin is the binary built once by TestMain.
@@ -26,162 +23,26 @@ var mephistoBin string
 const waitTimeout = 30 * time.Second
 
 func TestMain(m *testing.M) {
-	os.Exit(testMain(m))
+	os.Exit(proctest.BuildMain(m, "cli", proctest.Binary{Pkg: ".", Name: "mephisto", Out: &mephistoBin}))
 }
 
-func testMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "mephisto-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "creating temp dir:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	mephistoBin = filepath.Join(dir, "mephisto")
-	build := exec.Command("go", "build", "-o", mephistoBin, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building mephisto:", err)
-		return 1
-	}
-	return m.Run()
+// spec describes mephisto run with args and the extra environment env, in
+// the test's environment without MEPHISTO_* variables.
+func spec(env []string, args ...string) proctest.Spec {
+	return proctest.Spec{Name: "mephisto", Path: mephistoBin, Args: args, Env: proctest.Environ(env, "MEPHISTO_")}
 }
 
-// syncBuffer is a goroutine-safe buffer that can wait for a pattern.
-type syncBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{} // closed and replaced on every write
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{changed: make(chan struct{})} }
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	close(b.changed)
-	b.changed = make(chan struct{})
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// wait returns the first match of re in the buffer, waiting for it until
-// done is closed or the deadline passes.
-func (b *syncBuffer) wait(re *regexp.Regexp, done <-chan struct{}, deadline <-chan time.Time) ([]string, bool) {
-	for {
-		b.mu.Lock()
-		m := re.FindStringSubmatch(b.buf.String())
-		changed := b.changed
-		b.mu.Unlock()
-		if m != nil {
-			return m, true
-		}
-		select {
-		case <-changed:
-		case <-done:
-			return re.FindStringSubmatch(b.String()), re.MatchString(b.String())
-		case <-deadline:
-			return nil, false
-		}
-	}
-}
-
-// proc is a mephisto child process.
-type proc struct {
-	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
-	done           chan struct{} // closed once the process has been waited for
-	waitErr        error
-}
-
-// start runs mephisto with args and extra environment, killing it at the end
-// of the test if it is still running.
-func start(t *testing.T, env []string, args ...string) *proc {
+// start starts mephisto with args and extra environment; it is killed at
+// the end of the test if still running.
+func start(t *testing.T, env []string, args ...string) *proctest.Proc {
 	t.Helper()
-	p := &proc{
-		cmd:    exec.Command(mephistoBin, args...),
-		stdout: newSyncBuffer(),
-		stderr: newSyncBuffer(),
-		done:   make(chan struct{}),
-	}
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting mephisto %v: %v", args, err)
-	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("mephisto %v stdout:\n%s\nstderr:\n%s", args, p.stdout, p.stderr)
-		}
-	})
-	return p
+	return proctest.StartT(t, spec(env, args...))
 }
 
-// exitCode waits for the process to exit and returns its exit code.
-func (p *proc) exitCode(t *testing.T) int {
+// runBin runs mephisto with args to completion.
+func runBin(t *testing.T, args ...string) proctest.Result {
 	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(waitTimeout):
-		t.Fatalf("mephisto %v did not exit within %v", p.cmd.Args[1:], waitTimeout)
-	}
-	var ee *exec.ExitError
-	if p.waitErr != nil && !errors.As(p.waitErr, &ee) {
-		t.Fatalf("waiting for mephisto: %v", p.waitErr)
-	}
-	return p.cmd.ProcessState.ExitCode()
-}
-
-var listeningRE = regexp.MustCompile(`broker listening on (\S+) cluster-id (\S+)\n`)
-
-// listening waits for the broker's "listening" line and returns its address
-// and cluster id.
-func (p *proc) listening(t *testing.T) (addr, clusterID string) {
-	t.Helper()
-	m, ok := p.stdout.wait(listeningRE, p.done, time.After(waitTimeout))
-	if !ok {
-		select {
-		case <-p.done:
-			t.Fatalf("broker exited (%v) without printing its listening line", p.cmd.ProcessState)
-		default:
-			t.Fatalf("broker did not print its listening line within %v", waitTimeout)
-		}
-	}
-	return m[1], m[2]
-}
-
-func (p *proc) signal(t *testing.T, sig os.Signal) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("signalling mephisto: %v", err)
-	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	return proctest.RunT(t, spec(nil, args...), waitTimeout)
 }
 
 func saramaConfig() *sarama.Config {
@@ -200,29 +61,24 @@ func saramaConfig() *sarama.Config {
 // connect polls until a sarama client can bootstrap from addr.
 func connect(t *testing.T, addr string) sarama.Client {
 	t.Helper()
-	deadline := time.After(waitTimeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		client, err := sarama.NewClient([]string{addr}, saramaConfig())
-		if err == nil {
-			t.Cleanup(func() { _ = client.Close() })
-			return client
+	var client sarama.Client
+	proctest.WaitForT(t, waitTimeout, "a sarama client connected to "+addr, func() (bool, string) {
+		var err error
+		if client, err = sarama.NewClient([]string{addr}, saramaConfig()); err != nil {
+			return false, err.Error()
 		}
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("no sarama client could connect to %s within %v: %v", addr, waitTimeout, err)
-		}
-	}
+		return true, ""
+	})
+	t.Cleanup(func() { _ = client.Close() })
+	return client
 }
 
 func TestBrokerProcessPersistsAcrossRestart(t *testing.T) {
 	dir := t.TempDir()
-	listen := freePort(t)
+	listen := proctest.FreeAddrT(t, false)
 
 	p := start(t, nil, "broker", "--listen", listen, "--data-dir", dir)
-	addr, id := p.listening(t)
+	addr, id := p.WaitListeningT(t, waitTimeout, "")
 	if addr != listen {
 		t.Errorf("broker listens on %s, want %s", addr, listen)
 	}
@@ -248,15 +104,15 @@ func TestBrokerProcessPersistsAcrossRestart(t *testing.T) {
 	_ = producer.Close()
 	_ = admin.Close() // also closes client
 
-	p.signal(t, syscall.SIGTERM)
-	if code := p.exitCode(t); code != 0 {
+	p.SignalT(t, syscall.SIGTERM)
+	if code, _ := p.WaitT(t, waitTimeout); code != 0 {
 		t.Fatalf("broker exited with %d after SIGTERM, want 0", code)
 	}
 
 	// Restart on the same dir and port, configured through the environment
 	// this time.
 	p2 := start(t, []string{envListen + "=" + listen, envDataDir + "=" + dir}, "broker", "--log-level", "debug")
-	addr2, id2 := p2.listening(t)
+	addr2, id2 := p2.WaitListeningT(t, waitTimeout, "")
 	if addr2 != listen {
 		t.Errorf("restarted broker listens on %s, want %s", addr2, listen)
 	}
@@ -285,11 +141,11 @@ func TestBrokerProcessPersistsAcrossRestart(t *testing.T) {
 	_ = pc.Close()
 	_ = consumer.Close()
 
-	p2.signal(t, os.Interrupt)
-	if code := p2.exitCode(t); code != 0 {
+	p2.SignalT(t, syscall.SIGINT)
+	if code, _ := p2.WaitT(t, waitTimeout); code != 0 {
 		t.Fatalf("broker exited with %d after SIGINT, want 0", code)
 	}
-	if !strings.Contains(p2.stderr.String(), "level=DEBUG") {
+	if !strings.Contains(p2.Stderr(), "level=DEBUG") {
 		t.Errorf("--log-level debug logged nothing at debug level")
 	}
 }
@@ -300,11 +156,11 @@ func TestBrokerProcessPortInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	p := start(t, nil, "broker", "--listen", ln.Addr().String())
-	if code := p.exitCode(t); code != 1 {
-		t.Errorf("exit code %d, want 1", code)
+	r := runBin(t, "broker", "--listen", ln.Addr().String())
+	if r.Code != 1 {
+		t.Errorf("exit code %d, want 1", r.Code)
 	}
-	if msg := p.stderr.String(); !strings.Contains(msg, ln.Addr().String()) || !strings.Contains(msg, "already in use") {
+	if msg := r.Stderr; !strings.Contains(msg, ln.Addr().String()) || !strings.Contains(msg, "already in use") {
 		t.Errorf("stderr does not say the address is in use:\n%s", msg)
 	}
 }
@@ -322,11 +178,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--bogus"}, "unknown flag: --bogus"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			p := start(t, nil, tc.args...)
-			if code := p.exitCode(t); code != 2 {
-				t.Errorf("exit code %d, want 2", code)
+			r := runBin(t, tc.args...)
+			if r.Code != 2 {
+				t.Errorf("exit code %d, want 2", r.Code)
 			}
-			stderr := p.stderr.String()
+			stderr := r.Stderr
 			if !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "Usage:") {
 				t.Errorf("stderr lacks %q and usage:\n%s", tc.want, stderr)
 			}
@@ -335,35 +191,35 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestHelpListsSubcommands(t *testing.T) {
-	p := start(t, nil, "--help")
-	if code := p.exitCode(t); code != 0 {
-		t.Errorf("exit code %d, want 0", code)
+	r := runBin(t, "--help")
+	if r.Code != 0 {
+		t.Errorf("exit code %d, want 0", r.Code)
 	}
-	out := p.stdout.String()
+	out := r.Stdout
 	for _, sub := range []string{"broker", "version"} {
 		if !regexp.MustCompile(`(?m)^\s+` + sub + `\s`).MatchString(out) {
 			t.Errorf("--help does not list %q:\n%s", sub, out)
 		}
 	}
 
-	p = start(t, nil, "broker", "--help")
-	if code := p.exitCode(t); code != 0 {
-		t.Errorf("broker --help exit code %d, want 0", code)
+	r = runBin(t, "broker", "--help")
+	if r.Code != 0 {
+		t.Errorf("broker --help exit code %d, want 0", r.Code)
 	}
 	for _, flag := range []string{"--listen", "--data-dir", "--sync-writes", "--log-level", envListen, envDataDir, "127.0.0.1:9092"} {
-		if !strings.Contains(p.stdout.String(), flag) {
-			t.Errorf("broker --help does not mention %s:\n%s", flag, p.stdout)
+		if !strings.Contains(r.Stdout, flag) {
+			t.Errorf("broker --help does not mention %s:\n%s", flag, r.Stdout)
 		}
 	}
 }
 
 func TestVersion(t *testing.T) {
-	p := start(t, nil, "version")
-	if code := p.exitCode(t); code != 0 {
-		t.Errorf("exit code %d, want 0", code)
+	r := runBin(t, "version")
+	if r.Code != 0 {
+		t.Errorf("exit code %d, want 0", r.Code)
 	}
 	// Built from a work tree, the version is "(devel)" or a pseudo-version.
-	if out := p.stdout.String(); !regexp.MustCompile(`^mephisto (\(devel\)|v\S+)\n$`).MatchString(out) {
+	if out := r.Stdout; !regexp.MustCompile(`^mephisto (\(devel\)|v\S+)\n$`).MatchString(out) {
 		t.Errorf("version printed %q", out)
 	}
 }
@@ -372,7 +228,7 @@ func TestVersion(t *testing.T) {
 // broker like a signal does.
 func TestRunInProcess(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
-	stdout, stderr := newSyncBuffer(), newSyncBuffer()
+	stdout, stderr := &proctest.Buffer{}, &proctest.Buffer{}
 	done := make(chan struct{})
 	var code int
 	go func() {
@@ -380,11 +236,23 @@ func TestRunInProcess(t *testing.T) {
 		env := map[string]string{envListen: "127.0.0.1:0"}
 		code = run(ctx, []string{"broker"}, func(k string) string { return env[k] }, stdout, stderr)
 	}()
-	m, ok := stdout.wait(listeningRE, done, time.After(waitTimeout))
-	if !ok {
+	var m []string
+	_, err := proctest.Poll(ctx, proctest.PollEvery, waitTimeout, "the listening line", func() (bool, string, error) {
+		select {
+		case <-done:
+			return false, "", errors.New("run returned")
+		default:
+		}
+		m = proctest.ListeningRE.FindStringSubmatch(stdout.String())
+		return m != nil, "not printed yet", nil
+	})
+	if m == nil { // the line may have come just before run returned
+		m = proctest.ListeningRE.FindStringSubmatch(stdout.String())
+	}
+	if m == nil {
 		cancel()
 		<-done
-		t.Fatalf("no listening line; stderr:\n%s", stderr)
+		t.Fatalf("no listening line (%v); stderr:\n%s", err, stderr)
 	}
 	if strings.HasSuffix(m[1], ":0") || strings.HasSuffix(m[1], ":9092") {
 		t.Errorf("MEPHISTO_LISTEN=127.0.0.1:0 gave address %s", m[1])
@@ -405,9 +273,9 @@ func TestRunInProcess(t *testing.T) {
 // writes segments and state logs as it goes; Close only adds snapshots).
 func TestBrokerProcessSurvivesKill(t *testing.T) {
 	dir := t.TempDir()
-	listen := freePort(t)
+	listen := proctest.FreeAddrT(t, false)
 	p := start(t, nil, "broker", "--listen", listen, "--data-dir", dir)
-	addr, id := p.listening(t)
+	addr, id := p.WaitListeningT(t, waitTimeout, "")
 	client := connect(t, addr)
 	admin, err := sarama.NewClusterAdminFromClient(client)
 	if err != nil {
@@ -443,13 +311,10 @@ func TestBrokerProcessSurvivesKill(t *testing.T) {
 	_ = producer.Close()
 	_ = admin.Close()
 
-	if err := p.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	p.exitCode(t)
+	p.KillT(t)
 
 	p2 := start(t, nil, "broker", "--listen", listen, "--data-dir", dir)
-	if _, id2 := p2.listening(t); id2 != id {
+	if _, id2 := p2.WaitListeningT(t, waitTimeout, ""); id2 != id {
 		t.Errorf("cluster id after kill = %s, want %s", id2, id)
 	}
 	client2 := connect(t, listen)

@@ -6,14 +6,14 @@ import (
 	"time"
 )
 
-// listeningRE matches the line `mephisto broker` prints on stdout once it
+// ListeningRE matches the line `mephisto broker` prints on stdout once it
 // listens (the newline: the line is whole).
-var listeningRE = regexp.MustCompile(`broker listening on (\S+) cluster-id (\S+)\n`)
+var ListeningRE = regexp.MustCompile(`broker listening on (\S+) cluster-id (\S+)\n`)
 
 // WaitListening waits up to timeout until p, a `mephisto broker`, prints
 // that it listens, and returns the address and the cluster id it prints.
 func (p *Proc) WaitListening(timeout time.Duration) (addr, clusterID string, err error) {
-	m, err := p.WaitStdout(listeningRE, timeout)
+	m, err := p.WaitStdout(ListeningRE, timeout)
 	if err != nil {
 		return "", "", err
 	}
