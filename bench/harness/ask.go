@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/mephistohq/mephisto/internal/proctest"
 )
 
 // ask: round-trip latency of the two ways of messaging a reply agent,
@@ -111,10 +113,10 @@ func (h *harness) askRun(ctx context.Context, r int) (askResult, error) {
 	out, goFile := filepath.Join(dir, "client.json"), filepath.Join(dir, "go")
 	var gossip, actor [2]string
 	for i := range 2 {
-		if gossip[i], err = freeUDPTCPAddr(); err != nil {
+		if gossip[i], err = proctest.FreeAddr(true); err != nil {
 			return res, err
 		}
-		if actor[i], err = freeAddr(); err != nil {
+		if actor[i], err = proctest.FreeAddr(false); err != nil {
 			return res, err
 		}
 	}
@@ -135,7 +137,7 @@ func (h *harness) askRun(ctx context.Context, r int) (askResult, error) {
 	}
 	defer func() {
 		for _, w := range nodes {
-			_ = w.stop(time.Minute)
+			_ = w.Stop(time.Minute)
 		}
 	}()
 	if _, err := waitStablePlan(ctx, nodes, everyViewSettled); err != nil {
@@ -149,7 +151,7 @@ func (h *harness) askRun(ctx context.Context, r int) (askResult, error) {
 		return res, err
 	}
 	if rep.Err != "" {
-		return res, fmt.Errorf("ask client: %s\n%s", rep.Err, nodes["c1"].tail(3000))
+		return res, fmt.Errorf("ask client: %s\n%s", rep.Err, nodes["c1"].Tail(3000))
 	}
 	if rep.Self != actor[1] || rep.Server != actor[0] {
 		return res, fmt.Errorf("ask client at %s asked grains at %s; want c1 (%s) asking s1 (%s)", rep.Self, rep.Server, actor[1], actor[0])
@@ -159,11 +161,11 @@ func (h *harness) askRun(ctx context.Context, r int) (askResult, error) {
 	}
 	res.ask, res.pid, res.partitions = rep.AskMillis, rep.PIDMillis, rep.Partitions
 	for _, w := range nodes {
-		res.rss = max(res.rss, readProcStats(w.pid()).PeakRSS)
+		res.rss = max(res.rss, readProcStats(w.Pid()).PeakRSS)
 	}
 	var errs []error
 	for id, w := range nodes {
-		errs = append(errs, w.stop(time.Minute))
+		errs = append(errs, w.Stop(time.Minute))
 		delete(nodes, id)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -177,15 +179,15 @@ func (h *harness) askRun(ctx context.Context, r int) (askResult, error) {
 		return res, err
 	}
 	h.procs.add(responder)
-	defer responder.kill()
+	defer responder.Kill()
 	rr, err := h.runRaw(ctx, fmt.Sprintf("ask-%d-raw-ask", r), "ask", "--brokers", b.addr, "--topic", "raw-requests",
 		"--out", "raw-replies", "--duration", o.AskDuration.String(), "--warmup", askWarmup(o).String(), "--value-size", fmt.Sprint(o.ValueSize), "--timeout", "5m")
 	if err != nil {
-		return res, fmt.Errorf("%w\nresponder:\n%s", err, responder.tail(2000))
+		return res, fmt.Errorf("%w\nresponder:\n%s", err, responder.Tail(2000))
 	}
 	res.raw = rr.LatenciesMs
-	res.rawRSS = max(rr.PeakRSS, readProcStats(responder.pid()).PeakRSS)
-	if err := responder.stop(time.Minute); err != nil {
+	res.rawRSS = max(rr.PeakRSS, readProcStats(responder.Pid()).PeakRSS)
+	if err := responder.Stop(time.Minute); err != nil {
 		return res, err
 	}
 	if len(res.raw) == 0 {
@@ -229,25 +231,23 @@ func everyViewSettled(nodes map[string]*worker) (bool, clusterView, string) {
 // waitJSON waits until path exists and decodes it into v, failing if a
 // node exits first or timeout passes.
 func waitJSON(ctx context.Context, path string, timeout time.Duration, v any, nodes map[string]*worker) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		b, err := os.ReadFile(path)
-		if err == nil {
-			return json.Unmarshal(b, v)
-		}
-		if !errors.Is(err, os.ErrNotExist) {
-			return err
+	var b []byte
+	_, err := proctest.Poll(ctx, pollInterval, timeout, filepath.Base(path)+" written", func() (bool, string, error) {
+		var err error
+		if b, err = os.ReadFile(path); err == nil {
+			return true, "", nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return false, "", err
 		}
 		for _, w := range nodes {
-			if w.exited() {
-				return fmt.Errorf("%s exited before %s was written: %v\n%s", w.name, filepath.Base(path), w.waitErr, w.tail(3000))
+			if w.Exited() {
+				return false, "", fmt.Errorf("%s exited: %s\n%s", w.Name(), w.DescribeExit(), w.Tail(3000))
 			}
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not written within %v", path, timeout)
-		}
-		if err := sleep(ctx, pollInterval); err != nil {
-			return err
-		}
+		return false, "not there yet", nil
+	})
+	if err != nil {
+		return err
 	}
+	return json.Unmarshal(b, v)
 }

@@ -7,10 +7,10 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/mephistohq/mephisto/internal/proctest"
 	"github.com/mephistohq/mephisto/kafka"
 )
 
@@ -118,30 +118,14 @@ func (w *worker) tableValue(table, key string) (int64, bool, error) {
 	return v.Value, true, nil
 }
 
-// clusterView is the part of GET /cluster the harness reads.
-type clusterView struct {
-	Nodes []struct {
-		ID    string `json:"id"`
-		Alive bool   `json:"alive"`
-	} `json:"nodes"`
-	Partitions []struct {
-		Partition int32    `json:"partition"`
-		Active    string   `json:"active"`
-		Standbys  []string `json:"standbys"`
-	} `json:"partitions"`
-}
+// clusterView is a node's answer to GET /cluster, with the question the
+// harness asks of it (unsettled).
+type clusterView struct{ proctest.ClusterView }
 
 // cluster reads GET /cluster.
 func (w *worker) cluster() (clusterView, error) {
-	var v clusterView
-	code, body, err := w.get("/cluster")
-	if err != nil {
-		return v, err
-	}
-	if code != http.StatusOK {
-		return v, fmt.Errorf("/cluster: HTTP %d", code)
-	}
-	return v, json.Unmarshal(body, &v)
+	v, err := proctest.Cluster(w.web)
+	return clusterView{v}, err
 }
 
 // sleep waits d or until ctx ends.
@@ -173,22 +157,18 @@ func (h *harness) runRaw(ctx context.Context, name string, args ...string) (rawR
 	}
 	h.procs.add(p)
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-ctx.Done():
-		p.kill()
+		p.Kill()
 		return rawResult{}, ctx.Err()
 	}
-	if p.waitErr != nil {
-		return rawResult{}, fmt.Errorf("raw client %s: %v\n%s", name, p.waitErr, p.tail(2000))
+	if p.Err() != nil {
+		return rawResult{}, fmt.Errorf("raw client %s: %v\n%s", name, p.Err(), p.Tail(2000))
 	}
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return rawResult{}, err
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	lines := strings.Split(strings.TrimSpace(p.Stdout()), "\n")
 	var r rawResult
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
-		return rawResult{}, fmt.Errorf("raw client %s: no result line: %w\n%s", name, err, p.tail(2000))
+		return rawResult{}, fmt.Errorf("raw client %s: no result line: %w\n%s", name, err, p.Tail(2000))
 	}
 	if r.Seconds <= 0 {
 		return rawResult{}, fmt.Errorf("raw client %s: measured no time (%+v)", name, r)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/mephistohq/mephisto/internal/proctest"
 	"github.com/mephistohq/mephisto/kafka"
 )
 
@@ -146,7 +147,7 @@ func (h *harness) failoverRun(ctx context.Context, r int) (failoverResult, error
 	const app = "fo"
 	var gossip [3]string
 	for i := range gossip {
-		if gossip[i], err = freeUDPTCPAddr(); err != nil {
+		if gossip[i], err = proctest.FreeAddr(true); err != nil {
 			return res, err
 		}
 	}
@@ -162,7 +163,7 @@ func (h *harness) failoverRun(ctx context.Context, r int) (failoverResult, error
 	}
 	defer func() {
 		for _, w := range nodes {
-			_ = w.stop(time.Minute)
+			_ = w.Stop(time.Minute)
 		}
 	}()
 	view, err := waitStablePlan(ctx, nodes, planStable)
@@ -201,7 +202,7 @@ func (h *harness) failoverRun(ctx context.Context, r int) (failoverResult, error
 	survivor := nodes["f1"]
 
 	t0 := time.Now()
-	nodes[victim].kill()
+	_ = nodes[victim].Kill()
 	msgs := make([]*sarama.ProducerMessage, partitions)
 	keys := make([]string, partitions)
 	for p := range partitions {
@@ -214,27 +215,24 @@ func (h *harness) failoverRun(ctx context.Context, r int) (failoverResult, error
 	}
 	seen := make([]time.Duration, partitions)
 	left := partitions
-	deadline := time.Now().Add(2 * time.Minute)
-	for left > 0 {
+	_, err = proctest.Poll(ctx, pollInterval, 2*time.Minute, fmt.Sprintf("every partition's probe after kill -9 of %s", victim), func() (bool, string, error) {
 		for p := range partitions {
 			if seen[p] != 0 {
 				continue
 			}
 			v, ok, err := survivor.tableValue("counts", keys[p])
 			if err != nil {
-				return res, err
+				return false, "", err
 			}
 			if ok && v >= 1 {
 				seen[p] = time.Since(t0)
 				left--
 			}
 		}
-		if time.Now().After(deadline) {
-			return res, fmt.Errorf("after kill -9 of %s: partitions without their probe after 2m: %v", victim, seen)
-		}
-		if err := sleep(ctx, pollInterval); err != nil {
-			return res, err
-		}
+		return left == 0, fmt.Sprintf("probes seen after %v", seen), nil
+	})
+	if err != nil {
+		return res, err
 	}
 	isMoved := map[int32]bool{}
 	for _, p := range moved {
@@ -264,7 +262,7 @@ func (h *harness) failoverRun(ctx context.Context, r int) (failoverResult, error
 			continue
 		}
 		owner := nodes[p.Active]
-		if owner == nil || owner.exited() {
+		if owner == nil || owner.Exited() {
 			return res, fmt.Errorf("partition %d: new owner %q is not a survivor", p.Partition, p.Active)
 		}
 		v, err := owner.metric("mephisto_recovery_last_records", map[string]string{"table": "counts", "partition": strconv.Itoa(int(p.Partition))})
@@ -276,7 +274,7 @@ func (h *harness) failoverRun(ctx context.Context, r int) (failoverResult, error
 	}
 	delete(nodes, victim)
 	for _, w := range nodes {
-		res.rss = max(res.rss, readProcStats(w.pid()).PeakRSS)
+		res.rss = max(res.rss, readProcStats(w.Pid()).PeakRSS)
 	}
 	res.timeline = failoverTimeline(nodes, t0)
 	return res, l.close()
@@ -344,26 +342,21 @@ func failoverTimeline(survivors map[string]*worker, t0 time.Time) string {
 // waitStablePlan waits until stable says the cluster of nodes has settled
 // (planStable, for failover) and returns the view it settled on.
 func waitStablePlan(ctx context.Context, nodes map[string]*worker, stable func(map[string]*worker) (bool, clusterView, string)) (clusterView, error) {
-	deadline := time.Now().Add(2 * time.Minute)
-	var why string
-	for {
-		ok, v, reason := stable(nodes)
+	var v clusterView
+	_, err := proctest.Poll(ctx, 250*time.Millisecond, 2*time.Minute, "a stable cluster", func() (bool, string, error) {
+		ok, view, why := stable(nodes)
+		v = view
 		if ok {
-			return v, nil
-		}
-		why = reason
-		if time.Now().After(deadline) {
-			return v, fmt.Errorf("cluster not stable within 2m: %s", why)
+			return true, "", nil
 		}
 		for _, w := range nodes {
-			if w.exited() {
-				return v, fmt.Errorf("%s exited: %v\n%s", w.name, w.waitErr, w.tail(3000))
+			if w.Exited() {
+				return false, "", fmt.Errorf("%s exited: %s\n%s", w.Name(), w.DescribeExit(), w.Tail(3000))
 			}
 		}
-		if err := sleep(ctx, 250*time.Millisecond); err != nil {
-			return v, err
-		}
-	}
+		return false, why, nil
+	})
+	return v, err
 }
 
 // planStable says whether every node is ready and the first node's

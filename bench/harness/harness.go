@@ -261,7 +261,7 @@ func (h *harness) newBroker(name string) (*broker, *kclient, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	h.procs.add(b.proc)
+	h.procs.add(b.Proc)
 	kc, err := dial(b.addr)
 	if err != nil {
 		b.close()
@@ -288,6 +288,6 @@ func (h *harness) startWorker(s workerSpec) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.procs.add(w.proc)
+	h.procs.add(w.Proc)
 	return w, nil
 }

@@ -82,25 +82,6 @@ func TestPlanSettled(t *testing.T) {
 	}
 }
 
-func TestMetricParsing(t *testing.T) {
-	body := []byte(`# HELP mephisto_events_in_total Records received from Kafka.
-# TYPE mephisto_events_in_total counter
-mephisto_events_in_total{app="a",node="n",topic="in"} 1500
-mephisto_events_in_total{app="a",node="n",topic="other"} 7
-mephisto_events_in_total_extra 99
-mephisto_recovery_last_records{app="a",node="n",partition="3",table="counts"} 1.2e+06
-`)
-	if got := sumMetric(body, "mephisto_events_in_total", nil); got != 1507 {
-		t.Errorf("sum of all: %v, want 1507", got)
-	}
-	if got := sumMetric(body, "mephisto_events_in_total", map[string]string{"topic": "in"}); got != 1500 {
-		t.Errorf("topic=in: %v, want 1500", got)
-	}
-	if got := sumMetric(body, "mephisto_recovery_last_records", map[string]string{"partition": "3"}); got != 1.2e6 {
-		t.Errorf("recovery_last_records: %v", got)
-	}
-}
-
 func TestStats(t *testing.T) {
 	if m := median([]float64{3, 1, 2}); m != 2 {
 		t.Errorf("median odd: %v", m)

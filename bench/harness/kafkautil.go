@@ -1,12 +1,14 @@
 package harness
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/mephistohq/mephisto/internal/proctest"
 	"github.com/mephistohq/mephisto/kafka"
 )
 
@@ -24,15 +26,15 @@ type kclient struct {
 func dial(addr string) (*kclient, error) {
 	cfg := kafka.ClientConfig("mephisto-bench")
 	var client sarama.Client
-	var err error
-	for range 50 {
-		if client, err = sarama.NewClient([]string{addr}, cfg); err == nil {
-			break
+	_, err := proctest.Poll(context.Background(), 100*time.Millisecond, 5*time.Second, "a client connected to "+addr, func() (bool, string, error) {
+		var err error
+		if client, err = sarama.NewClient([]string{addr}, cfg); err != nil {
+			return false, err.Error(), nil
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return true, "", nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+		return nil, err
 	}
 	admin, err := sarama.NewClusterAdminFromClient(client)
 	if err != nil {
@@ -56,15 +58,17 @@ func (k *kclient) createTopic(name string, compact bool) error {
 		return fmt.Errorf("create topic %s: %w", name, err)
 	}
 	// Wait until the metadata shows it, so producers find the partitions.
-	for range 100 {
-		if err := k.client.RefreshMetadata(name); err == nil {
-			if ps, err := k.client.Partitions(name); err == nil && len(ps) == partitions {
-				return nil
-			}
+	_, err := proctest.Poll(context.Background(), 50*time.Millisecond, 5*time.Second, fmt.Sprintf("the metadata of topic %s to show %d partitions", name, partitions), func() (bool, string, error) {
+		if err := k.client.RefreshMetadata(name); err != nil {
+			return false, err.Error(), nil
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("topic %s: metadata does not show %d partitions", name, partitions)
+		ps, err := k.client.Partitions(name)
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		return len(ps) == partitions, fmt.Sprintf("%d partitions", len(ps)), nil
+	})
+	return err
 }
 
 // record is one record to preload.

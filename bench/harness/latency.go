@@ -110,7 +110,7 @@ func (h *harness) latencyRun(ctx context.Context, r int, rate float64, total int
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	defer func() { _ = w.stop(time.Minute) }()
+	defer func() { _ = w.Stop(time.Minute) }()
 	if _, err := w.waitReady(ctx, 2*time.Minute, 10*time.Millisecond); err != nil {
 		return nil, nil, 0, err
 	}
@@ -227,7 +227,7 @@ func (h *harness) latencyRun(ctx context.Context, r int, rate float64, total int
 		}
 	}
 	lerr := l.close()
-	rss = readProcStats(w.pid()).PeakRSS
+	rss = readProcStats(w.Pid()).PeakRSS
 	mephMu.Lock()
 	rawMu.Lock()
 	defer mephMu.Unlock()
@@ -235,5 +235,5 @@ func (h *harness) latencyRun(ctx context.Context, r int, rate float64, total int
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("%w: %d of %d updates seen in the changelog, %d of %d events read raw", err, len(meph), total, len(raw), total)
 	}
-	return slices.Clone(meph), slices.Clone(raw), rss, errors.Join(lerr, w.stop(time.Minute))
+	return slices.Clone(meph), slices.Clone(raw), rss, errors.Join(lerr, w.Stop(time.Minute))
 }

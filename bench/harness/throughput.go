@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/mephistohq/mephisto/internal/proctest"
 )
 
 // The throughput workloads (count, count-1m-keys, pass, wordcount) time a
@@ -28,31 +30,32 @@ const pollInterval = 20 * time.Millisecond
 // mephisto_events_in_total for topic first reached n (zero if not seen).
 func (h *harness) waitCommitted(ctx context.Context, w *worker, kc *kclient, group, topic string, hwm []int64, n int) (done, consumed time.Time, err error) {
 	timeout := 2*time.Minute + time.Duration(n)*time.Second/2000
-	deadline := time.Now().Add(timeout)
-	for i := 0; ; i++ {
+	i := 0
+	_, err = proctest.Poll(ctx, pollInterval, timeout, fmt.Sprintf("group %s to commit %s", group, topic), func() (bool, string, error) {
 		if consumed.IsZero() && i%5 == 0 {
 			if v, err := w.metric("mephisto_events_in_total", map[string]string{"topic": topic}); err == nil && v >= float64(n) {
 				consumed = time.Now()
 			}
 		}
+		i++
 		ok, err := kc.caughtUp(group, topic, hwm)
 		if err != nil {
-			return done, consumed, err
+			return false, "", err
 		}
 		if ok {
-			return time.Now(), consumed, nil
+			done = time.Now()
+			return true, "", nil
 		}
-		if w.exited() {
-			return done, consumed, fmt.Errorf("%s exited: %v\n%s", w.name, w.waitErr, w.tail(3000))
+		if w.Exited() {
+			return false, "", fmt.Errorf("%s exited: %s\n%s", w.Name(), w.DescribeExit(), w.Tail(3000))
 		}
-		if time.Now().After(deadline) {
-			c, _ := kc.committed(group, topic)
-			return done, consumed, fmt.Errorf("%s: group %s did not commit %s within %v: committed %v of %v", w.name, group, topic, timeout, c, hwm)
-		}
-		if err := sleep(ctx, pollInterval); err != nil {
-			return done, consumed, err
-		}
+		return false, "not caught up", nil
+	})
+	if err != nil && !w.Exited() {
+		c, _ := kc.committed(group, topic)
+		err = fmt.Errorf("%s: %w: committed %v of %v", w.Name(), err, c, hwm)
 	}
+	return done, consumed, err
 }
 
 // runStats are one Mephisto run's measurements.
@@ -71,7 +74,7 @@ func (h *harness) throughputRun(ctx context.Context, kc *kclient, spec workerSpe
 	if err != nil {
 		return s, err
 	}
-	defer func() { _ = w.stop(time.Minute) }()
+	defer func() { _ = w.Stop(time.Minute) }()
 	t0, err := w.waitReady(ctx, 2*time.Minute, 5*time.Millisecond)
 	if err != nil {
 		return s, err
@@ -80,7 +83,7 @@ func (h *harness) throughputRun(ctx context.Context, kc *kclient, spec workerSpe
 	if err != nil {
 		return s, err
 	}
-	st := readProcStats(w.pid())
+	st := readProcStats(w.Pid())
 	s.rate = float64(n) / t1.Sub(t0).Seconds()
 	if !tIn.IsZero() {
 		s.consumedRate = float64(n) / tIn.Sub(t0).Seconds()
@@ -91,7 +94,7 @@ func (h *harness) throughputRun(ctx context.Context, kc *kclient, spec workerSpe
 			return s, err
 		}
 	}
-	return s, w.stop(time.Minute)
+	return s, w.Stop(time.Minute)
 }
 
 // addRaw appends a raw client result to the row.
@@ -297,7 +300,7 @@ func (h *harness) wordcountRun(ctx context.Context, row *Row, r int, lines []str
 	if err != nil {
 		return 0, 0, err
 	}
-	defer func() { _ = w.stop(time.Minute) }()
+	defer func() { _ = w.Stop(time.Minute) }()
 	t0, err := w.waitReady(ctx, 2*time.Minute, 5*time.Millisecond)
 	if err != nil {
 		return 0, 0, err
@@ -320,7 +323,7 @@ func (h *harness) wordcountRun(ctx context.Context, row *Row, r int, lines []str
 	if err != nil {
 		return 0, 0, err
 	}
-	st := readProcStats(w.pid())
+	st := readProcStats(w.Pid())
 	for _, word := range []string{"the", "fox", "times"} {
 		got, ok, err := w.tableValue("word_counts", word)
 		if err != nil {
@@ -334,7 +337,7 @@ func (h *harness) wordcountRun(ctx context.Context, row *Row, r int, lines []str
 	row.Mephisto = append(row.Mephisto, float64(words)/elapsed)
 	row.PeakRSS = append(row.PeakRSS, st.PeakRSS)
 	row.CPUPerEvent = append(row.CPUPerEvent, st.CPU.Seconds()/float64(words))
-	return float64(words) / elapsed, float64(len(lines)) / elapsed, w.stop(time.Minute)
+	return float64(words) / elapsed, float64(len(lines)) / elapsed, w.Stop(time.Minute)
 }
 
 // recover: rebuild a table from records changelog records over keys
@@ -388,13 +391,13 @@ func (h *harness) recover(ctx context.Context, name string, keys int) (*Row, err
 		}
 		tReady, err := w.waitReady(ctx, 10*time.Minute, 5*time.Millisecond)
 		if err != nil {
-			_ = w.stop(time.Minute)
+			_ = w.Stop(time.Minute)
 			return row, err
 		}
-		st := readProcStats(w.pid())
+		st := readProcStats(w.Pid())
 		replayed, _ := w.metric("mephisto_recovery_records_total", nil)
 		evs, err := w.logEvents("recovering table shard from changelog", "recovered table shard")
-		_ = w.stop(time.Minute)
+		_ = w.Stop(time.Minute)
 		if err != nil {
 			return row, err
 		}
@@ -414,9 +417,9 @@ func (h *harness) recover(ctx context.Context, name string, keys int) (*Row, err
 		row.Mephisto = append(row.Mephisto, float64(records)/replay)
 		row.PeakRSS = append(row.PeakRSS, st.PeakRSS)
 		row.CPUPerEvent = append(row.CPUPerEvent, st.CPU.Seconds()/float64(records))
-		walls = append(walls, tReady.Sub(w.started).Seconds())
+		walls = append(walls, tReady.Sub(w.StartedAt()).Seconds())
 		h.logf("run %d: raw %s records/s; mephisto replay %s records/s (%.2fs), process start to ready %.2fs, peak RSS %s", r,
-			num(row.Raw[r-1]), num(float64(records)/replay), replay, tReady.Sub(w.started).Seconds(), mib(st.PeakRSS))
+			num(row.Raw[r-1]), num(float64(records)/replay), replay, tReady.Sub(w.StartedAt()).Seconds(), mib(st.PeakRSS))
 	}
 	row.note("changelog written directly with %s records (value = the key's running count), uncompacted; each run starts a worker on an empty data dir and all %s records are replayed (checked: mephisto_recovery_records_total)",
 		group(fmt.Sprint(records)), group(fmt.Sprint(records)))
