@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mephistohq/mephisto/examples/internal/extest"
+	"github.com/mephistohq/mephisto/internal/proctest"
 )
 
 // TestAdderInProcess asks the agent from Go, through Kafka and by PID.
@@ -30,10 +31,10 @@ func TestAdderInProcess(t *testing.T) {
 func TestAdderBinary(t *testing.T) {
 	bin := extest.Build(t, "adder")
 	b := extest.StartBroker(t)
-	web := extest.FreeAddr(t)
+	web := proctest.FreeAddrT(t, false)
 	w := extest.Start(t, bin, nil, "worker", "--brokers", b.Addr(), "--data-dir", t.TempDir(),
 		"--web", web, "--partitions", "4", "--commit-interval", "50ms")
-	w.WaitReady(t, web)
+	extest.WaitReady(t, w, web)
 	r := extest.Exec(t, bin, nil, "ask", "adding", `{"a":4,"b":4}`, "--brokers", b.Addr())
 	if r.Code != 0 || strings.TrimSpace(r.Stdout) != "8" {
 		t.Fatalf("ask: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
@@ -45,9 +46,7 @@ func TestAdderBinary(t *testing.T) {
 	if r = extest.Exec(t, bin, nil, "ask", "adding", `not json`, "--brokers", b.Addr()); r.Code != 2 {
 		t.Errorf("ask with a value the codec rejects: exit %d, want 2\n%s", r.Code, r.Stderr)
 	}
-	if code := w.Stop(t); code != 0 {
-		t.Fatalf("worker exit %d", code)
-	}
+	w.StopT(t, extest.Timeout)
 	// No worker: the request waits in Kafka and the ask times out.
 	r = extest.Exec(t, bin, nil, "ask", "adding", `{"a":1,"b":1}`, "--timeout", "500ms", "--brokers", b.Addr())
 	if r.Code != 1 || !strings.Contains(r.Stderr, "timed out") {

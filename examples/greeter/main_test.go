@@ -10,6 +10,7 @@ import (
 
 	"github.com/mephistohq/mephisto"
 	"github.com/mephistohq/mephisto/examples/internal/extest"
+	"github.com/mephistohq/mephisto/internal/proctest"
 )
 
 // TestGreeterInProcess: the task spawns the announcer and greets every
@@ -36,7 +37,7 @@ func TestGreeterInProcess(t *testing.T) {
 	case <-time.After(extest.Timeout):
 		t.Fatal("the task never spawned the announcer")
 	}
-	extest.WaitFor(t, extest.Timeout, "every name greeted both ways", func() (bool, string) {
+	proctest.WaitForT(t, extest.Timeout, "every name greeted both ways", func() (bool, string) {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) == 2*len(names), fmt.Sprintf("%d replies: %+v", len(got), got)
@@ -83,7 +84,7 @@ func TestGreeterInProcess(t *testing.T) {
 	// Every greeting went through greet's handler, which counts it:
 	// world 2 (task) + 2 + n + n/4 (test), faust 2.
 	want := map[string]int64{"world": 4 + n + n/4, "faust": 2}
-	extest.WaitFor(t, extest.Timeout, "greeted counts every greeting", func() (bool, string) {
+	proctest.WaitForT(t, extest.Timeout, "greeted counts every greeting", func() (bool, string) {
 		return extest.TableEquals(g.app.WebAddr(), "greeted", want)
 	})
 }
@@ -93,15 +94,15 @@ func TestGreeterInProcess(t *testing.T) {
 func TestGreeterBinary(t *testing.T) {
 	bin := extest.Build(t, "greeter")
 	b := extest.StartBroker(t)
-	web := extest.FreeAddr(t)
+	web := proctest.FreeAddrT(t, false)
 	w := extest.Start(t, bin, []string{namesEnv + "=world,alice"}, "worker", "--brokers", b.Addr(),
 		"--data-dir", t.TempDir(), "--web", web, "--partitions", "4", "--commit-interval", "50ms")
-	w.WaitReady(t, web)
-	extest.WaitFor(t, extest.Timeout, "the task's greetings in the log", func() (bool, string) {
-		if exited, how := w.Exited(); exited {
-			t.Fatalf("worker %s", how)
+	extest.WaitReady(t, w, web)
+	proctest.WaitForT(t, extest.Timeout, "the task's greetings in the log", func() (bool, string) {
+		if w.Exited() {
+			t.Fatalf("worker exited: %s", w.DescribeExit())
 		}
-		log := w.Stderr.String()
+		log := w.Stderr()
 		for _, name := range []string{"world", "alice"} {
 			for _, path := range []string{"pid", "kafka"} {
 				want := fmt.Sprintf(`msg=greeted task=welcome name=%s path=%s reply="hello, %s"`, name, path, name)
@@ -130,10 +131,8 @@ func TestGreeterBinary(t *testing.T) {
 	}
 	// The table counts every greeting keyed by the name: the task's two
 	// per name, the keyed ask and the cast (not the unkeyed ask).
-	extest.WaitFor(t, extest.Timeout, "greeted counts", func() (bool, string) {
+	proctest.WaitForT(t, extest.Timeout, "greeted counts", func() (bool, string) {
 		return extest.TableEquals(web, "greeted", map[string]int64{"gretchen": 2, "alice": 2, "world": 2})
 	})
-	if code := w.Stop(t); code != 0 {
-		t.Fatalf("worker exit %d", code)
-	}
+	w.StopT(t, extest.Timeout)
 }

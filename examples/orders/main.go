@@ -33,10 +33,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
-	"strings"
-	"time"
 
 	"github.com/mephistohq/mephisto"
 	"github.com/mephistohq/mephisto/codec"
@@ -59,6 +56,14 @@ var (
 	accounts = []string{"a1", "a2", "a3", "a4", "a5"}
 	products = []string{"p1", "p2", "p3", "p4"}
 )
+
+// demo is the start-up guide and the generator: it logs the counts of
+// every account.
+var demo = hints.Demo{
+	Name: "orders", Table: "order_count", Keys: accounts,
+	SendArgs: `send orders '{"account_id":"a1","product_id":"p1","amount":2,"price":9.5}' --key o1`,
+	RateEnv:  rateEnv, Unit: "orders",
+}
 
 // console receives the start-up guide (tests redirect it).
 var console io.Writer = os.Stderr
@@ -83,89 +88,26 @@ func newApp(opts ...mephisto.Option) *mephisto.App {
 		return orderCount.Update(ctx, account, func(n int64) int64 { return n + 1 })
 	})
 
-	app.Task("guide", func(ctx context.Context) error { return guide(ctx, app) })
-	app.Task("generator", func(ctx context.Context) error { return generate(ctx, app, orders) })
-	return app
-}
-
-// guide prints, once the worker is ready, where to look and what to try.
-func guide(ctx context.Context, app *mephisto.App) error {
-	hints.WaitReady(ctx, app, 30*time.Second)
-	if ctx.Err() != nil {
-		return nil
-	}
-	// The send hint names the brokers this worker uses, so that it is
-	// right whatever the flags.
-	cfg := app.Config()
-	brokers := cfg.EmbeddedBroker
-	if len(cfg.Brokers) > 0 {
-		brokers = strings.Join(cfg.Brokers, ",")
-	} else if strings.HasSuffix(brokers, ":0") {
-		brokers = "<the embedded broker's address, logged above>"
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n  orders is running.\n")
-	if web := app.WebAddr(); web != "" {
-		fmt.Fprintf(&b, "    counts:    curl -s http://%s/tables/order_count/a1\n", web)
-		fmt.Fprintf(&b, "    metrics:   http://%s/metrics\n", web)
-		fmt.Fprintf(&b, "    readiness: http://%s/readyz\n", web)
-	}
-	fmt.Fprintf(&b, "    send:      %s send orders '{\"account_id\":\"a1\",\"product_id\":\"p1\",\"amount\":2,\"price\":9.5}' --key o1 --brokers %s\n",
-		hints.SelfCommand("orders"), brokers)
-	if os.Getenv(rateEnv) == "" {
-		fmt.Fprintf(&b, "    generate:  set %s=5 to send 5 random orders a second\n", rateEnv)
-	}
-	fmt.Fprintln(&b)
-	_, err := io.WriteString(console, b.String())
-	return err
-}
-
-// generate sends random orders, keyed by order id, at the rate set by
-// ORDERS_RATE and every two seconds logs the accounts' order counts read
-// from the worker's HTTP endpoint.
-func generate(ctx context.Context, app *mephisto.App, orders *mephisto.Topic[string, Order]) error {
-	rate, err := hints.RateFromEnv(rateEnv)
-	if err != nil || rate == 0 {
-		return err
-	}
-	log := hints.Logger(app)
-	log.Info("generator on", "orders_per_second", rate, "env", rateEnv)
-	send := time.NewTicker(max(time.Duration(float64(time.Second)/rate), time.Microsecond))
-	defer send.Stop()
-	report := time.NewTicker(2 * time.Second)
-	defer report.Stop()
-	client := &http.Client{Timeout: 2 * time.Second}
-	run := rand.Uint32() // order ids of this run: o<run>-<n>
-	for n := 1; ; {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-send.C:
+	// The guide prints, once the worker is ready, where to look and what
+	// to try; the generator sends random orders, keyed by order id, at the
+	// rate ORDERS_RATE sets. Outside a handler, Send waits for the
+	// broker's acknowledgement.
+	app.Task("guide", func(ctx context.Context) error { return demo.Guide(ctx, app, console) })
+	app.Task("generator", func(ctx context.Context) error {
+		run, n := rand.Uint32(), 1 // order ids of this run: o<run>-<n>
+		return demo.Generate(ctx, app, orders.Name(), func(ctx context.Context) error {
 			o := Order{
 				AccountID: accounts[rand.IntN(len(accounts))],
 				ProductID: products[rand.IntN(len(products))],
 				Amount:    1 + rand.IntN(5),
 				Price:     float64(100+rand.IntN(9900)) / 100,
 			}
-			// Outside a handler, Send waits for the broker's
-			// acknowledgement.
 			if err := orders.Send(ctx, fmt.Sprintf("o%08x-%d", run, n), o); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("send to %s: %w", orders.Name(), err)
+				return err
 			}
 			n++
-		case <-report.C:
-			web := app.WebAddr()
-			if web == "" {
-				continue
-			}
-			attrs := make([]any, 0, 2*len(accounts))
-			for _, a := range accounts {
-				attrs = append(attrs, a, hints.ReadCount(ctx, client, web, "order_count", a))
-			}
-			log.Info("counts", attrs...)
-		}
-	}
+			return nil
+		})
+	})
+	return app
 }

@@ -12,10 +12,11 @@ import (
 
 	"github.com/mephistohq/mephisto"
 	"github.com/mephistohq/mephisto/examples/internal/extest"
+	"github.com/mephistohq/mephisto/internal/proctest"
 )
 
 // guideOut collects what the guide task prints, for every test.
-var guideOut = &extest.Buffer{}
+var guideOut = &proctest.Buffer{}
 
 func TestMain(m *testing.M) {
 	console = guideOut
@@ -54,7 +55,7 @@ func TestOrders(t *testing.T) {
 
 	recs, truth := corpus(t, 600)
 	extest.Produce(t, b.Addr(), "orders", recs)
-	extest.WaitFor(t, extest.Timeout, "order_count equals the truth", func() (bool, string) {
+	proctest.WaitForT(t, extest.Timeout, "order_count equals the truth", func() (bool, string) {
 		return extest.TableEquals(app.WebAddr(), "order_count", truth)
 	})
 	if code, _, _ := extest.TableValue(app.WebAddr(), "order_count", "no-such-account"); code != 404 {
@@ -62,7 +63,7 @@ func TestOrders(t *testing.T) {
 	}
 
 	want := fmt.Sprintf("curl -s http://%s/tables/order_count/a1", app.WebAddr())
-	extest.WaitFor(t, extest.Timeout, "the guide", func() (bool, string) {
+	proctest.WaitForT(t, extest.Timeout, "the guide", func() (bool, string) {
 		return strings.Contains(guideOut.String(), want), "guide so far: " + guideOut.String()
 	})
 }
@@ -74,10 +75,10 @@ var countsRE = regexp.MustCompile(`msg=counts a1=(\d+) a2=(\d+) a3=(\d+) a4=(\d+
 func TestGenerator(t *testing.T) {
 	t.Setenv(rateEnv, "50")
 	b := extest.StartBroker(t)
-	logs := &extest.Buffer{}
-	app := newApp(append(extest.Options(t, b.Addr()), mephisto.WithLogger(extest.Logger(t, logs)))...)
+	logs := &proctest.Buffer{}
+	app := newApp(append(extest.Options(t, b.Addr()), mephisto.WithLogger(proctest.Logger(t, logs)))...)
 	extest.RunApp(t, app)
-	extest.WaitFor(t, extest.Timeout, "two counts lines, the total growing", func() (bool, string) {
+	proctest.WaitForT(t, extest.Timeout, "two counts lines, the total growing", func() (bool, string) {
 		var totals []int
 		for _, m := range countsRE.FindAllStringSubmatch(logs.String(), -1) {
 			sum := 0
@@ -115,10 +116,10 @@ func TestBinary(t *testing.T) {
 	}
 
 	b := extest.StartBroker(t)
-	web := extest.FreeAddr(t)
+	web := proctest.FreeAddrT(t, false)
 	w := extest.Start(t, bin, []string{rateEnv + "="}, "worker", "--brokers", b.Addr(), "--data-dir", t.TempDir(),
 		"--web", web, "--partitions", "4", "--commit-interval", "50ms")
-	w.WaitReady(t, web)
+	extest.WaitReady(t, w, web)
 
 	for i, acct := range []string{"a1", "a2", "a1"} {
 		key := fmt.Sprintf("o%d", i+1)
@@ -132,18 +133,16 @@ func TestBinary(t *testing.T) {
 	if r.Code != 2 {
 		t.Errorf("send orders 'not json': exit %d, want 2\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
-	extest.WaitFor(t, extest.Timeout, "order_count equals the truth", func() (bool, string) {
+	proctest.WaitForT(t, extest.Timeout, "order_count equals the truth", func() (bool, string) {
 		return extest.TableEquals(web, "order_count", map[string]int64{"a1": 2, "a2": 1})
 	})
 	guide := fmt.Sprintf("curl -s http://%s/tables/order_count/a1", web)
-	extest.WaitFor(t, extest.Timeout, "the guide on stderr", func() (bool, string) {
-		return strings.Contains(w.Stderr.String(), guide), "no " + guide
+	proctest.WaitForT(t, extest.Timeout, "the guide on stderr", func() (bool, string) {
+		return strings.Contains(w.Stderr(), guide), "no " + guide
 	})
-	if !strings.Contains(w.Stderr.String(), bin+" send orders '{") || !strings.Contains(w.Stderr.String(), "--key o1 --brokers "+b.Addr()) {
+	if !strings.Contains(w.Stderr(), bin+" send orders '{") || !strings.Contains(w.Stderr(), "--key o1 --brokers "+b.Addr()) {
 		t.Errorf("the guide does not show how to send an order with this binary and broker")
 	}
 
-	if code := w.Stop(t); code != 0 {
-		t.Errorf("worker exit code after SIGTERM: %d, want 0", code)
-	}
+	w.StopT(t, extest.Timeout)
 }

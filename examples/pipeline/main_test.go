@@ -13,6 +13,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/mephistohq/mephisto"
 	"github.com/mephistohq/mephisto/examples/internal/extest"
+	"github.com/mephistohq/mephisto/internal/proctest"
 	"github.com/mephistohq/mephisto/kafka"
 	"github.com/mephistohq/mephisto/timer"
 )
@@ -25,8 +26,8 @@ import (
 func TestPipelineOnAFakeClock(t *testing.T) {
 	b := extest.StartBroker(t)
 	clock := timer.NewFake(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
-	var logs extest.Buffer
-	opts := append(extest.Options(t, b.Addr()), mephisto.WithClock(clock), mephisto.WithLogger(extest.Logger(t, &logs)))
+	var logs proctest.Buffer
+	opts := append(extest.Options(t, b.Addr()), mephisto.WithClock(clock), mephisto.WithLogger(proctest.Logger(t, &logs)))
 	p := newApp(opts...)
 	extest.RunApp(t, p.app) // ready: the plan is known, so the leader is
 	web := p.app.WebAddr()
@@ -34,11 +35,11 @@ func TestPipelineOnAFakeClock(t *testing.T) {
 	const seconds = 12
 	for k := 1; k <= seconds; k++ {
 		// Both timers wait on the clock before it moves.
-		extest.WaitFor(t, extest.Timeout, "the timers waiting on the clock", func() (bool, string) {
+		proctest.WaitForT(t, extest.Timeout, "the timers waiting on the clock", func() (bool, string) {
 			return clock.Waiters() >= 2, fmt.Sprintf("%d waiters", clock.Waiters())
 		})
 		clock.Advance(time.Second)
-		extest.WaitFor(t, extest.Timeout, fmt.Sprintf("line %d fed", k), func() (bool, string) {
+		proctest.WaitForT(t, extest.Timeout, fmt.Sprintf("line %d fed", k), func() (bool, string) {
 			n := p.fed.Load()
 			if n > int64(k) {
 				t.Fatalf("%d lines fed after %d seconds", n, k)
@@ -64,7 +65,7 @@ func TestPipelineOnAFakeClock(t *testing.T) {
 			t.Fatalf("words() splits the corpus wrongly: %q counted %d times, want %d", w, want[w], n)
 		}
 	}
-	extest.WaitFor(t, extest.Timeout, "word_counts exactly as the fed lines imply", func() (bool, string) {
+	proctest.WaitForT(t, extest.Timeout, "word_counts exactly as the fed lines imply", func() (bool, string) {
 		return extest.TableEquals(web, "word_counts", want)
 	})
 	for _, w := range []string{"zebra", "glitter", "The"} { // never fed: not a word, not whole, not lower-cased
@@ -92,7 +93,7 @@ func TestPipelineOnAFakeClock(t *testing.T) {
 	// The summary ran once, at 10s, on this node (the only one, so the
 	// leader). (It runs in its own actor, concurrently with the feed's run
 	// of the same second: it may log 9 or 10 lines fed.)
-	extest.WaitFor(t, extest.Timeout, "the summary logged", func() (bool, string) {
+	proctest.WaitForT(t, extest.Timeout, "the summary logged", func() (bool, string) {
 		return p.summaries.Load() == seconds/10 && strings.Contains(logs.String(), "msg=summary lines_fed_here="),
 			fmt.Sprintf("%d summaries", p.summaries.Load())
 	})
@@ -112,7 +113,7 @@ func readCounted(t *testing.T, broker string, want int64) []WordCount {
 	}
 	defer client.Close()
 	var ends map[int32]int64
-	extest.WaitFor(t, extest.Timeout, fmt.Sprintf("%d records in counted", want), func() (bool, string) {
+	proctest.WaitForT(t, extest.Timeout, fmt.Sprintf("%d records in counted", want), func() (bool, string) {
 		parts, err := client.Partitions("counted")
 		if err != nil {
 			return false, err.Error()

@@ -35,13 +35,10 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/mephistohq/mephisto"
 	"github.com/mephistohq/mephisto/codec"
@@ -63,8 +60,12 @@ var sentences = []string{
 	"It was the best of times it was the worst of times",
 }
 
-// reported are the words whose counts the generator logs.
-var reported = []string{"the", "fox", "dog", "be", "times"}
+// demo is the start-up guide and the generator: it logs the counts of a
+// few words.
+var demo = hints.Demo{
+	Name: "wordcount", Table: "word_counts", Keys: []string{"the", "fox", "dog", "be", "times"},
+	SendArgs: `send lines "hello world"`, RateEnv: rateEnv, Unit: "lines",
+}
 
 // console receives the start-up guide (tests redirect it).
 var console io.Writer = os.Stderr
@@ -97,79 +98,15 @@ func newApp(opts ...mephisto.Option) *mephisto.App {
 		return counts.Update(ctx, word, func(n int64) int64 { return n + 1 })
 	})
 
-	app.Task("guide", func(ctx context.Context) error { return guide(ctx, app) })
-	app.Task("generator", func(ctx context.Context) error { return generate(ctx, app, lines) })
+	// The guide prints, once the worker is ready, where to look and what
+	// to try; the generator sends random lines at the rate WORDCOUNT_RATE
+	// sets. Outside a handler, SendValue waits for the broker's
+	// acknowledgement.
+	app.Task("guide", func(ctx context.Context) error { return demo.Guide(ctx, app, console) })
+	app.Task("generator", func(ctx context.Context) error {
+		return demo.Generate(ctx, app, lines.Name(), func(ctx context.Context) error {
+			return lines.SendValue(ctx, sentences[rand.IntN(len(sentences))])
+		})
+	})
 	return app
-}
-
-// guide prints, once the worker is ready, where to look and what to try.
-func guide(ctx context.Context, app *mephisto.App) error {
-	hints.WaitReady(ctx, app, 30*time.Second)
-	if ctx.Err() != nil {
-		return nil
-	}
-	// The send hint names the brokers this worker uses, so that it is
-	// right whatever the flags.
-	cfg := app.Config()
-	brokers := cfg.EmbeddedBroker
-	if len(cfg.Brokers) > 0 {
-		brokers = strings.Join(cfg.Brokers, ",")
-	} else if strings.HasSuffix(brokers, ":0") {
-		brokers = "<the embedded broker's address, logged above>"
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n  wordcount is running.\n")
-	if web := app.WebAddr(); web != "" {
-		fmt.Fprintf(&b, "    counts:    curl -s http://%s/tables/word_counts/the\n", web)
-		fmt.Fprintf(&b, "    metrics:   http://%s/metrics\n", web)
-		fmt.Fprintf(&b, "    readiness: http://%s/readyz\n", web)
-	}
-	fmt.Fprintf(&b, "    send:      %s send lines \"hello world\" --brokers %s\n", hints.SelfCommand("wordcount"), brokers)
-	if os.Getenv(rateEnv) == "" {
-		fmt.Fprintf(&b, "    generate:  set %s=5 to send 5 random lines a second\n", rateEnv)
-	}
-	fmt.Fprintln(&b)
-	_, err := io.WriteString(console, b.String())
-	return err
-}
-
-// generate sends random lines at the rate set by WORDCOUNT_RATE and every
-// two seconds logs a few counts read from the worker's HTTP endpoint.
-func generate(ctx context.Context, app *mephisto.App, lines *mephisto.Topic[string, string]) error {
-	rate, err := hints.RateFromEnv(rateEnv)
-	if err != nil || rate == 0 {
-		return err
-	}
-	log := hints.Logger(app)
-	log.Info("generator on", "lines_per_second", rate, "env", rateEnv)
-	send := time.NewTicker(max(time.Duration(float64(time.Second)/rate), time.Microsecond))
-	defer send.Stop()
-	report := time.NewTicker(2 * time.Second)
-	defer report.Stop()
-	client := &http.Client{Timeout: 2 * time.Second}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-send.C:
-			// Outside a handler, SendValue waits for the broker's
-			// acknowledgement.
-			if err := lines.SendValue(ctx, sentences[rand.IntN(len(sentences))]); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("send to %s: %w", lines.Name(), err)
-			}
-		case <-report.C:
-			web := app.WebAddr()
-			if web == "" {
-				continue
-			}
-			attrs := make([]any, 0, 2*len(reported))
-			for _, w := range reported {
-				attrs = append(attrs, w, hints.ReadCount(ctx, client, web, "word_counts", w))
-			}
-			log.Info("counts", attrs...)
-		}
-	}
 }

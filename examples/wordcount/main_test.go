@@ -12,10 +12,11 @@ import (
 	"github.com/mephistohq/mephisto"
 	"github.com/mephistohq/mephisto/examples/internal/extest"
 	"github.com/mephistohq/mephisto/examples/internal/hints"
+	"github.com/mephistohq/mephisto/internal/proctest"
 )
 
 // guideOut collects what the guide task prints, for every test.
-var guideOut = &extest.Buffer{}
+var guideOut = &proctest.Buffer{}
 
 func TestMain(m *testing.M) {
 	console = guideOut
@@ -60,7 +61,7 @@ func TestWordCount(t *testing.T) {
 
 	recs, truth := corpus(500)
 	extest.Produce(t, b.Addr(), "lines", recs)
-	extest.WaitFor(t, extest.Timeout, "word_counts equal the truth", func() (bool, string) {
+	proctest.WaitForT(t, extest.Timeout, "word_counts equal the truth", func() (bool, string) {
 		return extest.TableEquals(app.WebAddr(), "word_counts", truth)
 	})
 	if code, _, _ := extest.TableValue(app.WebAddr(), "word_counts", "neverwritten"); code != 404 {
@@ -69,7 +70,7 @@ func TestWordCount(t *testing.T) {
 
 	// The guide printed, once ready, where to look.
 	want := fmt.Sprintf("curl -s http://%s/tables/word_counts/the", app.WebAddr())
-	extest.WaitFor(t, extest.Timeout, "the guide", func() (bool, string) {
+	proctest.WaitForT(t, extest.Timeout, "the guide", func() (bool, string) {
 		return strings.Contains(guideOut.String(), want), "guide so far: " + guideOut.String()
 	})
 }
@@ -81,10 +82,10 @@ var countsRE = regexp.MustCompile(`msg=counts the=(\d+) fox=(\d+) dog=(\d+) be=(
 func TestGenerator(t *testing.T) {
 	t.Setenv(rateEnv, "50")
 	b := extest.StartBroker(t)
-	logs := &extest.Buffer{}
-	app := newApp(append(extest.Options(t, b.Addr()), mephisto.WithLogger(extest.Logger(t, logs)))...)
+	logs := &proctest.Buffer{}
+	app := newApp(append(extest.Options(t, b.Addr()), mephisto.WithLogger(proctest.Logger(t, logs)))...)
 	extest.RunApp(t, app)
-	extest.WaitFor(t, extest.Timeout, "two counts lines, with 'the' growing", func() (bool, string) {
+	proctest.WaitForT(t, extest.Timeout, "two counts lines, with 'the' growing", func() (bool, string) {
 		var the []int
 		for _, m := range countsRE.FindAllStringSubmatch(logs.String(), -1) {
 			n, _ := strconv.Atoi(m[1])
@@ -135,10 +136,10 @@ func TestBinary(t *testing.T) {
 	}
 
 	b := extest.StartBroker(t)
-	web := extest.FreeAddr(t)
+	web := proctest.FreeAddrT(t, false)
 	w := extest.Start(t, bin, []string{rateEnv + "="}, "worker", "--brokers", b.Addr(), "--data-dir", t.TempDir(),
 		"--web", web, "--partitions", "4", "--commit-interval", "50ms")
-	w.WaitReady(t, web)
+	extest.WaitReady(t, w, web)
 
 	for _, line := range []string{"The fox saw the other FOX", "fox\tand  dog"} {
 		r = extest.Exec(t, bin, nil, "send", "lines", line, "--brokers", b.Addr())
@@ -147,18 +148,16 @@ func TestBinary(t *testing.T) {
 		}
 	}
 	truth := map[string]int64{"the": 2, "fox": 3, "saw": 1, "other": 1, "and": 1, "dog": 1}
-	extest.WaitFor(t, extest.Timeout, "word_counts equal the truth", func() (bool, string) {
+	proctest.WaitForT(t, extest.Timeout, "word_counts equal the truth", func() (bool, string) {
 		return extest.TableEquals(web, "word_counts", truth)
 	})
 	guide := fmt.Sprintf("curl -s http://%s/tables/word_counts/the", web)
-	extest.WaitFor(t, extest.Timeout, "the guide on stderr", func() (bool, string) {
-		return strings.Contains(w.Stderr.String(), guide), "no " + guide
+	proctest.WaitForT(t, extest.Timeout, "the guide on stderr", func() (bool, string) {
+		return strings.Contains(w.Stderr(), guide), "no " + guide
 	})
-	if !strings.Contains(w.Stderr.String(), bin+" send lines \"hello world\" --brokers "+b.Addr()) {
+	if !strings.Contains(w.Stderr(), bin+" send lines \"hello world\" --brokers "+b.Addr()) {
 		t.Errorf("the guide does not show how to send a line with this binary and broker")
 	}
 
-	if code := w.Stop(t); code != 0 {
-		t.Errorf("worker exit code after SIGTERM: %d, want 0", code)
-	}
+	w.StopT(t, extest.Timeout)
 }

@@ -1,6 +1,7 @@
 // Package hints holds what the examples share to show a newcomer that
-// they work: a rate read from the environment, counts read back over HTTP,
-// waiting for readiness, and how to run the example again.
+// they work: the start-up guide and the generator of the counting
+// examples (Demo), a rate read from the environment, counts read back over
+// HTTP, waiting for readiness, and how to run the example again.
 package hints
 
 import (
