@@ -4,32 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/mephistohq/mephisto"
+	"github.com/mephistohq/mephisto/internal/proctest"
 )
 
-func freeGossipAddr(t testing.TB) string {
-	t.Helper()
-	for i := 0; i < 20; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err == nil {
-			u.Close()
-			return addr
-		}
-	}
-	t.Fatal("no free port")
-	return ""
-}
+// freeGossipAddr returns a loopback address free for TCP and UDP.
+func freeGossipAddr(t testing.TB) string { return proctest.FreeAddrT(t, true) }
 
 type clusterView struct {
 	Generation int32 `json:"generation"`

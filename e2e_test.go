@@ -5,47 +5,24 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/mephistohq/mephisto"
 	"github.com/mephistohq/mephisto/codec"
+	"github.com/mephistohq/mephisto/internal/proctest"
 	"github.com/mephistohq/mephisto/kafka"
 )
 
-// testLogger sends logs to t.Log until the test's cleanups run; later
-// lines are dropped (a gossip goroutine may still log after its node has
-// stopped, and t.Log after the test has completed panics).
-func testLogger(t testing.TB) *slog.Logger {
-	w := &tWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type tWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *tWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
+// The process harness's logger (to t.Log until the test's cleanups run)
+// and condition wait.
+var (
+	testLogger = proctest.Logger
+	waitFor    = proctest.WaitForT
+)
 
 func startBroker(t testing.TB) *kafka.Broker {
 	t.Helper()
@@ -82,21 +59,6 @@ func runApp(t testing.TB, app *mephisto.App) {
 		}
 		return app.Ready()
 	})
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var why string
-	for time.Now().Before(deadline) {
-		var ok bool
-		if ok, why = cond(); ok {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v waiting for %s: %s", timeout, what, why)
 }
 
 func produce(t testing.TB, addr, topic string, recs [][2]string) {
