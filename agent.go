@@ -3,7 +3,7 @@ package mephisto
 import (
 	"fmt"
 
-	"github.com/mephistohq/mephisto/actors"
+	"github.com/mephistohq/mephisto/actors/partition"
 	"github.com/mephistohq/mephisto/codec"
 )
 
@@ -17,6 +17,7 @@ type Handler[K, V any] func(ctx Context, key K, value V) error
 // whose handler keeps failing.
 type ErrorPolicy int
 
+// The policies have the values of partition.Policy's, which runs them.
 const (
 	// DeadLetter (the default) copies the record, original bytes and
 	// headers, plus headers naming the error and the source topic,
@@ -47,7 +48,9 @@ func (p ErrorPolicy) String() string {
 type AgentOption func(*agentDef)
 
 // OnError sets the agent's error policy (default DeadLetter).
-func OnError(p ErrorPolicy) AgentOption { return func(d *agentDef) { d.policy = p } }
+func OnError(p ErrorPolicy) AgentOption {
+	return func(d *agentDef) { d.spec.Policy = partition.Policy(p) }
+}
 
 // Concurrency runs the agent's handler on n actors per partition (default
 // 1), for work that may finish out of order (calls to other services).
@@ -55,22 +58,18 @@ func OnError(p ErrorPolicy) AgentOption { return func(d *agentDef) { d.policy = 
 // state belongs to the partition's one grain. The partition still commits
 // only what all of them have finished, and their sends are released in
 // offset order.
-func Concurrency(n int) AgentOption { return func(d *agentDef) { d.concurrency = n } }
+func Concurrency(n int) AgentOption { return func(d *agentDef) { d.spec.Concurrency = n } }
 
-// agentDef is what the runtime knows of an agent, whatever its types.
+// agentDef is a declared agent: what its partitions run (spec) and what
+// listings show of it.
 type agentDef struct {
-	name            string
-	topic           *topicDef
-	policy          ErrorPolicy
-	deadLetterTopic string
-	sinks           []string
-	internal        bool
-	replies         bool       // declared with NewReplyAgent
-	concurrency     int        // handler actors per partition (≤ 1: the grain itself)
-	batch           *batchSpec // set for NewBatchAgent
-	// run decodes the event and calls the handler.
-	run func(ec *eventCtx) error
+	spec     *partition.Agent
+	topic    *topicDef
+	sinks    []string
+	internal bool
 }
+
+func (d *agentDef) policy() ErrorPolicy { return ErrorPolicy(d.spec.Policy) }
 
 // Agent is a declared agent: a handler per event of its topic, run inside
 // the grain of the event's partition.
@@ -81,14 +80,14 @@ type Agent[K, V any] struct {
 }
 
 // Name returns the agent's name.
-func (a *Agent[K, V]) Name() string { return a.def.name }
+func (a *Agent[K, V]) Name() string { return a.def.spec.Name }
 
 // Topic returns the agent's input topic.
 func (a *Agent[K, V]) Topic() *Topic[K, V] { return a.topic }
 
 // NewAgent declares an agent that runs h for every record of topic.
 func NewAgent[K, V any](app *App, name string, topic *Topic[K, V], h Handler[K, V], opts ...AgentOption) *Agent[K, V] {
-	return newAgent(app, name, topic, false, nil, func(ec *eventCtx, k K, v V) error { return h(ec, k, v) }, opts)
+	return newAgent(app, name, topic, false, nil, func(ev *partition.Event, k K, v V) error { return h(handlerCtx{ev}, k, v) }, opts)
 }
 
 // Sink receives what an agent yields (Faust's sink=): a function, or a
@@ -120,10 +119,11 @@ func NewAgentWithSinks[K, V, R any](app *App, name string, topic *Topic[K, V],
 	for i, s := range sinks {
 		names[i] = s.name
 	}
-	return newAgent(app, name, topic, false, names, func(ec *eventCtx, k K, v V) error {
-		return h(ec, k, v, func(r R) error {
+	return newAgent(app, name, topic, false, names, func(ev *partition.Event, k K, v V) error {
+		ctx := handlerCtx{ev}
+		return h(ctx, k, v, func(r R) error {
 			for _, s := range sinks {
-				if err := s.fn(ec, r); err != nil {
+				if err := s.fn(ctx, r); err != nil {
 					return fmt.Errorf("sink %s: %w", s.name, err)
 				}
 			}
@@ -133,28 +133,29 @@ func NewAgentWithSinks[K, V, R any](app *App, name string, topic *Topic[K, V],
 }
 
 func newAgent[K, V any](app *App, name string, topic *Topic[K, V], internal bool, sinks []string,
-	h func(ec *eventCtx, k K, v V) error, opts []AgentOption) *Agent[K, V] {
+	h func(ev *partition.Event, k K, v V) error, opts []AgentOption) *Agent[K, V] {
 	d := &agentDef{
-		name: name, topic: topic.def, internal: internal, sinks: sinks,
-		deadLetterTopic: app.name + "-" + name + "-dead-letters",
+		spec:  &partition.Agent{Name: name, Topic: topic.def.name, DeadLetterTopic: app.name + "-" + name + "-dead-letters"},
+		topic: topic.def, internal: internal, sinks: sinks,
 	}
 	for _, o := range opts {
 		o(d)
 	}
 	kc, vc := topic.kc, topic.vc
-	d.run = func(ec *eventCtx) error {
+	d.spec.Run = func(ev *partition.Event) error {
 		var k K
-		if ec.msg.Key != nil {
+		r := ev.Record()
+		if r.Key != nil {
 			var err error
-			if k, err = kc.Decode(ec.msg.Key); err != nil {
-				return fmt.Errorf("%w: agent %s: key: %w", actors.ErrPoison, name, err)
+			if k, err = kc.Decode(r.Key); err != nil {
+				return fmt.Errorf("%w: agent %s: key: %w", partition.ErrPoison, name, err)
 			}
 		}
-		v, err := vc.Decode(ec.msg.Value)
+		v, err := vc.Decode(r.Value)
 		if err != nil {
-			return fmt.Errorf("%w: agent %s: value: %w", actors.ErrPoison, name, err)
+			return fmt.Errorf("%w: agent %s: value: %w", partition.ErrPoison, name, err)
 		}
-		return h(ec, k, v)
+		return h(ev, k, v)
 	}
 	app.mu.Lock()
 	defer app.mu.Unlock()
@@ -178,8 +179,8 @@ func newAgent[K, V any](app *App, name string, topic *Topic[K, V], internal bool
 func GroupBy[K, V, K2 any](src *Topic[K, V], name string, key func(K, V) K2, kc codec.Codec[K2]) *Topic[K2, V] {
 	app := src.app
 	out := newTopic(app, app.name+"-"+name+"-repartition", kc, src.vc, true)
-	newAgent(app, name, src, true, nil, func(ec *eventCtx, k K, v V) error {
-		return out.Send(ec, key(k, v), v)
+	newAgent(app, name, src, true, nil, func(ev *partition.Event, k K, v V) error {
+		return out.Send(ev, key(k, v), v)
 	}, nil)
 	return out
 }

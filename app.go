@@ -19,6 +19,7 @@
 package mephisto
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,18 +30,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mephistohq/mephisto/actors/partition"
+	"github.com/mephistohq/mephisto/internal/node"
 	"github.com/mephistohq/mephisto/timer"
 )
-
-// ErrNotRunning is returned by operations that need a running worker (such
-// as Topic.Send outside a handler) when the app is not running. Test for it
-// with errors.Is.
-var ErrNotRunning = errors.New("mephisto: app is not running")
-
-// ErrNotInAgent is returned by table operations called outside an agent's
-// handler: tables are read and written only by the grain that owns the
-// partition. Test for it with errors.Is.
-var ErrNotInAgent = errors.New("mephisto: table access outside an agent handler")
 
 // App is a Mephisto application: the declared topics, tables and agents
 // (its topology), plus the configuration of the worker that runs them.
@@ -57,8 +50,8 @@ type App struct {
 	timers []*timerDef
 	// chanAgents are the channel-backed agents, started with the worker.
 	chanAgents []chanDecl
-	rt         *runtime // non-nil while a worker runs
-	errs       []error  // declaration errors, reported by Validate
+	node       *node.Node // non-nil while a worker runs
+	errs       []error    // declaration errors, reported by Validate
 }
 
 // Config is a worker's configuration. Every field has a command-line flag
@@ -133,7 +126,8 @@ type Config struct {
 	// Default 10s. Flag --session-timeout.
 	SessionTimeout time.Duration
 
-	// clock drives timers; nil is the wall clock (see WithClock).
+	// clock drives timers and batch windows; nil is the wall clock (see
+	// WithClock).
 	clock timer.Clock
 
 	// crash, when set, is called at named points of the commit protocol so
@@ -146,11 +140,70 @@ func (c Config) dataDir(app string) string {
 	if c.DataDir != "" {
 		return c.DataDir
 	}
-	node := c.NodeID
-	if node == "" {
-		node, _ = os.Hostname()
+	return filepath.Join(".", app+"-data", c.nodeID())
+}
+
+// nodeID returns the node id, resolving the default.
+func (c Config) nodeID() string {
+	if c.NodeID != "" {
+		return c.NodeID
 	}
-	return filepath.Join(".", app+"-data", node)
+	id, _ := os.Hostname()
+	return id
+}
+
+// Validate reports every out-of-range setting, each with its allowed
+// range. App.Run and the worker command call it.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Partitions < 1 {
+		bad("partitions (--partitions) must be at least 1, got %d", c.Partitions)
+	}
+	if c.ReplicationFactor < -1 || c.ReplicationFactor == 0 {
+		bad("replication factor (--replication-factor) must be -1 (the brokers' default) or at least 1, got %d", c.ReplicationFactor)
+	}
+	if c.CommitInterval <= 0 {
+		bad("commit interval (--commit-interval) must be positive, got %v", c.CommitInterval)
+	}
+	if c.MaxAttempts < 1 {
+		bad("max attempts (--max-attempts) must be at least 1, got %d", c.MaxAttempts)
+	}
+	if c.CacheBytes < 0 {
+		bad("cache size (--cache-size) must be 0 or more bytes, got %d", c.CacheBytes)
+	}
+	if c.TableCacheKeys < 0 {
+		bad("table cache (--table-cache) must be 0 or more keys, got %d", c.TableCacheKeys)
+	}
+	if k := len(c.GossipKey); k != 0 && k != 16 && k != 24 && k != 32 {
+		bad("gossip key (--gossip-key) must be 16, 24 or 32 bytes, got %d", k)
+	}
+	if c.Standbys < 0 {
+		bad("standbys (--standbys) must be 0 or more, got %d", c.Standbys)
+	}
+	if c.SessionTimeout <= 0 {
+		bad("session timeout (--session-timeout) must be positive, got %v", c.SessionTimeout)
+	}
+	if len(c.Brokers) == 0 && c.EmbeddedBroker == "" {
+		bad("no brokers (--brokers) and no embedded broker address (--embedded-broker): give one")
+	}
+	return errors.Join(errs...)
+}
+
+// node returns the configuration as the node runs it, defaults resolved.
+func (c Config) node(app string) node.Config {
+	log := c.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return node.Config{
+		Brokers: c.Brokers, EmbeddedBroker: c.EmbeddedBroker, DataDir: c.dataDir(app), WebAddr: c.WebAddr,
+		NodeID: c.nodeID(), Partitions: c.Partitions, ReplicationFactor: c.ReplicationFactor,
+		CommitInterval: c.CommitInterval, MaxAttempts: c.MaxAttempts, CacheBytes: c.CacheBytes,
+		TableCacheKeys: c.TableCacheKeys, Logger: log, Gossip: c.Gossip, Join: c.Join, Advertise: c.Advertise,
+		GossipKey: c.GossipKey, Standbys: c.Standbys, ActorAddr: c.ActorAddr, SessionTimeout: c.SessionTimeout,
+		Clock: c.clock, Crash: c.crash,
+	}
 }
 
 // Option configures an App.
@@ -288,10 +341,72 @@ func (a *App) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (a *App) runtime() *runtime {
+// running returns the running node, or nil.
+func (a *App) running() *node.Node {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.rt
+	return a.node
+}
+
+// Run runs a worker node until ctx is cancelled or a fatal error occurs
+// (an invalid configuration, a data dir of another app or cluster, topics
+// that break co-partitioning, a web address in use). On cancellation it
+// drains every partition — finishes the record in flight, commits — and
+// returns nil.
+func (a *App) Run(ctx context.Context) error {
+	if err := a.Validate(); err != nil {
+		return fmt.Errorf("app %s: %w", a.name, err)
+	}
+	cfg := a.Config()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("app %s: %w", a.name, err)
+	}
+	spec := a.spec()
+	a.mu.Lock()
+	if a.node != nil {
+		a.mu.Unlock()
+		return errors.New("mephisto: the app is already running")
+	}
+	n := node.New(spec, cfg.node(a.name))
+	a.node = n
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.node = nil
+		a.mu.Unlock()
+	}()
+	return n.Run(ctx)
+}
+
+// spec is the declarations as the node runs them.
+func (a *App) spec() node.Spec {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := node.Spec{App: a.name, Tables: make([]*partition.Table, len(a.tables)), Topology: func() any { return a.Topology() }}
+	names := make([]string, 0, len(a.topics))
+	for name := range a.topics {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		s.Topics = append(s.Topics, node.Topic{Name: name})
+	}
+	for _, d := range a.tables {
+		s.Tables[d.spec.Index] = d.spec
+	}
+	for _, name := range a.order {
+		s.Agents = append(s.Agents, a.agents[name].spec)
+	}
+	for _, t := range a.timers {
+		s.Timers = append(s.Timers, node.Timer{Name: t.name, Schedule: t.sched, Run: t.fn, OnLeader: t.onLeader})
+	}
+	for _, t := range a.tasks {
+		s.Tasks = append(s.Tasks, node.Task{Name: t.name, Run: t.fn})
+	}
+	for _, c := range a.chanAgents {
+		s.Channels = append(s.Channels, c.spec)
+	}
+	return s
 }
 
 // Topology describes what an app declares. It is data: printed by the
@@ -338,13 +453,13 @@ func (a *App) Topology() Topology {
 		t.Topics = append(t.Topics, TopicInfo{Name: d.name, KeyCodec: d.keyCodec, ValueCodec: d.valueCodec, Internal: d.internal})
 	}
 	for _, d := range a.tables {
-		t.Tables = append(t.Tables, TableInfo{Name: d.name, Changelog: d.changelog, KeyCodec: d.keyCodec, ValueCodec: d.valueCodec})
+		t.Tables = append(t.Tables, TableInfo{Name: d.spec.Name, Changelog: d.spec.Changelog, KeyCodec: d.spec.KeyCodec, ValueCodec: d.spec.ValueCodec})
 	}
 	for _, name := range a.order {
 		d := a.agents[name]
-		info := AgentInfo{Name: d.name, Topic: d.topic.name, OnError: d.policy.String(), Sinks: d.sinks, Internal: d.internal}
-		if d.policy == DeadLetter {
-			info.DeadLetter = d.deadLetterTopic
+		info := AgentInfo{Name: d.spec.Name, Topic: d.topic.name, OnError: d.policy().String(), Sinks: d.sinks, Internal: d.internal}
+		if d.policy() == DeadLetter {
+			info.DeadLetter = d.spec.DeadLetterTopic
 		}
 		t.Agents = append(t.Agents, info)
 	}

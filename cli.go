@@ -15,11 +15,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/IBM/sarama"
-	"github.com/mephistohq/mephisto/kafka"
-	"github.com/mephistohq/mephisto/state"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/mephistohq/mephisto/internal/node"
 )
 
 // Exit codes of the app binary.
@@ -128,22 +127,13 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 				WithGossip(f.gossip), WithJoin(f.join...), WithAdvertise(f.advertise), WithGossipKey(f.gossipKey),
 				WithStandbys(f.standbys), WithSessionTimeout(f.sessionTimeout), WithActorAddr(f.actor),
 			}
-			if k := len(f.gossipKey); k != 0 && k != 16 && k != 24 && k != 32 {
-				return usageError{fmt.Errorf("--gossip-key must be 16, 24 or 32 bytes, got %d", k)}
-			}
-			if f.standbys < 0 {
-				return usageError{fmt.Errorf("--standbys must be 0 or more, got %d", f.standbys)}
-			}
 			if cfg.Logger == nil || cmd.Flags().Changed("log-level") || cmd.Flags().Changed("log-format") {
 				opts = append(opts, WithLogger(log))
 			}
-			if f.tableCache < 0 {
-				return usageError{fmt.Errorf("--table-cache must be 0 or more, got %d", f.tableCache)}
-			}
-			if f.partitions < 1 {
-				return usageError{fmt.Errorf("--partitions must be at least 1, got %d", f.partitions)}
-			}
 			a.Configure(opts...)
+			if err := a.Config().Validate(); err != nil {
+				return usageError{err}
+			}
 			if point := os.Getenv("MEPHISTO_FAULTPOINT"); point != "" {
 				a.Configure(func(c *Config) { c.crash = crashAt(point, log) })
 			}
@@ -250,17 +240,7 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			dir := filepath.Join(Config{DataDir: f.dataDir, NodeID: f.nodeID}.dataDir(a.name), "state")
-			if state.Exists(dir) {
-				// Opening takes Pebble's lock: a running worker makes this fail.
-				s, err := state.Open(state.Options{Dir: dir})
-				if err != nil && !errors.Is(err, state.ErrCorrupt) {
-					return fmt.Errorf("cannot reset %s (is a worker still running on it?): %w", dir, err)
-				}
-				if s != nil {
-					_ = s.Close()
-				}
-			}
-			if err := state.Reset(dir); err != nil {
+			if err := node.ResetState(dir); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "wiped table state in %s; the next worker start rebuilds it from the changelogs\n", dir)
@@ -350,26 +330,7 @@ func (a *App) sendCmd(ctx context.Context, stdout io.Writer, brokers []string, t
 	} else if keyed {
 		kb = []byte(key)
 	}
-	cfg := kafka.ClientConfig(a.name + "-cli")
-	client, err := sarama.NewClient(brokers, cfg)
-	if err != nil {
-		return fmt.Errorf("connect to Kafka at %s: %w", strings.Join(brokers, ","), err)
-	}
-	defer client.Close()
-	parts, err := client.Partitions(topic)
-	if err != nil {
-		return fmt.Errorf("topic %s: %w (a worker creates the app's topics when it starts)", topic, err)
-	}
-	p := int32(0)
-	if kb != nil {
-		p = kafka.Partition(kb, int32(len(parts)))
-	}
-	prod, err := kafka.NewProducer(client, nil)
-	if err != nil {
-		return err
-	}
-	defer prod.Close()
-	off, err := prod.SendSync(ctx, &sarama.ProducerMessage{Topic: topic, Partition: p, Key: bytesEncoder(kb), Value: bytesEncoder(vb)})
+	p, off, err := node.ClientSend(ctx, brokers, a.name+"-cli", topic, kb, vb)
 	if err != nil {
 		return err
 	}
@@ -377,9 +338,8 @@ func (a *App) sendCmd(ctx context.Context, stdout io.Writer, brokers []string, t
 	return nil
 }
 
-// askCmd asks a reply agent as a client (not a cluster member): it sends
-// the request with a reply-to header naming its own partition of the reply
-// topic and prints the reply, which is JSON.
+// askCmd asks a reply agent as a client (not a cluster member) and prints
+// the reply, which is JSON.
 func (a *App) askCmd(ctx context.Context, stdout io.Writer, brokers []string, agent, value, key string, keyed bool, timeout time.Duration) error {
 	a.mu.Lock()
 	ag, ok := a.agents[agent]
@@ -387,7 +347,7 @@ func (a *App) askCmd(ctx context.Context, stdout io.Writer, brokers []string, ag
 	if !ok {
 		return usageError{fmt.Errorf("no agent %q (see the agents command)", agent)}
 	}
-	if !ag.replies {
+	if !ag.spec.Replies {
 		return usageError{fmt.Errorf("agent %s does not reply: %w", agent, ErrNotReplyAgent)}
 	}
 	vb, err := ag.topic.textValue(value)
@@ -400,38 +360,9 @@ func (a *App) askCmd(ctx context.Context, stdout io.Writer, brokers []string, ag
 			return usageError{fmt.Errorf("key for agent %s (%s codec): %w", agent, ag.topic.keyCodec, err)}
 		}
 	}
-	pclient, err := sarama.NewClient(brokers, kafka.ClientConfig(a.name+"-cli"))
-	if err != nil {
-		return fmt.Errorf("connect to Kafka at %s: %w", strings.Join(brokers, ","), err)
-	}
-	defer pclient.Close()
-	cclient, err := sarama.NewClient(brokers, kafka.ConsumerConfig(a.name+"-cli-replies"))
-	if err != nil {
-		return fmt.Errorf("connect to Kafka at %s: %w", strings.Join(brokers, ","), err)
-	}
-	defer cclient.Close()
-	consumer, err := sarama.NewConsumerFromClient(cclient)
-	if err != nil {
-		return err
-	}
-	defer consumer.Close()
-	prod, err := kafka.NewProducer(pclient, nil)
-	if err != nil {
-		return err
-	}
-	defer prod.Close()
-	counts := func(t string) (int32, error) {
-		ps, err := cclient.Partitions(t)
-		return int32(len(ps)), err
-	}
-	req, err := newRequester(consumer, prod, a.name, "cli-"+newID(), counts)
-	if err != nil {
-		return err
-	}
-	defer req.close()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	reply, err := req.ask(ctx, ag.topic.name, kb, vb, keyed, int32(time.Now().UnixNano()%1024))
+	reply, err := node.ClientAsk(ctx, brokers, a.name, ag.topic.name, kb, vb, keyed)
 	if err != nil {
 		return err
 	}

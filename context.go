@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/IBM/sarama"
+	"github.com/mephistohq/mephisto/actors/partition"
 )
 
 // Context is what an agent's handler gets: a context.Context (cancelled
@@ -34,53 +34,19 @@ type Header struct {
 	Value []byte
 }
 
-type eventKey struct{}
+// handlerCtx is the Context of a handler: the partition's event context
+// (one pointer, so making a Context of it does not allocate).
+type handlerCtx struct{ *event }
 
-// eventCtx is the handler context of one task. The grain reuses one per
-// partition; its staged effects are released only if the handler succeeds.
-type eventCtx struct {
-	context.Context
-	core   *core    // nil for channel agents (no partition, no tables)
-	rt     *runtime // the node, for channel agents
-	msg    *sarama.ConsumerMessage
-	agent  *agentDef
-	staged []*sarama.ProducerMessage
-	reply  []byte // the encoded result of a reply agent's handler
-	// readOnly is set for handlers running with Concurrency > 1.
-	readOnly bool
-}
+// event names the embedded field of handlerCtx apart from its Event method.
+type event = partition.Event
 
-func (e *eventCtx) Value(k any) any {
-	if k == (eventKey{}) {
-		return e
-	}
-	return e.Context.Value(k)
-}
-
-func (e *eventCtx) Event() Event {
-	m := e.msg
-	ev := Event{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Timestamp: m.Timestamp, Key: m.Key, Value: m.Value}
-	for _, h := range m.Headers {
-		ev.Headers = append(ev.Headers, Header{Key: string(h.Key), Value: h.Value})
+// Event returns the record being handled.
+func (c handlerCtx) Event() Event {
+	r := c.Record()
+	ev := Event{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp, Key: r.Key, Value: r.Value}
+	for _, h := range r.Headers {
+		ev.Headers = append(ev.Headers, Header(h))
 	}
 	return ev
-}
-
-func (e *eventCtx) stage(m *sarama.ProducerMessage) { e.staged = append(e.staged, m) }
-
-// eventFrom returns the handler context ctx derives from, or nil.
-func eventFrom(ctx context.Context) *eventCtx {
-	if ctx == nil {
-		return nil
-	}
-	e, _ := ctx.Value(eventKey{}).(*eventCtx)
-	return e
-}
-
-// runtime returns the node the event is handled on.
-func (e *eventCtx) runtime() *runtime {
-	if e.core != nil {
-		return e.core.rt
-	}
-	return e.rt
 }

@@ -2,16 +2,11 @@ package mephisto
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"strconv"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/remote"
+
 	"github.com/mephistohq/mephisto/actors/envelopepb"
-	"github.com/mephistohq/mephisto/kafka"
 )
 
 // WithActorAddr makes the node's actors reachable from other nodes at addr
@@ -22,190 +17,18 @@ import (
 // one remote node: run cluster nodes as separate processes.)
 func WithActorAddr(addr string) Option { return func(c *Config) { c.ActorAddr = addr } }
 
-// startRemote makes the node's actors reachable from other nodes, if
-// configured. protoactor panics when it cannot listen, so the address is
-// checked first.
-func (rt *runtime) startRemote() error {
-	addr := rt.cfg.ActorAddr
-	if addr == "" {
-		return nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("actor address %s: %w (choose another with --actor)", addr, err)
-	}
-	host, port, _ := net.SplitHostPort(ln.Addr().String())
-	_ = ln.Close()
-	p, _ := strconv.Atoi(port)
-	var opts []remote.ConfigOption
-	if adv := rt.advertised(net.JoinHostPort(host, port)); adv != net.JoinHostPort(host, port) {
-		opts = append(opts, remote.WithAdvertisedHost(adv))
-	}
-	rt.remote = remote.NewRemote(rt.system, remote.Configure(host, p, opts...))
-	rt.remote.Start()
-	rt.log.Info("actor system reachable", "actor", rt.system.Address())
-	return nil
-}
-
-// actorAddr returns the address other nodes use to reach this node's
-// actors.
-func (rt *runtime) actorAddr() string {
-	if rt.remote == nil {
-		return ""
-	}
-	return rt.system.Address()
-}
-
-// grainID is the actor id of the grain of partition p.
-func (rt *runtime) grainID(p int32) string {
-	return "partitions/partition/" + rt.app.name + "/" + strconv.Itoa(int(p))
-}
-
-// pidFor returns the PID of the grain processing partition p of topic,
-// wherever it runs.
-func (rt *runtime) pidFor(topic string, p int32) (*actor.PID, error) {
-	rt.mu.Lock()
-	plan := rt.plan
-	rt.mu.Unlock()
-	if plan == nil {
-		return nil, ErrNoOwner
-	}
-	owner, ok := plan.Owner(topic, p)
-	if !ok {
-		return nil, fmt.Errorf("%w: %s/%d", ErrNoOwner, topic, p)
-	}
-	if owner.Actor == "" {
-		if owner.NodeID == rt.cfg.NodeID { // no remote, but the grain is here
-			return actor.NewPID(rt.system.Address(), rt.grainID(p)), nil
-		}
-		return nil, fmt.Errorf("%w: node %s owns %s/%d", ErrNoRemote, owner.NodeID, topic, p)
-	}
-	if rt.members != nil && !rt.members.Alive(owner.NodeID) {
-		return nil, fmt.Errorf("%w: %s (owner of %s/%d)", ErrNodeDead, owner.NodeID, topic, p)
-	}
-	return actor.NewPID(owner.Actor, rt.grainID(p)), nil
-}
-
-// deathOf returns a channel closed when the node at actor address addr is
-// declared dead.
-func (rt *runtime) deathOf(addr string) <-chan struct{} {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	ch, ok := rt.deaths[addr]
-	if !ok {
-		ch = make(chan struct{})
-		rt.deaths[addr] = ch
-	}
-	return ch
-}
-
-// markDead records that the node at actor address addr died: requests to it
-// fail at once, and protoactor drops its connection to it.
-func (rt *runtime) markDead(addr string) {
-	if addr == "" {
-		return
-	}
-	rt.mu.Lock()
-	ch, ok := rt.deaths[addr]
-	if !ok {
-		ch = make(chan struct{})
-		rt.deaths[addr] = ch
-	}
-	select {
-	case <-ch:
-	default:
-		close(ch)
-	}
-	rt.mu.Unlock()
-	if rt.remote != nil {
-		rt.system.EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addr})
-	}
-}
-
-// markAlive forgets a death (the node came back).
-func (rt *runtime) markAlive(addr string) {
-	rt.mu.Lock()
-	if ch, ok := rt.deaths[addr]; ok {
-		select {
-		case <-ch:
-			delete(rt.deaths, addr)
-		default:
-		}
-	}
-	rt.mu.Unlock()
-}
-
-func (rt *runtime) isDead(addr string) bool {
-	select {
-	case <-rt.deathOf(addr):
-		return true
-	default:
-		return false
-	}
-}
-
-// request sends env to pid and waits for the reply, failing fast if the
-// node dies meanwhile.
-func (rt *runtime) request(ctx context.Context, pid *actor.PID, env *envelopepb.Envelope) (*envelopepb.Envelope, error) {
-	if rt.isDead(pid.Address) {
-		return nil, fmt.Errorf("%w: %s", ErrNodeDead, pid.Address)
-	}
-	timeout := 5 * time.Second
-	if d, ok := ctx.Deadline(); ok {
-		timeout = time.Until(d)
-	}
-	if timeout <= 0 {
-		return nil, ErrTimeout
-	}
-	f := rt.system.Root.RequestFuture(pid, env, timeout)
-	type result struct {
-		v   any
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		v, err := f.Result()
-		done <- result{v, err}
-	}()
-	select {
-	case r := <-done:
-		if errors.Is(r.err, actor.ErrDeadLetter) {
-			return nil, fmt.Errorf("%w: no grain at %s (the partition moved: look the PID up again)", ErrNoOwner, pid)
-		}
-		if r.err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrTimeout, pid, r.err)
-		}
-		reply, ok := r.v.(*envelopepb.Envelope)
-		if !ok {
-			return nil, fmt.Errorf("%w: unexpected reply %T", ErrRemote, r.v)
-		}
-		if reply.Error != "" {
-			return reply, fmt.Errorf("%w: %s", ErrRemote, reply.Error)
-		}
-		return reply, nil
-	case <-rt.deathOf(pid.Address):
-		return nil, fmt.Errorf("%w: %s died during the request", ErrNodeDead, pid.Address)
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
-	}
-}
-
 // PID returns the PID of the grain that processes key for this agent,
 // wherever in the cluster it runs (from the current assignment).
 func (a *Agent[K, V]) PID(key K) (*actor.PID, error) {
-	rt := a.app.runtime()
-	if rt == nil {
+	n := a.app.running()
+	if n == nil {
 		return nil, ErrNotRunning
 	}
 	kb, err := a.topic.kc.Encode(key)
 	if err != nil {
-		return nil, fmt.Errorf("agent %s: encode key: %w", a.def.name, err)
+		return nil, fmt.Errorf("agent %s: encode key: %w", a.def.spec.Name, err)
 	}
-	n, err := rt.partitionCount(a.topic.def.name)
-	if err != nil {
-		return nil, err
-	}
-	return rt.pidFor(a.topic.def.name, kafka.Partition(kb, n))
+	return n.PIDOf(a.topic.def.name, kb)
 }
 
 func (a *Agent[K, V]) envelope(key K, value V) (*envelopepb.Envelope, error) {
@@ -213,27 +36,23 @@ func (a *Agent[K, V]) envelope(key K, value V) (*envelopepb.Envelope, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &envelopepb.Envelope{Agent: a.def.name, Codec: a.topic.def.keyCodec + "/" + a.topic.def.valueCodec,
-		Key: kb, Value: vb, CorrelationId: newID()}, nil
+	return &envelopepb.Envelope{Agent: a.def.spec.Name, Codec: a.topic.def.keyCodec + "/" + a.topic.def.valueCodec,
+		Key: kb, Value: vb}, nil
 }
 
 // SendPID delivers key/value straight to the grain at pid (another node's
 // too) without waiting: the direct path. Unlike Send through the topic it
 // is not durable; use it for low-latency commands a caller can repeat.
 func (a *Agent[K, V]) SendPID(pid *actor.PID, key K, value V) error {
-	rt := a.app.runtime()
-	if rt == nil {
+	n := a.app.running()
+	if n == nil {
 		return ErrNotRunning
-	}
-	if rt.isDead(pid.Address) {
-		return fmt.Errorf("%w: %s", ErrNodeDead, pid.Address)
 	}
 	env, err := a.envelope(key, value)
 	if err != nil {
 		return err
 	}
-	rt.system.Root.Send(pid, env)
-	return nil
+	return n.SendPID(pid, env)
 }
 
 // Request sends key/value straight to the grain at pid and waits for the
@@ -242,15 +61,15 @@ func (a *Agent[K, V]) SendPID(pid *actor.PID, key K, value V) error {
 // (or 5s) expires; with ErrRemote if the handler failed.
 func (a *ReplyAgent[K, V, R]) Request(ctx context.Context, pid *actor.PID, key K, value V) (R, error) {
 	var zero R
-	rt := a.app.runtime()
-	if rt == nil {
+	n := a.app.running()
+	if n == nil {
 		return zero, ErrNotRunning
 	}
 	env, err := a.envelope(key, value)
 	if err != nil {
 		return zero, err
 	}
-	reply, err := rt.request(ctx, pid, env)
+	reply, err := n.Request(ctx, pid, env)
 	if err != nil {
 		return zero, err
 	}
@@ -260,9 +79,9 @@ func (a *ReplyAgent[K, V, R]) Request(ctx context.Context, pid *actor.PID, key K
 // ActorSystem returns the running node's protoactor actor system, for
 // spawning and messaging actors of your own (nil when not running).
 func (a *App) ActorSystem() *actor.ActorSystem {
-	rt := a.runtime()
-	if rt == nil {
+	n := a.running()
+	if n == nil {
 		return nil
 	}
-	return rt.system
+	return n.ActorSystem()
 }

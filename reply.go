@@ -2,32 +2,10 @@ package mephisto
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
-	"github.com/IBM/sarama"
+	"github.com/mephistohq/mephisto/actors/partition"
 	"github.com/mephistohq/mephisto/codec"
-	"github.com/mephistohq/mephisto/kafka"
-)
-
-// Errors of requests to agents. Test for them with errors.Is.
-var (
-	// ErrTimeout: no reply came within the request's time limit.
-	ErrTimeout = errors.New("mephisto: request timed out")
-	// ErrNodeDead: the node that owns the key is dead (gossip says so); the
-	// request failed at once instead of waiting for a timeout.
-	ErrNodeDead = errors.New("mephisto: the node owning the key is dead")
-	// ErrNoOwner: no node is active for the key's partition right now (a
-	// rebalance is under way); retry shortly.
-	ErrNoOwner = errors.New("mephisto: no node owns the key's partition right now")
-	// ErrRemote wraps the error a handler returned for a request.
-	ErrRemote = errors.New("mephisto: the agent's handler failed")
-	// ErrNotReplyAgent: the agent does not reply (declare it with
-	// NewReplyAgent).
-	ErrNotReplyAgent = errors.New("mephisto: the agent does not reply")
-	// ErrNoRemote: the node owning the key does not accept messages from
-	// other nodes (started without --actor / WithActorAddr).
-	ErrNoRemote = errors.New("mephisto: the owning node has no actor address")
 )
 
 // ReplyAgent is an agent whose handler returns a result: Faust's agent that
@@ -45,8 +23,8 @@ type ReplyHandler[K, V, R any] func(ctx Context, key K, value V) (R, error)
 // encoded with JSON (codec.JSON[R]).
 func NewReplyAgent[K, V, R any](app *App, name string, topic *Topic[K, V], h ReplyHandler[K, V, R], opts ...AgentOption) *ReplyAgent[K, V, R] {
 	rc := codec.JSON[R]()
-	a := newAgent(app, name, topic, false, nil, func(ec *eventCtx, k K, v V) error {
-		r, err := h(ec, k, v)
+	a := newAgent(app, name, topic, false, nil, func(ev *partition.Event, k K, v V) error {
+		r, err := h(handlerCtx{ev}, k, v)
 		if err != nil {
 			return err
 		}
@@ -54,10 +32,10 @@ func NewReplyAgent[K, V, R any](app *App, name string, topic *Topic[K, V], h Rep
 		if err != nil {
 			return fmt.Errorf("agent %s: encode reply: %w", name, err)
 		}
-		ec.reply = b
+		ev.SetReply(b)
 		return nil
 	}, opts)
-	a.def.replies = true
+	a.def.spec.Replies = true
 	return &ReplyAgent[K, V, R]{Agent: a, rc: rc}
 }
 
@@ -68,7 +46,7 @@ func (a *ReplyAgent[K, V, R]) decode(b []byte, err error) (R, error) {
 	}
 	r, err := a.rc.Decode(b)
 	if err != nil {
-		return zero, fmt.Errorf("agent %s: decode reply: %w", a.def.name, err)
+		return zero, fmt.Errorf("agent %s: decode reply: %w", a.def.spec.Name, err)
 	}
 	return r, nil
 }
@@ -182,11 +160,11 @@ func join[R any](results <-chan Result[R], n int) ([]R, error) {
 func (a *Agent[K, V]) encode(key K, value V) ([]byte, []byte, error) {
 	kb, err := a.topic.kc.Encode(key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("agent %s: encode key: %w", a.def.name, err)
+		return nil, nil, fmt.Errorf("agent %s: encode key: %w", a.def.spec.Name, err)
 	}
 	vb, err := a.topic.vc.Encode(value)
 	if err != nil {
-		return nil, nil, fmt.Errorf("agent %s: encode value: %w", a.def.name, err)
+		return nil, nil, fmt.Errorf("agent %s: encode value: %w", a.def.spec.Name, err)
 	}
 	return kb, vb, nil
 }
@@ -200,17 +178,19 @@ func (a *ReplyAgent[K, V, R]) SendReplyTo(ctx context.Context, key K, value V, r
 	if err != nil {
 		return err
 	}
-	rt := a.app.runtime()
-	if rt == nil {
+	n := a.app.running()
+	if n == nil {
 		return ErrNotRunning
 	}
-	n, err := rt.partitionCount(a.topic.def.name)
-	if err != nil {
-		return err
-	}
-	_, err = rt.producer.SendSync(ctx, &sarama.ProducerMessage{
-		Topic: a.topic.def.name, Partition: kafka.Partition(kb, n), Key: bytesEncoder(kb), Value: bytesEncoder(vb),
-		Headers: []sarama.RecordHeader{{Key: []byte(headerReplyTo), Value: []byte(replyTo)}},
-	})
+	_, err = n.SendSync(ctx, a.topic.def.name, kb, vb, true, partition.Header{Key: partition.HeaderReplyTo, Value: []byte(replyTo)})
 	return err
+}
+
+// ask routes a request of the running app.
+func (a *App) ask(ctx context.Context, topic string, key, value []byte, keyed bool, idx int32) ([]byte, error) {
+	n := a.running()
+	if n == nil {
+		return nil, fmt.Errorf("ask on %s: %w", topic, ErrNotRunning)
+	}
+	return n.Ask(ctx, topic, key, value, keyed, idx)
 }

@@ -1,6 +1,10 @@
 package mephisto
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/mephistohq/mephisto/actors/partition"
+)
 
 // Filter returns a handler that calls h only for events pred accepts
 // (Faust's stream.filter). The others are skipped and count as processed.
@@ -35,11 +39,11 @@ func Echo[K, V any](h Handler[K, V], topics ...*Topic[K, V]) Handler[K, V] {
 // the records are persisted in dst, keyed as they were, before anything
 // else happens to them.
 func Through[K, V any](src *Topic[K, V], name string, dst *Topic[K, V]) *Topic[K, V] {
-	newAgent(src.app, name, src, true, nil, func(ec *eventCtx, k K, v V) error {
-		if ec.msg.Key == nil {
-			return dst.SendValue(ec, v)
+	newAgent(src.app, name, src, true, nil, func(ev *partition.Event, k K, v V) error {
+		if ev.Record().Key == nil {
+			return dst.SendValue(ev, v)
 		}
-		return dst.Send(ec, k, v)
+		return dst.Send(ev, k, v)
 	}, nil)
 	return dst
 }

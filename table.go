@@ -3,21 +3,17 @@ package mephisto
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"reflect"
 
+	"github.com/mephistohq/mephisto/actors/partition"
 	"github.com/mephistohq/mephisto/codec"
+	"github.com/mephistohq/mephisto/state/shard"
 )
 
-// tableDef is what the runtime knows of a table, whatever its types.
+// tableDef is a declared table, whatever its types.
 type tableDef struct {
-	name, changelog      string
-	keyCodec, valueCodec string
-	index                int    // position in the runtime's table list
-	id                   uint32 // Pebble table id, set when the worker starts
-	textKey              func(string) ([]byte, error)
-	valueJSON            func([]byte) (json.RawMessage, error)
+	spec *partition.Table
 }
 
 // Table is a typed, partitioned, durable key-value table (Faust's Table).
@@ -48,18 +44,18 @@ type Table[K, V any] struct {
 // NewTable declares a table. Missing keys read as V's zero value unless a
 // default is set with WithDefault.
 func NewTable[K, V any](app *App, name string, kc codec.Codec[K], vc codec.Codec[V]) *Table[K, V] {
-	d := &tableDef{
-		name: name, changelog: app.name + "-" + name + "-changelog",
-		keyCodec: kc.Name(), valueCodec: vc.Name(),
-		textKey: textEncoder(kc),
-		valueJSON: func(b []byte) (json.RawMessage, error) {
+	d := &tableDef{spec: &partition.Table{
+		Name: name, Changelog: app.name + "-" + name + "-changelog",
+		KeyCodec: kc.Name(), ValueCodec: vc.Name(),
+		KeyText: textEncoder(kc),
+		ValueJSON: func(b []byte) (json.RawMessage, error) {
 			v, err := vc.Decode(b)
 			if err != nil {
 				return nil, err
 			}
 			return codec.ToJSON(v)
 		},
-	}
+	}}
 	app.mu.Lock()
 	if _, dup := app.tables[name]; dup {
 		app.errs = append(app.errs, fmt.Errorf("table %s declared twice", name))
@@ -67,7 +63,7 @@ func NewTable[K, V any](app *App, name string, kc codec.Codec[K], vc codec.Codec
 	if !nameRE.MatchString(name) {
 		app.errs = append(app.errs, fmt.Errorf("table name %q: use only letters, digits, '.', '_' and '-'", name))
 	}
-	d.index = len(app.tables)
+	d.spec.Index = len(app.tables)
 	app.tables[name] = d
 	app.mu.Unlock()
 	t := &Table[K, V]{app: app, def: d, kc: kc, vc: vc, share: valueType(reflect.TypeFor[V]())}
@@ -104,10 +100,10 @@ func (t *Table[K, V]) WithDefault(fn func() V) *Table[K, V] {
 }
 
 // Name returns the table's name.
-func (t *Table[K, V]) Name() string { return t.def.name }
+func (t *Table[K, V]) Name() string { return t.def.spec.Name }
 
 // ChangelogTopic returns the name of the table's changelog topic.
-func (t *Table[K, V]) ChangelogTopic() string { return t.def.changelog }
+func (t *Table[K, V]) ChangelogTopic() string { return t.def.spec.Changelog }
 
 func (t *Table[K, V]) zero() V {
 	if t.dflt != nil {
@@ -117,24 +113,26 @@ func (t *Table[K, V]) zero() V {
 	return v
 }
 
-// ErrReadOnly is returned by table writes from a handler that runs with
-// Concurrency > 1. Test for it with errors.Is.
-var ErrReadOnly = errors.New("mephisto: table writes need Concurrency 1 (the partition's grain)")
-
-func (t *Table[K, V]) shardOf(ctx context.Context, op string) (*eventCtx, *shard, error) {
-	ec := eventFrom(ctx)
-	if ec == nil || ec.core == nil {
-		return nil, nil, fmt.Errorf("table %s: %s: %w", t.def.name, op, ErrNotInAgent)
+// shardOf returns the event and the table's shard of the event's
+// partition, if op may run there.
+func (t *Table[K, V]) shardOf(ctx context.Context, op string) (*partition.Event, *shard.Shard, error) {
+	ev := partition.From(ctx)
+	var sh *shard.Shard
+	if ev != nil {
+		sh = ev.Shard(t.def.spec.Index)
 	}
-	if ec.readOnly && op != "get" {
-		return nil, nil, fmt.Errorf("table %s: %s in agent %s: %w", t.def.name, op, ec.agent.name, ErrReadOnly)
+	if sh == nil {
+		return nil, nil, fmt.Errorf("table %s: %s: %w", t.def.spec.Name, op, ErrNotInAgent)
 	}
-	return ec, ec.core.shards[t.def.index], nil
+	if ev.ReadOnly() && op != "get" {
+		return nil, nil, fmt.Errorf("table %s: %s in agent %s: %w", t.def.spec.Name, op, ev.Agent().Name, ErrReadOnly)
+	}
+	return ev, sh, nil
 }
 
 // Lookup returns the value of key and whether the key has one.
 func (t *Table[K, V]) Lookup(ctx context.Context, key K) (V, bool, error) {
-	ec, sh, err := t.shardOf(ctx, "get")
+	ev, sh, err := t.shardOf(ctx, "get")
 	if err != nil {
 		return t.zero(), false, err
 	}
@@ -142,7 +140,7 @@ func (t *Table[K, V]) Lookup(ctx context.Context, key K) (V, bool, error) {
 	if err != nil {
 		return t.zero(), false, err
 	}
-	v, ok, _, err := t.read(sh, kb, ec.readOnly)
+	v, ok, _, err := t.read(sh, kb, ev.ReadOnly())
 	return v, ok, err
 }
 
@@ -175,7 +173,7 @@ func (t *Table[K, V]) Delete(ctx context.Context, key K) error {
 	if err != nil {
 		return err
 	}
-	sh.put(kb, nil, nil, nil, true)
+	sh.Put(kb, nil, nil, nil, true)
 	return nil
 }
 
@@ -204,28 +202,28 @@ func (t *Table[K, V]) key(key K) ([]byte, error) {
 	}
 	kb, err := t.kc.Encode(key)
 	if err != nil {
-		return nil, fmt.Errorf("table %s: encode key: %w", t.def.name, err)
+		return nil, fmt.Errorf("table %s: encode key: %w", t.def.spec.Name, err)
 	}
 	return kb, nil
 }
 
 // read returns the value of kb (the default when it has none), whether it
 // has one, and its cache entry (nil if it is not cached).
-func (t *Table[K, V]) read(sh *shard, kb []byte, readOnly bool) (V, bool, *entry, error) {
-	if e, ok := sh.cached(kb, readOnly); ok {
-		if e.absent {
+func (t *Table[K, V]) read(sh *shard.Shard, kb []byte, readOnly bool) (V, bool, *shard.Entry, error) {
+	if e, ok := sh.Cached(kb, readOnly); ok {
+		if e.Absent {
 			return t.zero(), false, e, nil
 		}
 		if t.share {
-			return e.v.(V), true, e, nil
+			return e.V.(V), true, e, nil
 		}
-		v, err := t.vc.Decode(e.raw)
+		v, err := t.vc.Decode(e.Raw)
 		if err != nil {
-			return t.zero(), false, e, fmt.Errorf("table %s: cached value of key %q: %w", t.def.name, kb, err)
+			return t.zero(), false, e, fmt.Errorf("table %s: cached value of key %q: %w", t.def.spec.Name, kb, err)
 		}
 		return v, true, e, nil
 	}
-	raw, ok, err := sh.get(kb)
+	raw, ok, err := sh.Get(kb)
 	if err != nil {
 		return t.zero(), false, nil, err
 	}
@@ -233,16 +231,16 @@ func (t *Table[K, V]) read(sh *shard, kb []byte, readOnly bool) (V, bool, *entry
 		if readOnly {
 			return t.zero(), false, nil, nil
 		}
-		return t.zero(), false, sh.remember(kb, nil, nil, true), nil
+		return t.zero(), false, sh.Remember(kb, nil, nil, true), nil
 	}
 	v, err := t.vc.Decode(raw)
 	if err != nil {
-		return t.zero(), false, nil, fmt.Errorf("table %s: stored value of key %q: %w", t.def.name, kb, err)
+		return t.zero(), false, nil, fmt.Errorf("table %s: stored value of key %q: %w", t.def.spec.Name, kb, err)
 	}
 	if readOnly {
 		return v, true, nil, nil
 	}
-	return v, true, sh.remember(kb, t.cached(v), raw, false), nil
+	return v, true, sh.Remember(kb, t.cached(v), raw, false), nil
 }
 
 // cached is what the shard cache keeps of v: v itself when reads may share
@@ -257,11 +255,11 @@ func (t *Table[K, V]) cached(v V) any {
 
 // write sets kb to value in the shard's cache; e is kb's entry if the
 // caller has it.
-func (t *Table[K, V]) write(sh *shard, kb []byte, e *entry, value V) error {
+func (t *Table[K, V]) write(sh *shard.Shard, kb []byte, e *shard.Entry, value V) error {
 	vb, err := t.vc.Encode(value)
 	if err != nil {
-		return fmt.Errorf("table %s: encode value: %w", t.def.name, err)
+		return fmt.Errorf("table %s: encode value: %w", t.def.spec.Name, err)
 	}
-	sh.put(kb, e, t.cached(value), vb, false)
+	sh.Put(kb, e, t.cached(value), vb, false)
 	return nil
 }

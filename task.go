@@ -25,19 +25,3 @@ func (a *App) Task(name string, fn func(ctx context.Context) error) {
 	}
 	a.tasks = append(a.tasks, taskDef{name: name, fn: fn})
 }
-
-// startTasks runs the declared tasks until stop is done.
-func (rt *runtime) startTasks(stop context.Context) {
-	rt.app.mu.Lock()
-	tasks := append([]taskDef(nil), rt.app.tasks...)
-	rt.app.mu.Unlock()
-	for _, t := range tasks {
-		rt.tasks.Add(1)
-		go func() {
-			defer rt.tasks.Done()
-			if err := t.fn(stop); err != nil && stop.Err() == nil {
-				rt.log.Error("task failed", "task", t.name, "err", err)
-			}
-		}()
-	}
-}

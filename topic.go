@@ -4,9 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/IBM/sarama"
+	"github.com/mephistohq/mephisto/actors/partition"
 	"github.com/mephistohq/mephisto/codec"
-	"github.com/mephistohq/mephisto/kafka"
 )
 
 // topicDef is what the runtime knows of a topic, whatever its types.
@@ -108,44 +107,13 @@ func (t *Topic[K, V]) SendValue(ctx context.Context, value V) error {
 // sendRaw routes a record: staged in the event's effects inside a handler,
 // produced synchronously otherwise.
 func (a *App) sendRaw(ctx context.Context, topic string, key, value []byte, keyed bool) error {
-	rt := a.runtime()
-	if ec := eventFrom(ctx); ec != nil {
-		rt = ec.runtime()
-		p, err := rt.partitionFor(topic, key, keyed, ec.msg.Partition)
-		if err != nil {
-			return err
-		}
-		ec.stage(&sarama.ProducerMessage{Topic: topic, Partition: p, Key: bytesEncoder(key), Value: bytesEncoder(value)})
-		return nil
+	if ev := partition.From(ctx); ev != nil {
+		return ev.Send(topic, key, value, keyed)
 	}
-	if rt == nil {
+	n := a.running()
+	if n == nil {
 		return fmt.Errorf("send to %s: %w", topic, ErrNotRunning)
 	}
-	p, err := rt.partitionFor(topic, key, keyed, 0)
-	if err != nil {
-		return err
-	}
-	_, err = rt.producer.SendSync(ctx, &sarama.ProducerMessage{Topic: topic, Partition: p, Key: bytesEncoder(key), Value: bytesEncoder(value)})
+	_, err := n.SendSync(ctx, topic, key, value, keyed)
 	return err
-}
-
-// bytesEncoder keeps a nil key nil on the wire (sarama.ByteEncoder(nil)
-// would be an empty, non-null key).
-func bytesEncoder(b []byte) sarama.Encoder {
-	if b == nil {
-		return nil
-	}
-	return sarama.ByteEncoder(b)
-}
-
-// partitionFor picks the partition of a record for topic.
-func (rt *runtime) partitionFor(topic string, key []byte, keyed bool, fallback int32) (int32, error) {
-	n, err := rt.partitionCount(topic)
-	if err != nil {
-		return 0, err
-	}
-	if keyed && key != nil {
-		return kafka.Partition(key, n), nil
-	}
-	return fallback % n, nil
 }

@@ -8,25 +8,25 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/scheduler"
-	"github.com/mephistohq/mephisto/actors/envelopepb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/mephistohq/mephisto/actors/envelopepb"
+	"github.com/mephistohq/mephisto/actors/partition"
 )
 
-// ErrPoison marks a record that can never succeed (it cannot be decoded):
-// the grain applies the error policy at once instead of retrying it.
-var ErrPoison = errors.New("poison record")
-
-// ErrPartitionStopped is returned for records delivered to a grain whose
-// error policy stopped it. Test for it with errors.Is.
-var ErrPartitionStopped = errors.New("partition stopped by its agent's error policy")
+// Errors of the grain: those of the partition it drives.
+var (
+	ErrPoison           = partition.ErrPoison
+	ErrPartitionStopped = partition.ErrPartitionStopped
+	ErrDeferred         = partition.ErrDeferred
+)
 
 // Task is one record to be handled by one of the agents subscribed to its
 // topic.
 type Task struct {
-	Msg   *sarama.ConsumerMessage
+	Rec   *partition.Record
 	Agent int
 }
 
@@ -131,15 +131,10 @@ type GrainConfig struct {
 	OnFailed func(err error)
 }
 
-// ErrDeferred is returned by Core.Commit when it cannot commit yet (a
-// batch is still filling): the grain keeps its records and tries again at
-// the next tick.
-var ErrDeferred = errors.New("commit deferred")
-
 // Deliver hands a batch of records, in offset order, to a grain. Done
 // receives nil once every record is processed, or ErrPartitionStopped.
 type Deliver struct {
-	Records []*sarama.ConsumerMessage
+	Records []*partition.Record
 	Done    chan error
 	// CaughtUp says the batch ends at the partition's high watermark: the
 	// grain commits as soon as it may (see GrainConfig.CommitInterval)
@@ -228,7 +223,7 @@ func (g *grain) Receive(c actor.Context) {
 				topic, agents = r.Topic, s.cfg.Core.Fanout(r.Topic)
 			}
 			for _, a := range agents {
-				s.log = append(s.log, Task{Msg: r, Agent: a})
+				s.log = append(s.log, Task{Rec: r, Agent: a})
 			}
 		}
 		s.inflight = append(s.inflight, m)
@@ -286,7 +281,7 @@ func (g *grain) start(c actor.Context) {
 	if s.current >= 0 && s.current < len(s.log) {
 		// The previous incarnation failed on this task.
 		t := s.log[s.current]
-		k := attemptKey{t.Msg.Topic, t.Msg.Offset, t.Agent}
+		k := attemptKey{t.Rec.Topic, t.Rec.Offset, t.Agent}
 		s.attempts[k]++
 		if s.lastErr[k] == nil {
 			s.lastErr[k] = s.failed
@@ -325,7 +320,7 @@ func (g *grain) runConcurrent(c actor.Context, n int) bool {
 	s.workers[agent] = ws
 	end := s.next
 	for end < len(s.log) && s.log[end].Agent == agent {
-		k := attemptKey{s.log[end].Msg.Topic, s.log[end].Msg.Offset, agent}
+		k := attemptKey{s.log[end].Rec.Topic, s.log[end].Rec.Offset, agent}
 		if s.attempts[k] >= s.cfg.MaxAttempts {
 			break // the sequential path applies the error policy to it
 		}
@@ -352,10 +347,10 @@ func (g *grain) runConcurrent(c actor.Context, n int) bool {
 			continue
 		}
 		if r.err != nil {
-			k := attemptKey{t.Msg.Topic, t.Msg.Offset, t.Agent}
+			k := attemptKey{t.Rec.Topic, t.Rec.Offset, t.Agent}
 			s.lastErr[k] = r.err
 			s.current = s.next
-			g.fail(c, fmt.Errorf("%s/%d@%d: %w", t.Msg.Topic, t.Msg.Partition, t.Msg.Offset, r.err))
+			g.fail(c, fmt.Errorf("%s/%d@%d: %w", t.Rec.Topic, t.Rec.Partition, t.Rec.Offset, r.err))
 			return false
 		}
 		r.release()
@@ -369,7 +364,7 @@ func (g *grain) run(c actor.Context) bool {
 	s := g.s
 	for s.next < len(s.log) && s.stopped == nil {
 		t := s.log[s.next]
-		k := attemptKey{t.Msg.Topic, t.Msg.Offset, t.Agent}
+		k := attemptKey{t.Rec.Topic, t.Rec.Offset, t.Agent}
 		tries := 0
 		if len(s.attempts) > 0 { // the common case skips hashing the key
 			tries = s.attempts[k]
@@ -397,7 +392,7 @@ func (g *grain) run(c actor.Context) bool {
 		}
 		if err != nil {
 			s.lastErr[k] = err
-			g.fail(c, fmt.Errorf("%s/%d@%d: %w", t.Msg.Topic, t.Msg.Partition, t.Msg.Offset, err))
+			g.fail(c, fmt.Errorf("%s/%d@%d: %w", t.Rec.Topic, t.Rec.Partition, t.Rec.Offset, err))
 			return false
 		}
 		s.current = -1
@@ -538,7 +533,7 @@ func (g *grain) trim(n int) {
 	s := g.s
 	if len(s.attempts) > 0 || len(s.lastErr) > 0 {
 		for _, t := range s.log[:n] {
-			k := attemptKey{t.Msg.Topic, t.Msg.Offset, t.Agent}
+			k := attemptKey{t.Rec.Topic, t.Rec.Offset, t.Agent}
 			delete(s.attempts, k)
 			delete(s.lastErr, k)
 		}

@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/mephistohq/mephisto/actors/partition"
+
 	"github.com/mephistohq/mephisto/actors/envelopepb"
 )
 
@@ -44,7 +45,7 @@ func (c *scriptCore) Load(context.Context, bool) error {
 
 func (c *scriptCore) Process(_ context.Context, t Task) error {
 	c.mu.Lock()
-	off := t.Msg.Offset
+	off := t.Rec.Offset
 	c.calls[off]++
 	n := c.calls[off]
 	doPanic := c.panics[off] && n == 1
@@ -67,8 +68,8 @@ func (c *scriptCore) Process(_ context.Context, t Task) error {
 func (c *scriptCore) GiveUp(_ context.Context, t Task, _ error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.gaveUp = append(c.gaveUp, t.Msg.Offset)
-	if c.stopOn[t.Msg.Offset] {
+	c.gaveUp = append(c.gaveUp, t.Rec.Offset)
+	if c.stopOn[t.Rec.Offset] {
 		return ErrPartitionStopped
 	}
 	return nil
@@ -118,10 +119,10 @@ func (c *scriptCore) ProcessReadOnly(ctx context.Context, t Task) (func(), error
 	return func() {}, c.Process(ctx, t)
 }
 
-func msgs(from, to int64) []*sarama.ConsumerMessage {
-	var out []*sarama.ConsumerMessage
+func msgs(from, to int64) []*partition.Record {
+	var out []*partition.Record
 	for o := from; o < to; o++ {
-		out = append(out, &sarama.ConsumerMessage{Topic: "t", Partition: 0, Offset: o})
+		out = append(out, &partition.Record{Topic: "t", Partition: 0, Offset: o})
 	}
 	return out
 }

@@ -56,8 +56,12 @@ func ClientConfig(clientID string) *sarama.Config {
 
 	cfg.Consumer.Return.Errors = true
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
-	cfg.Consumer.Offsets.AutoCommit.Enable = true
-	cfg.Consumer.Offsets.AutoCommit.Interval = time.Second
+	// Group offsets are committed by their owner only, explicitly: a node
+	// commits after each partition commit and once more when its session
+	// ends (see docs/design-notes.md, "One path commits group offsets").
+	// sarama's timer would be a second path that commits whatever is
+	// marked at its own moments.
+	cfg.Consumer.Offsets.AutoCommit.Enable = false
 	// Per partition fetched. Each partition's grain keeps a fetch or two of
 	// records alive (received, or waiting for their commit), so this bounds
 	// a node's memory; larger fetches read no faster while a grain

@@ -1,23 +1,35 @@
-package mephisto
+package node
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/IBM/sarama"
+
+	"github.com/mephistohq/mephisto/actors/partition"
 	"github.com/mephistohq/mephisto/kafka"
 )
 
-// Record headers of requests through Kafka (Ask) and of their replies.
+// Errors of requests to agents; the root package exports them.
+var (
+	ErrTimeout  = errors.New("mephisto: request timed out")
+	ErrNodeDead = errors.New("mephisto: the node owning the key is dead")
+	ErrNoOwner  = errors.New("mephisto: no node owns the key's partition right now")
+	ErrRemote   = errors.New("mephisto: the agent's handler failed")
+	ErrNoRemote = errors.New("mephisto: the owning node has no actor address")
+)
+
+// The headers of requests and replies.
 const (
-	headerReplyTo       = "mephisto.reply-to"       // "<topic>" or "<topic>:<partition>"
-	headerCorrelationID = "mephisto.correlation-id" // matches a reply to its request
-	headerError         = "mephisto.error"          // set on a reply when the handler failed
+	headerReplyTo       = partition.HeaderReplyTo
+	headerCorrelationID = partition.HeaderCorrelationID
+	headerError         = partition.HeaderError
 )
 
 // repliesTopic is the app's shared reply topic: every requester (node or
@@ -128,11 +140,12 @@ func (r *requester) ask(ctx context.Context, topic string, key, value []byte, ke
 	}
 }
 
-// ask routes a request of the running app.
-func (a *App) ask(ctx context.Context, topic string, key, value []byte, keyed bool, idx int32) ([]byte, error) {
-	rt := a.runtime()
-	if rt == nil || rt.requests == nil {
-		return nil, fmt.Errorf("ask on %s: %w", topic, ErrNotRunning)
+// Ask produces a request to topic and waits for its reply on this node's
+// partition of the reply topic. Without a key (or keyed false) the
+// request goes to partition idx, modulo the topic's count.
+func (rt *Node) Ask(ctx context.Context, topic string, key, value []byte, keyed bool, idx int32) ([]byte, error) {
+	if rt.requests == nil {
+		return nil, fmt.Errorf("ask on %s: the node is still starting", topic)
 	}
 	return rt.requests.ask(ctx, topic, key, value, keyed, idx)
 }

@@ -1,11 +1,9 @@
-package mephisto
+package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -16,42 +14,20 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
+
 	"github.com/mephistohq/mephisto/actors"
+	"github.com/mephistohq/mephisto/actors/partition"
 	"github.com/mephistohq/mephisto/cluster"
 	"github.com/mephistohq/mephisto/kafka"
 	"github.com/mephistohq/mephisto/state"
 	"github.com/mephistohq/mephisto/web"
 )
 
-// Run runs a worker node until ctx is cancelled or a fatal error occurs
-// (a data dir of another app or cluster, topics that break co-partitioning,
-// a web address in use). On cancellation it drains every partition —
-// finishes the record in flight, commits — and returns nil.
-func (a *App) Run(ctx context.Context) error {
-	if err := a.Validate(); err != nil {
-		return fmt.Errorf("app %s: %w", a.name, err)
-	}
-	rt := newRuntime(a)
-	a.mu.Lock()
-	if a.rt != nil {
-		a.mu.Unlock()
-		return errors.New("mephisto: the app is already running")
-	}
-	a.rt = rt
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		a.rt = nil
-		a.mu.Unlock()
-	}()
-	return rt.run(ctx)
-}
-
-// runtime is one running worker node.
-type runtime struct {
-	app *App
-	cfg Config
-	log *slog.Logger
+// Node is one running worker node.
+type Node struct {
+	spec Spec
+	cfg  Config
+	log  *slog.Logger
 	// ctx bounds work that must finish on a clean stop (commits,
 	// recovery): it is cancelled once the worker has stopped, or
 	// drainGrace after a stop was requested if draining hangs (a broker
@@ -79,10 +55,11 @@ type runtime struct {
 	system    *actor.ActorSystem
 	sup       *actors.Supervisor
 	web       *web.Server
-	tables    []*tableDef      // by index
-	agents    []*agentDef      // by index
-	fanout    map[string][]int // topic → agents
-	sources   []string         // topics the consumer group subscribes to
+	tables    []*partition.Table // by index
+	ids       []uint32           // Pebble table ids, by table index
+	agents    []*partition.Agent // by index
+	fanout    map[string][]int   // topic → agents
+	sources   []string           // topics the consumer group subscribes to
 
 	members  *cluster.Membership // nil without --gossip
 	strategy *cluster.Strategy
@@ -115,20 +92,13 @@ type grainState struct {
 	failing error // set while the grain waits to be restarted
 }
 
-func newRuntime(a *App) *runtime {
-	cfg := a.Config()
-	if cfg.NodeID == "" {
-		cfg.NodeID, _ = os.Hostname()
-	}
-	cfg.DataDir = cfg.dataDir(a.name)
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	log = log.With("app", a.name, "node", cfg.NodeID)
-	rt := &runtime{
-		app: a, cfg: cfg, log: log,
-		metrics:  newMetrics(a.name, cfg.NodeID),
+// New returns a node that runs spec with cfg (defaults resolved) once Run
+// is called.
+func New(spec Spec, cfg Config) *Node {
+	log := cfg.Logger.With("app", spec.App, "node", cfg.NodeID)
+	rt := &Node{
+		spec: spec, cfg: cfg, log: log,
+		metrics:  newMetrics(spec.App, cfg.NodeID),
 		counts:   map[string]int32{},
 		grains:   map[int32]*grainState{},
 		standbys: map[int32]*standby{},
@@ -136,26 +106,24 @@ func newRuntime(a *App) *runtime {
 		deaths:   map[string]chan struct{}{},
 		phase:    "starting",
 		fanout:   map[string][]int{},
+		tables:   spec.Tables,
+		ids:      make([]uint32, len(spec.Tables)),
 	}
-	a.mu.Lock()
-	rt.tables = make([]*tableDef, len(a.tables))
-	for _, d := range a.tables {
-		rt.tables[d.index] = d
-	}
-	for _, name := range a.order {
-		d := a.agents[name]
-		if _, ok := rt.fanout[d.topic.name]; !ok {
-			rt.sources = append(rt.sources, d.topic.name)
+	for _, d := range spec.Agents {
+		if _, ok := rt.fanout[d.Topic]; !ok {
+			rt.sources = append(rt.sources, d.Topic)
 		}
-		rt.fanout[d.topic.name] = append(rt.fanout[d.topic.name], len(rt.agents))
+		rt.fanout[d.Topic] = append(rt.fanout[d.Topic], len(rt.agents))
 		rt.agents = append(rt.agents, d)
 	}
-	a.mu.Unlock()
 	sort.Strings(rt.sources)
 	return rt
 }
 
-func (rt *runtime) setPhase(p string) {
+// Logger returns the node's logger.
+func (rt *Node) Logger() *slog.Logger { return rt.log }
+
+func (rt *Node) setPhase(p string) {
 	rt.mu.Lock()
 	rt.phase = p
 	rt.mu.Unlock()
@@ -165,7 +133,10 @@ func (rt *runtime) setPhase(p string) {
 // commit.
 const drainGrace = 30 * time.Second
 
-func (rt *runtime) run(stop context.Context) (err error) {
+// Run runs the node until stop is done or a fatal error occurs. On stop it
+// drains every partition — finishes the record in flight, commits — and
+// returns nil.
+func (rt *Node) Run(stop context.Context) (err error) {
 	rt.ctx, rt.cancel = context.WithCancel(context.Background())
 	defer rt.cancel()
 	defer rt.shutdown()
@@ -215,7 +186,7 @@ func (rt *runtime) run(stop context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := rt.store.CheckIdentity(state.Identity{App: rt.app.name, ClusterID: clusterID}); err != nil {
+	if err := rt.store.CheckIdentity(state.Identity{App: rt.spec.App, ClusterID: clusterID}); err != nil {
 		return err
 	}
 	rt.setPhase("creating topics")
@@ -223,7 +194,7 @@ func (rt *runtime) run(stop context.Context) (err error) {
 		return err
 	}
 	for _, d := range rt.tables {
-		if d.id, err = rt.store.TableID(d.name); err != nil {
+		if rt.ids[d.Index], err = rt.store.TableID(d.Name); err != nil {
 			return err
 		}
 	}
@@ -240,8 +211,8 @@ func (rt *runtime) run(stop context.Context) (err error) {
 	if rt.rconsumer, err = sarama.NewConsumerFromClient(rt.rclient); err != nil {
 		return fmt.Errorf("start reply consumer: %w", err)
 	}
-	if rt.group, err = sarama.NewConsumerGroupFromClient(rt.app.name, rt.client); err != nil {
-		return fmt.Errorf("join consumer group %s: %w", rt.app.name, err)
+	if rt.group, err = sarama.NewConsumerGroupFromClient(rt.spec.App, rt.client); err != nil {
+		return fmt.Errorf("join consumer group %s: %w", rt.spec.App, err)
 	}
 	rt.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		// protoactor narrates every restart at Info; our supervisor already
@@ -260,7 +231,7 @@ func (rt *runtime) run(stop context.Context) (err error) {
 	if err := rt.startRemote(); err != nil {
 		return err
 	}
-	if rt.requests, err = newRequester(rt.rconsumer, rt.producer, rt.app.name, rt.cfg.NodeID, rt.partitionCount); err != nil {
+	if rt.requests, err = newRequester(rt.rconsumer, rt.producer, rt.spec.App, rt.cfg.NodeID, rt.partitionCount); err != nil {
 		return err
 	}
 	go func() {
@@ -318,8 +289,8 @@ func (rt *runtime) run(stop context.Context) (err error) {
 // connect dials the brokers until they answer, so that a worker started
 // before Kafka (or cut off from it) waits instead of exiting, and returns
 // the cluster id.
-func (rt *runtime) connect(stop context.Context) (string, error) {
-	cfg := kafka.ConsumerConfig(rt.app.name + "-" + rt.cfg.NodeID)
+func (rt *Node) connect(stop context.Context) (string, error) {
+	cfg := kafka.ConsumerConfig(rt.spec.App + "-" + rt.cfg.NodeID)
 	rt.strategy = cluster.NewStrategy(rt.localMember, rt.onPlan)
 	cfg.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{rt.strategy}
 	// Static membership: a node that restarts quickly keeps its partitions.
@@ -341,7 +312,7 @@ func (rt *runtime) connect(stop context.Context) (string, error) {
 			if rt.admin, err = sarama.NewClusterAdminFromClient(client); err != nil {
 				return "", fmt.Errorf("kafka admin: %w", err)
 			}
-			prefix := rt.app.name + "-" + rt.cfg.NodeID
+			prefix := rt.spec.App + "-" + rt.cfg.NodeID
 			if rt.pclient, err = sarama.NewClient(rt.brokers, kafka.ClientConfig(prefix+"-producer")); err != nil {
 				return "", fmt.Errorf("kafka producer client: %w", err)
 			}
@@ -373,7 +344,7 @@ func kafkaBackoff(attempt int) time.Duration {
 // ensureTopics creates what is missing and checks co-partitioning: with
 // tables, every agent's topic and every changelog must have the same
 // partition count, since partition p of each is processed by grain p.
-func (rt *runtime) ensureTopics() error {
+func (rt *Node) ensureTopics() error {
 	n := rt.cfg.Partitions
 	var specs []kafka.TopicSpec
 	seen := map[string]bool{}
@@ -384,20 +355,18 @@ func (rt *runtime) ensureTopics() error {
 			specs = append(specs, s)
 		}
 	}
-	rt.app.mu.Lock()
-	for _, t := range rt.app.topics {
-		add(kafka.TopicSpec{Name: t.name, Partitions: n})
+	for _, t := range rt.spec.Topics {
+		add(kafka.TopicSpec{Name: t.Name, Partitions: n})
 	}
-	rt.app.mu.Unlock()
 	for _, d := range rt.tables {
-		add(kafka.TopicSpec{Name: d.changelog, Partitions: n, Compact: true})
+		add(kafka.TopicSpec{Name: d.Changelog, Partitions: n, Compact: true})
 	}
 	for _, a := range rt.agents {
-		if a.policy == DeadLetter {
-			add(kafka.TopicSpec{Name: a.deadLetterTopic, Partitions: n})
+		if a.Policy == partition.DeadLetter {
+			add(kafka.TopicSpec{Name: a.DeadLetterTopic, Partitions: n})
 		}
 	}
-	add(kafka.TopicSpec{Name: repliesTopic(rt.app.name), Partitions: n})
+	add(kafka.TopicSpec{Name: repliesTopic(rt.spec.App), Partitions: n})
 	counts, err := kafka.EnsureTopics(rt.admin, specs)
 	if err != nil {
 		return err
@@ -412,10 +381,10 @@ func (rt *runtime) ensureTopics() error {
 	}
 	copart := append([]string(nil), rt.sources...)
 	for _, d := range rt.tables {
-		copart = append(copart, d.changelog)
+		copart = append(copart, d.Changelog)
 	}
 	sort.Strings(copart)
-	want := counts[rt.tables[0].changelog]
+	want := counts[rt.tables[0].Changelog]
 	var bad bool
 	desc := make([]string, len(copart))
 	for i, t := range copart {
@@ -430,7 +399,7 @@ func (rt *runtime) ensureTopics() error {
 	return nil
 }
 
-func (rt *runtime) partitionCount(topic string) (int32, error) {
+func (rt *Node) partitionCount(topic string) (int32, error) {
 	rt.mu.Lock()
 	n, ok := rt.counts[topic]
 	rt.mu.Unlock()
@@ -447,15 +416,15 @@ func (rt *runtime) partitionCount(topic string) (int32, error) {
 	return int32(len(ps)), nil
 }
 
-func (rt *runtime) crashPoint(name string) {
-	if rt.cfg.crash != nil {
-		rt.cfg.crash(name)
+func (rt *Node) crashPoint(name string) {
+	if rt.cfg.Crash != nil {
+		rt.cfg.Crash(name)
 	}
 }
 
 // Setup starts one grain per assigned partition (sarama calls it after
 // each rebalance, before any ConsumeClaim).
-func (rt *runtime) Setup(sess sarama.ConsumerGroupSession) error {
+func (rt *Node) Setup(sess sarama.ConsumerGroupSession) error {
 	parts := map[int32][]string{}
 	for topic, ps := range sess.Claims() {
 		for _, p := range ps {
@@ -477,11 +446,12 @@ func (rt *runtime) Setup(sess sarama.ConsumerGroupSession) error {
 		rt.log.Warn("remember active partitions", "err", err)
 	}
 	rt.placeStandbys(active)
-	// Grains mark offsets as they commit; committing them to the group at
-	// once (rather than at sarama's next auto-commit, up to a second later)
-	// keeps the group's view, and so a successor's replay after a crash,
-	// one commit interval behind at most. Kicks coalesce: one goroutine
-	// per session sends one OffsetCommit for whatever is marked.
+	// The one path that commits group offsets: grains mark offsets as
+	// their commits reach Pebble and kick this goroutine, which sends one
+	// OffsetCommit for whatever is marked (kicks coalesce); Cleanup sends
+	// the last one when the session ends. Committing at once keeps the
+	// group's view, and so a successor's replay after a crash, one commit
+	// interval behind at most. sarama's auto-commit is off (kafka.ClientConfig).
 	kick := make(chan struct{}, 1)
 	go func() {
 		for {
@@ -527,7 +497,7 @@ func (rt *runtime) Setup(sess sarama.ConsumerGroupSession) error {
 				rt.metrics.stopped.Inc()
 			},
 		})
-		pid, err := rt.sup.Spawn(fmt.Sprintf("partition/%s/%d", rt.app.name, p), props)
+		pid, err := rt.sup.Spawn(fmt.Sprintf("partition/%s/%d", rt.spec.App, p), props)
 		if err != nil {
 			return err
 		}
@@ -548,7 +518,7 @@ func (rt *runtime) Setup(sess sarama.ConsumerGroupSession) error {
 // received but not processed. Waiting for every batch instead would stall
 // sarama's fetch loop, which serves all partitions of a broker and sends
 // the next fetch only once every partition has taken its records.
-func (rt *runtime) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+func (rt *Node) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	p := claim.Partition()
 	rt.mu.Lock()
 	gs := rt.grains[p]
@@ -606,7 +576,7 @@ func (rt *runtime) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 			}
 		}
 		last := batch[len(batch)-1].Offset
-		d := &actors.Deliver{Records: batch, Done: make(chan error, 1), CaughtUp: last+1 >= claim.HighWaterMarkOffset()}
+		d := &actors.Deliver{Records: records(batch), Done: make(chan error, 1), CaughtUp: last+1 >= claim.HighWaterMarkOffset()}
 		rt.system.Root.Send(gs.pid, d)
 		eventsIn.Add(float64(len(batch)))
 		inflight = append(inflight, inflightBatch{done: d.Done, last: last})
@@ -624,6 +594,24 @@ func (rt *runtime) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 	}
 }
 
+// records converts a fetched batch, in one allocation.
+func records(ms []*sarama.ConsumerMessage) []*partition.Record {
+	rs := make([]partition.Record, len(ms))
+	out := make([]*partition.Record, len(ms))
+	for i, m := range ms {
+		r := &rs[i]
+		*r = partition.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Timestamp: m.Timestamp, Key: m.Key, Value: m.Value}
+		if len(m.Headers) > 0 {
+			r.Headers = make([]partition.Header, len(m.Headers))
+			for j, h := range m.Headers {
+				r.Headers[j] = partition.Header{Key: string(h.Key), Value: h.Value}
+			}
+		}
+		out[i] = r
+	}
+	return out
+}
+
 // inflightBatch is a batch handed to a grain and not yet processed.
 type inflightBatch struct {
 	done chan error
@@ -633,7 +621,7 @@ type inflightBatch struct {
 // Cleanup runs when the session ends (revoke, rebalance, shutdown): each
 // grain finishes its record in flight and commits, then stops, and only
 // then is the partition let go (DESIGN decision 5, STYLE 8).
-func (rt *runtime) Cleanup(sess sarama.ConsumerGroupSession) error {
+func (rt *Node) Cleanup(sess sarama.ConsumerGroupSession) error {
 	rt.mu.Lock()
 	grains := rt.grains
 	rt.grains = map[int32]*grainState{}
@@ -663,7 +651,7 @@ func (rt *runtime) Cleanup(sess sarama.ConsumerGroupSession) error {
 	return nil
 }
 
-func (rt *runtime) shutdown() {
+func (rt *Node) shutdown() {
 	if rt.members != nil {
 		if err := rt.members.Leave(time.Second); err != nil {
 			rt.log.Warn("leave gossip", "err", err)
@@ -734,3 +722,34 @@ func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
 	return minLevel{h.Handler.WithAttrs(as), h.min}
 }
 func (h minLevel) WithGroup(n string) slog.Handler { return minLevel{h.Handler.WithGroup(n), h.min} }
+
+// partitionFor picks the partition of a record for topic (a
+// partition.Router).
+func (rt *Node) partitionFor(topic string, key []byte, keyed bool, fallback int32) (int32, error) {
+	n, err := rt.partitionCount(topic)
+	if err != nil {
+		return 0, err
+	}
+	if keyed && key != nil {
+		return kafka.Partition(key, n), nil
+	}
+	return fallback % n, nil
+}
+
+// route is partitionFor as the partitions' handlers call it.
+func (rt *Node) route(topic string, key []byte, keyed bool, fallback int32) (int32, error) {
+	return rt.partitionFor(topic, key, keyed, fallback)
+}
+
+// SendSync produces a record to topic (by key when keyed, else to
+// partition 0) and waits for the acknowledgement; it returns the offset.
+func (rt *Node) SendSync(ctx context.Context, topic string, key, value []byte, keyed bool, headers ...partition.Header) (int64, error) {
+	if rt.producer == nil {
+		return -1, fmt.Errorf("send to %s: the node is still starting", topic)
+	}
+	p, err := rt.partitionFor(topic, key, keyed, 0)
+	if err != nil {
+		return -1, err
+	}
+	return rt.producer.SendSync(ctx, producerMessage(partition.Output{Topic: topic, Partition: p, Key: key, Value: value, Headers: headers}))
+}

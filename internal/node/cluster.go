@@ -1,11 +1,10 @@
-package mephisto
+package node
 
 import (
 	"context"
 	"net"
 	"slices"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/mephistohq/mephisto/cluster"
@@ -14,7 +13,7 @@ import (
 
 // advertised returns addr with its host replaced by --advertise, if set, so
 // that other nodes can dial it.
-func (rt *runtime) advertised(addr string) string {
+func (rt *Node) advertised(addr string) string {
 	if addr == "" {
 		return ""
 	}
@@ -33,7 +32,7 @@ func (rt *runtime) advertised(addr string) string {
 // startGossip joins memberlist when --gossip is set. Seeds that are not up
 // yet are retried in the background: nodes of a cluster may start in any
 // order.
-func (rt *runtime) startGossip(stop context.Context) error {
+func (rt *Node) startGossip(stop context.Context) error {
 	if rt.cfg.Gossip == "" {
 		return nil
 	}
@@ -94,7 +93,7 @@ func (rt *runtime) startGossip(stop context.Context) error {
 
 // gossipMissesPlanNodes reports whether the current assignment has nodes
 // that gossip does not see alive.
-func (rt *runtime) gossipMissesPlanNodes() bool {
+func (rt *Node) gossipMissesPlanNodes() bool {
 	rt.mu.Lock()
 	plan := rt.plan
 	rt.mu.Unlock()
@@ -113,7 +112,7 @@ func (rt *runtime) gossipMissesPlanNodes() bool {
 	return false
 }
 
-func (rt *runtime) webAddr() string {
+func (rt *Node) webAddr() string {
 	if rt.web == nil {
 		return ""
 	}
@@ -124,7 +123,7 @@ func (rt *runtime) webAddr() string {
 // node with the lowest id, so exactly one acts — removes the dead node's
 // static member from the consumer group, which starts the rebalance now
 // instead of after the session timeout (DESIGN decision 9, issue 3).
-func (rt *runtime) onMembership(ev cluster.Event) {
+func (rt *Node) onMembership(ev cluster.Event) {
 	switch ev.Kind {
 	case cluster.NodeDead:
 		rt.markDead(ev.Node.Actor)
@@ -141,7 +140,7 @@ func (rt *runtime) onMembership(ev cluster.Event) {
 			}
 		}
 		start := time.Now()
-		if _, err := rt.admin.RemoveMemberFromConsumerGroup(rt.app.name, []string{ev.Node.ID}); err != nil {
+		if _, err := rt.admin.RemoveMemberFromConsumerGroup(rt.spec.App, []string{ev.Node.ID}); err != nil {
 			rt.log.Warn("could not remove the dead node from the consumer group; Kafka will after the session timeout",
 				"dead_node", ev.Node.ID, "err", err, "session_timeout", rt.cfg.SessionTimeout)
 			return
@@ -154,7 +153,7 @@ func (rt *runtime) onMembership(ev cluster.Event) {
 
 // localMember is what this node reports to the group leader before each
 // join: its previous actives and standbys and how caught up its shards are.
-func (rt *runtime) localMember() cluster.Member {
+func (rt *Node) localMember() cluster.Member {
 	rt.mu.Lock()
 	m := cluster.Member{
 		NodeID:   rt.cfg.NodeID,
@@ -170,14 +169,14 @@ func (rt *runtime) localMember() cluster.Member {
 	rt.mu.Unlock()
 	slices.Sort(m.Standby)
 	if len(rt.tables) > 0 {
-		n, err := rt.partitionCount(rt.tables[0].changelog)
+		n, err := rt.partitionCount(rt.tables[0].Changelog)
 		if err == nil {
 			m.TablePartitions = n
 			for p := int32(0); p < n; p++ {
 				var sum int64
 				var any bool
 				for _, d := range rt.tables {
-					if off, ok, err := rt.store.ChangelogOffset(d.id, p); err == nil && ok {
+					if off, ok, err := rt.store.ChangelogOffset(rt.ids[d.Index], p); err == nil && ok {
 						sum += off + 1
 						any = true
 					}
@@ -192,7 +191,7 @@ func (rt *runtime) localMember() cluster.Member {
 }
 
 // onPlan records the plan this node received (before Setup).
-func (rt *runtime) onPlan(p *cluster.Plan) {
+func (rt *Node) onPlan(p *cluster.Plan) {
 	rt.mu.Lock()
 	rt.plan = p
 	rt.mu.Unlock()
@@ -203,7 +202,7 @@ func (rt *runtime) onPlan(p *cluster.Plan) {
 // of partitions that became active here (their shards are promoted: the
 // grain replays only the tail), start the standbys the plan gives this
 // node, and delete shards of partitions that are neither.
-func (rt *runtime) placeStandbys(active map[int32]bool) {
+func (rt *Node) placeStandbys(active map[int32]bool) {
 	rt.mu.Lock()
 	plan := rt.plan
 	rt.mu.Unlock()
@@ -242,7 +241,7 @@ func (rt *runtime) placeStandbys(active map[int32]bool) {
 			rt.mu.Unlock()
 		}
 	}
-	n, err := rt.partitionCount(rt.tables[0].changelog)
+	n, err := rt.partitionCount(rt.tables[0].Changelog)
 	if err != nil {
 		return
 	}
@@ -251,17 +250,17 @@ func (rt *runtime) placeStandbys(active map[int32]bool) {
 			continue
 		}
 		for _, d := range rt.tables {
-			if _, held, err := rt.store.ChangelogOffset(d.id, p); err == nil && held {
-				rt.log.Info("partition moved away and is no standby here: deleting its shard", "partition", p, "table", d.name)
-				if err := rt.store.WipeShard(d.id, p); err != nil {
-					rt.log.Warn("delete shard", "partition", p, "table", d.name, "err", err)
+			if _, held, err := rt.store.ChangelogOffset(rt.ids[d.Index], p); err == nil && held {
+				rt.log.Info("partition moved away and is no standby here: deleting its shard", "partition", p, "table", d.Name)
+				if err := rt.store.WipeShard(rt.ids[d.Index], p); err != nil {
+					rt.log.Warn("delete shard", "partition", p, "table", d.Name, "err", err)
 				}
 			}
 		}
 	}
 }
 
-func (rt *runtime) stopStandbys() {
+func (rt *Node) stopStandbys() {
 	rt.mu.Lock()
 	all := rt.standbys
 	rt.standbys = map[int32]*standby{}
@@ -271,16 +270,16 @@ func (rt *runtime) stopStandbys() {
 	}
 }
 
-// ClusterNode is a node in GET /cluster.
-type ClusterNode struct {
+// clusterNode is a node in GET /cluster.
+type clusterNode struct {
 	ID    string `json:"id"`
 	Web   string `json:"web"`
 	Actor string `json:"actor"`
 	Alive bool   `json:"alive"`
 }
 
-// ClusterPartition is a partition in GET /cluster.
-type ClusterPartition struct {
+// clusterPartition is a partition in GET /cluster.
+type clusterPartition struct {
 	Group     string   `json:"group"`
 	Partition int32    `json:"partition"`
 	Active    string   `json:"active"`
@@ -288,19 +287,19 @@ type ClusterPartition struct {
 	Lag       int64    `json:"lag"` // records of the agents' topics not yet committed by the group
 }
 
-// ClusterView is the body of GET /cluster.
-type ClusterView struct {
+// clusterView is the body of GET /cluster.
+type clusterView struct {
 	Generation int32              `json:"generation"`
-	Nodes      []ClusterNode      `json:"nodes"`
-	Partitions []ClusterPartition `json:"partitions"`
+	Nodes      []clusterNode      `json:"nodes"`
+	Partitions []clusterPartition `json:"partitions"`
 }
 
 // Cluster returns this node's view of the cluster.
-func (rt *runtime) Cluster() any {
+func (rt *Node) Cluster() any {
 	rt.mu.Lock()
 	plan := rt.plan
 	rt.mu.Unlock()
-	v := ClusterView{Nodes: []ClusterNode{}, Partitions: []ClusterPartition{}}
+	v := clusterView{Nodes: []clusterNode{}, Partitions: []clusterPartition{}}
 	if plan == nil {
 		return v
 	}
@@ -318,7 +317,7 @@ func (rt *runtime) Cluster() any {
 		if gossip {
 			a = alive[n.NodeID]
 		}
-		v.Nodes = append(v.Nodes, ClusterNode{ID: n.NodeID, Web: n.Web, Actor: n.Actor, Alive: a})
+		v.Nodes = append(v.Nodes, clusterNode{ID: n.NodeID, Web: n.Web, Actor: n.Actor, Alive: a})
 	}
 	lags := rt.groupLag()
 	parts := plan.Partitions
@@ -331,8 +330,8 @@ func (rt *runtime) Cluster() any {
 		}
 	}
 	for _, pp := range parts {
-		v.Partitions = append(v.Partitions, ClusterPartition{
-			Group: rt.app.name, Partition: pp.Partition, Active: pp.Active,
+		v.Partitions = append(v.Partitions, clusterPartition{
+			Group: rt.spec.App, Partition: pp.Partition, Active: pp.Active,
 			Standbys: append([]string{}, pp.Standbys...), Lag: lags[pp.Partition],
 		})
 	}
@@ -342,7 +341,7 @@ func (rt *runtime) Cluster() any {
 
 // groupLag returns, per partition index, the records of the agents' topics
 // beyond the group's committed offsets.
-func (rt *runtime) groupLag() map[int32]int64 {
+func (rt *Node) groupLag() map[int32]int64 {
 	lags := map[int32]int64{}
 	committed := map[string][]int32{}
 	for _, t := range rt.sourceTopics() {
@@ -354,7 +353,7 @@ func (rt *runtime) groupLag() map[int32]int64 {
 			committed[t] = append(committed[t], p)
 		}
 	}
-	resp, err := rt.admin.ListConsumerGroupOffsets(rt.app.name, committed)
+	resp, err := rt.admin.ListConsumerGroupOffsets(rt.spec.App, committed)
 	if err != nil {
 		return lags
 	}
@@ -376,7 +375,7 @@ func (rt *runtime) groupLag() map[int32]int64 {
 
 // routeOf says where key's partition p of a table is served: here, by
 // another node (its web address), or nowhere right now.
-func (rt *runtime) routeOf(p int32) (local bool, remote string) {
+func (rt *Node) routeOf(p int32) (local bool, remote string) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if gs, ok := rt.grains[p]; ok && gs.loaded {
@@ -402,17 +401,15 @@ func (rt *runtime) routeOf(p int32) (local bool, remote string) {
 }
 
 // isStandby reports whether this node keeps a standby copy of partition p.
-func (rt *runtime) isStandby(p int32) bool {
+func (rt *Node) isStandby(p int32) bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	return rt.standbys[p] != nil
 }
 
-func itoa(p int32) string { return strconv.Itoa(int(p)) }
-
 // sourceTopics returns the topics the node subscribes to (SpawnAgent may
 // replace the list).
-func (rt *runtime) sourceTopics() []string {
+func (rt *Node) sourceTopics() []string {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	return rt.sources

@@ -1,47 +1,22 @@
-package mephisto
+package state
 
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"testing"
-
-	"github.com/mephistohq/mephisto/state"
 )
 
-func TestValueType(t *testing.T) {
-	type point struct{ X, Y int }
-	type named struct {
-		Name string
-		At   [2]point
-	}
-	type withSlice struct{ Tags []string }
-	for _, c := range []struct {
-		v    any
-		want bool
-	}{
-		{int64(0), true}, {"", true}, {3.5, true}, {true, true}, {[4]byte{}, true},
-		{point{}, true}, {named{}, true},
-		{[]byte(nil), false}, {map[string]int{}, false}, {&point{}, false},
-		{withSlice{}, false}, {[]int{}, false}, {[1][]int{}, false},
-	} {
-		if got := valueType(reflect.TypeOf(c.v)); got != c.want {
-			t.Errorf("valueType(%T) = %v, want %v", c.v, got, c.want)
-		}
-	}
-}
-
-// TestRecoveryWindow replays a changelog with repeated keys and tombstones
+// TestRestoreWindow replays a changelog with repeated keys and tombstones
 // through the window into a real store: the last record per key wins, a
 // tombstone removes the row, and a key set again after its tombstone is
 // back.
-func TestRecoveryWindow(t *testing.T) {
-	st, err := state.Open(state.Options{Dir: t.TempDir()})
+func TestRestoreWindow(t *testing.T) {
+	st, err := Open(Options{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	w := newRecoveryWindow()
+	w := NewRestoreWindow()
 	seed := st.NewBatch()
 	seed.Set(1, 0, []byte("gone"), []byte("old")) // in Pebble before the replay
 	if err := seed.Commit(); err != nil {
@@ -54,17 +29,17 @@ func TestRecoveryWindow(t *testing.T) {
 		if r.v != "" {
 			v = []byte(r.v)
 		}
-		w.put([]byte(r.k), v)
+		w.Put([]byte(r.k), v)
 	}
 	if w.records != 9 || len(w.keys) != 4 {
 		t.Fatalf("window holds %d records, %d keys; want 9 and 4", w.records, len(w.keys))
 	}
 	b := st.NewBatch()
-	w.writeTo(b, 1, 0)
+	w.WriteTo(b, 1, 0)
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	w.reset()
+	w.Reset()
 	if w.records != 0 || len(w.keys) != 0 || len(w.index) != 0 {
 		t.Fatalf("reset left %d records, %d keys", w.records, len(w.keys))
 	}
@@ -82,11 +57,11 @@ func TestRecoveryWindow(t *testing.T) {
 	}
 }
 
-// TestRecoveryWindowIngest writes a window too large for a batch as a
+// TestRestoreWindowIngest writes a window too large for a batch as a
 // table file: rows and tombstones land as the last record per key says,
 // over rows the store had before, next to rows of another shard.
-func TestRecoveryWindowIngest(t *testing.T) {
-	st, err := state.Open(state.Options{Dir: t.TempDir()})
+func TestRestoreWindowIngest(t *testing.T) {
+	st, err := Open(Options{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,15 +73,15 @@ func TestRecoveryWindowIngest(t *testing.T) {
 	if err := seed.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	w := newRecoveryWindow()
-	const n = 2 * ingestMinKeys
+	w := NewRestoreWindow()
+	const n = 2 * IngestMinKeys
 	for i := n - 1; i >= 0; i-- { // out of order: ingest sorts
-		w.put(fmt.Appendf(nil, "k%05d", i), fmt.Appendf(nil, "v%d", i))
+		w.Put(fmt.Appendf(nil, "k%05d", i), fmt.Appendf(nil, "v%d", i))
 	}
-	w.put([]byte("k00007"), nil)
-	w.put([]byte("k00009"), nil)
-	w.put([]byte("k00009"), []byte("back"))
-	if err := w.ingest(context.Background(), st, 1, 0); err != nil {
+	w.Put([]byte("k00007"), nil)
+	w.Put([]byte("k00009"), nil)
+	w.Put([]byte("k00009"), []byte("back"))
+	if err := w.Ingest(context.Background(), st, 1, 0); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{"k00000": "v0", "k00007": "", "k00008": "v8", "k00009": "back", fmt.Sprintf("k%05d", n-1): fmt.Sprintf("v%d", n-1)}

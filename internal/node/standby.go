@@ -1,4 +1,4 @@
-package mephisto
+package node
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/mephistohq/mephisto/actors/partition"
 )
 
 // standby keeps this node's copy of partition p's table shards warm while
@@ -17,13 +19,13 @@ import (
 // offset applied in the same batch as the rows, so that a promotion only
 // replays the tail written since.
 type standby struct {
-	rt     *runtime
+	rt     *Node
 	p      int32
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
-func (rt *runtime) startStandby(p int32) *standby {
+func (rt *Node) startStandby(p int32) *standby {
 	ctx, cancel := context.WithCancel(rt.ctx)
 	s := &standby{rt: rt, p: p, cancel: cancel}
 	for _, d := range rt.tables {
@@ -45,10 +47,10 @@ func (s *standby) stop() {
 
 // tail follows one table's changelog partition until ctx is done,
 // restarting with backoff after errors.
-func (s *standby) tail(ctx context.Context, d *tableDef) {
-	log := s.rt.log.With("partition", s.p, "table", d.name)
-	lag := s.rt.metrics.standbyLag.WithLabelValues(d.name, strconv.Itoa(int(s.p)))
-	defer s.rt.metrics.standbyLag.DeleteLabelValues(d.name, strconv.Itoa(int(s.p)))
+func (s *standby) tail(ctx context.Context, d *partition.Table) {
+	log := s.rt.log.With("partition", s.p, "table", d.Name)
+	lag := s.rt.metrics.standbyLag.WithLabelValues(d.Name, strconv.Itoa(int(s.p)))
+	defer s.rt.metrics.standbyLag.DeleteLabelValues(d.Name, strconv.Itoa(int(s.p)))
 	for attempt := 1; ctx.Err() == nil; attempt++ {
 		err := s.follow(ctx, d, lag)
 		if ctx.Err() != nil {
@@ -64,13 +66,13 @@ func (s *standby) tail(ctx context.Context, d *tableDef) {
 	}
 }
 
-func (s *standby) follow(ctx context.Context, d *tableDef, lag interface{ Set(float64) }) error {
+func (s *standby) follow(ctx context.Context, d *partition.Table, lag interface{ Set(float64) }) error {
 	st := s.rt.store
 	from, _, err := s.rt.replayFrom(d, s.p, slog.LevelWarn, "standby shard")
 	if err != nil {
 		return err
 	}
-	pc, err := s.rt.consumer.ConsumePartition(d.changelog, s.p, from)
+	pc, err := s.rt.consumer.ConsumePartition(d.Changelog, s.p, from)
 	if err != nil {
 		return err
 	}
@@ -82,7 +84,7 @@ func (s *standby) follow(ctx context.Context, d *tableDef, lag interface{ Set(fl
 		if last < 0 || b.Len() == 0 {
 			return nil
 		}
-		b.SetChangelogOffset(d.id, s.p, last)
+		b.SetChangelogOffset(s.rt.ids[d.Index], s.p, last)
 		err := b.Commit()
 		b = st.NewBatch()
 		return err
@@ -106,7 +108,7 @@ func (s *standby) follow(ctx context.Context, d *tableDef, lag interface{ Set(fl
 			if !ok {
 				return errors.New("changelog consumer closed")
 			}
-			applyChangelog(b, d.id, s.p, m)
+			applyChangelog(b, s.rt.ids[d.Index], s.p, m)
 			last = m.Offset
 			if b.Len() >= 10_000 {
 				if err := flush(); err != nil {

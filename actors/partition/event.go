@@ -1,0 +1,127 @@
+package partition
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/mephistohq/mephisto/state/shard"
+)
+
+// Event is the context a handler runs in: a context.Context (cancelled
+// when the node stops) that carries the record being handled, the
+// partition's table shards, and the event's effects — the records it
+// sends and its reply — which are released only if the handler succeeds.
+// Contexts derived from it (context.WithTimeout …) lead back to it
+// through From.
+type Event struct {
+	context.Context
+	rec      *Record
+	agent    *Agent
+	shards   []*shard.Shard // nil where the handler has no partition (channel agents)
+	route    Router
+	staged   []Output
+	reply    []byte
+	readOnly bool
+	// batch adds an item to the agent's batch (batch agents).
+	batch func(item any)
+}
+
+type eventKey struct{}
+
+// NewEvent returns a handler context on ctx whose sends are routed by route
+// and whose tables are shards (nil: none). Drivers reuse one per
+// partition with Reset.
+func NewEvent(ctx context.Context, route Router, shards []*shard.Shard) *Event {
+	return &Event{Context: ctx, route: route, shards: shards}
+}
+
+// Value returns the Event itself for its own key, so that From finds it
+// through derived contexts.
+func (e *Event) Value(k any) any {
+	if k == (eventKey{}) {
+		return e
+	}
+	return e.Context.Value(k)
+}
+
+// From returns the Event ctx derives from, or nil outside a handler.
+func From(ctx context.Context) *Event {
+	if ctx == nil {
+		return nil
+	}
+	e, _ := ctx.Value(eventKey{}).(*Event)
+	return e
+}
+
+// Record returns the record being handled.
+func (e *Event) Record() *Record { return e.rec }
+
+// Agent returns the agent whose handler runs.
+func (e *Event) Agent() *Agent { return e.agent }
+
+// ReadOnly reports whether the handler may only read tables (it runs
+// concurrently with others of its partition).
+func (e *Event) ReadOnly() bool { return e.readOnly }
+
+// Shard returns the shard of table index i in the event's partition, or
+// nil where the handler has no partition.
+func (e *Event) Shard(i int) *shard.Shard {
+	if e.shards == nil {
+		return nil
+	}
+	return e.shards[i]
+}
+
+// Send stages a record to topic as an effect of the event: produced only
+// if the handler succeeds. Without a key (or with keyed false) it goes to
+// the partition the event came from, modulo topic's count.
+func (e *Event) Send(topic string, key, value []byte, keyed bool, headers ...Header) error {
+	var from int32
+	if e.rec != nil {
+		from = e.rec.Partition
+	}
+	p, err := e.route(topic, key, keyed, from)
+	if err != nil {
+		return err
+	}
+	e.staged = append(e.staged, Output{Topic: topic, Partition: p, Key: key, Value: value, Headers: headers})
+	return nil
+}
+
+// SetReply sets the encoded result of a reply agent's handler.
+func (e *Event) SetReply(b []byte) { e.reply = b }
+
+// AddToBatch adds an item to the batch of the event's agent.
+func (e *Event) AddToBatch(item any) error {
+	if e.batch == nil {
+		return fmt.Errorf("agent %s takes no batches", e.agent.Name)
+	}
+	e.batch(item)
+	return nil
+}
+
+// The methods below are for the driver that runs handlers.
+
+// Reset points the context at a new record and agent and drops the last
+// event's effects.
+func (e *Event) Reset(rec *Record, a *Agent) {
+	e.rec, e.agent, e.staged, e.reply = rec, a, e.staged[:0], nil
+}
+
+// SetReadOnly marks the handler as one that may only read tables.
+func (e *Event) SetReadOnly(ro bool) { e.readOnly = ro }
+
+// SetBatch sets where AddToBatch puts items.
+func (e *Event) SetBatch(add func(item any)) { e.batch = add }
+
+// Staged returns the records the handler sent so far.
+func (e *Event) Staged() []Output { return e.staged }
+
+// Stage adds an output to the event's effects as is.
+func (e *Event) Stage(o Output) { e.staged = append(e.staged, o) }
+
+// Unstage drops the effects staged so far.
+func (e *Event) Unstage() { e.staged = e.staged[:0] }
+
+// Reply returns the reply the handler set, if any.
+func (e *Event) Reply() []byte { return e.reply }

@@ -1,0 +1,65 @@
+// Package partition is what one partition of a Mephisto app does, without
+// doing any I/O: it runs the agents' handlers on the partition's records,
+// keeps their table writes and sends as effects of each event, applies the
+// error policies, and decides what a commit must write. The grain
+// (package actors) and the test driver execute its decisions against
+// Kafka and Pebble, or in memory.
+//
+// It imports no Kafka client, no Pebble, no actor system and no network
+// code, so every rule can be traced step by step in a test.
+package partition
+
+import "time"
+
+// Header is a record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Record is a record of one of the partition's input topics.
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64 // -1 for a message sent straight to the grain's PID
+	Timestamp time.Time
+	Key       []byte // nil for a null key
+	Value     []byte // nil for a null value
+	Headers   []Header
+}
+
+// Header returns the value of the first header named key ("" if none).
+func (r *Record) Header(key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// Output is a record to produce.
+type Output struct {
+	Topic     string
+	Partition int32
+	Key       []byte // nil for a null key
+	Value     []byte // nil for a tombstone
+	Headers   []Header
+}
+
+// Router picks the partition of a record for topic: by key (Kafka's
+// murmur2) when keyed and the key is not nil, else fallback modulo the
+// topic's partition count. It fails for a topic it cannot find.
+type Router func(topic string, key []byte, keyed bool, fallback int32) (int32, error)
+
+// Record headers of requests through Kafka (Ask) and of their replies, and
+// of dead letters.
+const (
+	HeaderReplyTo       = "mephisto.reply-to"       // "<topic>" or "<topic>:<partition>"
+	HeaderCorrelationID = "mephisto.correlation-id" // matches a reply to its request
+	HeaderError         = "mephisto.error"          // set on a reply when the handler failed, and on a dead letter
+	HeaderAgent         = "mephisto.agent"          // dead letters: the agent that gave up
+	HeaderTopic         = "mephisto.topic"          // dead letters: the source topic
+	HeaderPartition     = "mephisto.partition"      // dead letters: the source partition
+	HeaderOffset        = "mephisto.offset"         // dead letters: the source offset
+)

@@ -1,0 +1,46 @@
+package mephisto
+
+import (
+	"errors"
+
+	"github.com/mephistohq/mephisto/actors/partition"
+	"github.com/mephistohq/mephisto/internal/node"
+)
+
+// The errors of Mephisto's API. Test for them with errors.Is: the errors
+// returned wrap them with the details.
+var (
+	// ErrNotRunning: the operation needs a running worker (such as
+	// Topic.Send outside a handler) and the app is not running.
+	ErrNotRunning = errors.New("mephisto: app is not running")
+	// ErrNotInAgent: a table operation was called outside an agent's
+	// handler; tables are read and written only by the grain that owns
+	// the partition.
+	ErrNotInAgent = errors.New("mephisto: table access outside an agent handler")
+	// ErrReadOnly: a table write from a handler that runs with
+	// Concurrency > 1.
+	ErrReadOnly = errors.New("mephisto: table writes need Concurrency 1 (the partition's grain)")
+	// ErrNoConsumer: Channel.Send found no agent consuming the channel on
+	// this node (not declared, or the worker is not running).
+	ErrNoConsumer = errors.New("mephisto: no agent consumes the channel")
+	// ErrNotReplyAgent: the agent does not reply (declare it with
+	// NewReplyAgent).
+	ErrNotReplyAgent = errors.New("mephisto: the agent does not reply")
+
+	// ErrTimeout: no reply came within the request's time limit.
+	ErrTimeout = node.ErrTimeout
+	// ErrNodeDead: the node that owns the key is dead (gossip says so); the
+	// request failed at once instead of waiting for a timeout.
+	ErrNodeDead = node.ErrNodeDead
+	// ErrNoOwner: no node is active for the key's partition right now (a
+	// rebalance is under way); retry shortly.
+	ErrNoOwner = node.ErrNoOwner
+	// ErrRemote wraps the error a handler returned for a request.
+	ErrRemote = node.ErrRemote
+	// ErrNoRemote: the node owning the key does not accept messages from
+	// other nodes (started without --actor / WithActorAddr).
+	ErrNoRemote = node.ErrNoRemote
+
+	// ErrPartitionStopped: the partition's error policy (Stop) stopped it.
+	ErrPartitionStopped = partition.ErrPartitionStopped
+)

@@ -1,0 +1,96 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/mephistohq/mephisto/actors/partition"
+	"github.com/mephistohq/mephisto/kafka"
+	"github.com/mephistohq/mephisto/state"
+)
+
+// The functions of this file serve the app binary's client commands, which
+// talk to Kafka without joining the cluster.
+
+// ClientSend produces one record to topic as a client (not a cluster
+// member), on the partition its key hashes to (0 without a key), and
+// returns where it went.
+func ClientSend(ctx context.Context, brokers []string, clientID, topic string, key, value []byte) (int32, int64, error) {
+	client, err := sarama.NewClient(brokers, kafka.ClientConfig(clientID))
+	if err != nil {
+		return 0, 0, fmt.Errorf("connect to Kafka at %s: %w", strings.Join(brokers, ","), err)
+	}
+	defer client.Close()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		return 0, 0, fmt.Errorf("topic %s: %w (a worker creates the app's topics when it starts)", topic, err)
+	}
+	p := int32(0)
+	if key != nil {
+		p = kafka.Partition(key, int32(len(parts)))
+	}
+	prod, err := kafka.NewProducer(client, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer prod.Close()
+	off, err := prod.SendSync(ctx, producerMessage(partition.Output{Topic: topic, Partition: p, Key: key, Value: value}))
+	return p, off, err
+}
+
+// ClientAsk asks a reply agent of app through its topic as a client: it
+// sends the request with a reply-to header naming its own partition of the
+// reply topic and returns the reply. ctx bounds the wait.
+func ClientAsk(ctx context.Context, brokers []string, app, topic string, key, value []byte, keyed bool) ([]byte, error) {
+	pclient, err := sarama.NewClient(brokers, kafka.ClientConfig(app+"-cli"))
+	if err != nil {
+		return nil, fmt.Errorf("connect to Kafka at %s: %w", strings.Join(brokers, ","), err)
+	}
+	defer pclient.Close()
+	cclient, err := sarama.NewClient(brokers, kafka.ConsumerConfig(app+"-cli-replies"))
+	if err != nil {
+		return nil, fmt.Errorf("connect to Kafka at %s: %w", strings.Join(brokers, ","), err)
+	}
+	defer cclient.Close()
+	consumer, err := sarama.NewConsumerFromClient(cclient)
+	if err != nil {
+		return nil, err
+	}
+	defer consumer.Close()
+	prod, err := kafka.NewProducer(pclient, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer prod.Close()
+	counts := func(t string) (int32, error) {
+		ps, err := cclient.Partitions(t)
+		return int32(len(ps)), err
+	}
+	req, err := newRequester(consumer, prod, app, "cli-"+newID(), counts)
+	if err != nil {
+		return nil, err
+	}
+	defer req.close()
+	return req.ask(ctx, topic, key, value, keyed, int32(time.Now().UnixNano()%1024))
+}
+
+// ResetState wipes the table state in dir, refusing while a worker holds
+// it.
+func ResetState(dir string) error {
+	if state.Exists(dir) {
+		// Opening takes Pebble's lock: a running worker makes this fail.
+		s, err := state.Open(state.Options{Dir: dir})
+		if err != nil && !errors.Is(err, state.ErrCorrupt) {
+			return fmt.Errorf("cannot reset %s (is a worker still running on it?): %w", dir, err)
+		}
+		if s != nil {
+			_ = s.Close()
+		}
+	}
+	return state.Reset(dir)
+}
