@@ -37,10 +37,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -48,6 +46,7 @@ import (
 
 	"github.com/mephistohq/mephisto"
 	"github.com/mephistohq/mephisto/codec"
+	"github.com/mephistohq/mephisto/examples/internal/hints"
 )
 
 // Timer periods.
@@ -145,7 +144,7 @@ func newApp(opts ...mephisto.Option) *pipeline {
 	app.Timer("summary", summaryEvery, func(ctx context.Context) error {
 		attrs := []any{"lines_fed_here", p.fed.Load()}
 		for _, w := range reported {
-			attrs = append(attrs, w, readCount(ctx, app.WebAddr(), w))
+			attrs = append(attrs, w, hints.ReadCount(ctx, httpClient, app.WebAddr(), "word_counts", w))
 		}
 		p.log().Info("summary", attrs...)
 		p.summaries.Add(1)
@@ -154,38 +153,6 @@ func newApp(opts ...mephisto.Option) *pipeline {
 	return p
 }
 
-func (p *pipeline) log() *slog.Logger {
-	if l := p.app.Config().Logger; l != nil {
-		return l
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, nil))
-}
+func (p *pipeline) log() *slog.Logger { return hints.Logger(p.app) }
 
 var httpClient = &http.Client{Timeout: 2 * time.Second}
-
-// readCount reads word_counts[word] over HTTP from web: the count as JSON
-// text, "0" for a word never counted, "?" if the node cannot answer.
-func readCount(ctx context.Context, web, word string) string {
-	if web == "" {
-		return "?"
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+web+"/tables/word_counts/"+word, nil)
-	if err != nil {
-		return "?"
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return "?"
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Value json.RawMessage `json:"value"`
-	}
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return "0"
-	case resp.StatusCode != http.StatusOK, json.NewDecoder(resp.Body).Decode(&body) != nil:
-		return "?"
-	}
-	return string(body.Value)
-}

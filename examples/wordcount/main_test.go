@@ -11,7 +11,6 @@ import (
 
 	"github.com/mephistohq/mephisto"
 	"github.com/mephistohq/mephisto/examples/internal/extest"
-	"github.com/mephistohq/mephisto/examples/internal/hints"
 	"github.com/mephistohq/mephisto/internal/proctest"
 )
 
@@ -98,23 +97,6 @@ func TestGenerator(t *testing.T) {
 		}
 		return false, fmt.Sprintf("counts of 'the' logged so far: %v", the)
 	})
-}
-
-func TestRateFromEnv(t *testing.T) {
-	for _, tc := range []struct {
-		env  string
-		want float64
-		ok   bool
-	}{
-		{"", 0, true}, {"0", 0, true}, {"5", 5, true}, {"0.5", 0.5, true},
-		{"-1", 0, false}, {"fast", 0, false}, {"NaN", 0, false}, {"+Inf", 0, false},
-	} {
-		t.Setenv(rateEnv, tc.env)
-		got, err := hints.RateFromEnv(rateEnv)
-		if got != tc.want || (err == nil) != tc.ok {
-			t.Errorf("%s=%q: got %v, %v; want %v, ok=%v", rateEnv, tc.env, got, err, tc.want, tc.ok)
-		}
-	}
 }
 
 // TestBinary builds the example and drives it as a user would: its
