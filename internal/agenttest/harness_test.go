@@ -138,27 +138,16 @@ func (c *cluster) waitFormed(timeout time.Duration, ws ...*worker) clusterView {
 	for i, w := range ws {
 		ids[i] = w.id
 	}
+	nodes := make([]proctest.Node, len(ws))
+	for i, w := range ws {
+		nodes[i] = proctest.Node{ID: w.id, Web: w.web}
+	}
 	var last clusterView
 	waitFor(c.t, timeout, fmt.Sprintf("cluster of %v formed (all ready, one generation, all alive)", ids), func() (bool, string) {
 		c.running(ws)
-		gen := int32(-1)
-		for _, w := range ws {
-			if ok, why := w.ready(); !ok {
-				return false, w.id + ": " + why
-			}
-			v, err := w.cluster()
-			if err != nil {
-				return false, w.id + ": " + err.Error()
-			}
-			if why := v.Check(ids, numPartitions); why != "" {
-				return false, w.id + "'s /cluster: " + why
-			}
-			if gen >= 0 && v.Generation != gen {
-				return false, fmt.Sprintf("generations differ: %d and %d", gen, v.Generation)
-			}
-			gen, last = v.Generation, v
-		}
-		return true, ""
+		v, why := proctest.Formed(nodes, numPartitions, true)
+		last = clusterView{v}
+		return why == "", why
 	})
 	return last
 }

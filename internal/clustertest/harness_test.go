@@ -190,41 +190,21 @@ func (c *cluster) waitFormed(timeout time.Duration, ws []*worker, alive bool) (c
 	d := waitFor(c.t, timeout, what, func() (bool, string) {
 		c.running(ws)
 		var why string
-		last, why = formed(ws, ids, alive)
+		last, why = formed(ws, alive)
 		return why == "", why
 	})
 	return last, d
 }
 
-// formed says why ws are not (yet) exactly the cluster ids ("" if they
-// are), see waitFormed.
-func formed(ws []*worker, ids []string, alive bool) (clusterView, string) {
-	var last clusterView
-	gen := int32(-1)
-	for _, w := range ws {
-		if ok, why := w.ready(); !ok {
-			return last, w.id + ": " + why
-		}
-		v, err := w.cluster()
-		if err != nil {
-			return last, w.id + ": " + err.Error()
-		}
-		check := v
-		if !alive {
-			check.Nodes = append(check.Nodes[:0:0], v.Nodes...)
-			for i := range check.Nodes {
-				check.Nodes[i].Alive = true
-			}
-		}
-		if why := check.Check(ids, numPartitions); why != "" {
-			return last, w.id + "'s /cluster: " + why
-		}
-		if gen >= 0 && v.Generation != gen {
-			return last, fmt.Sprintf("generations differ: %d and %d", gen, v.Generation)
-		}
-		gen, last = v.Generation, v
+// formed says why ws are not (yet) exactly the cluster ("" if they are),
+// see waitFormed.
+func formed(ws []*worker, alive bool) (clusterView, string) {
+	nodes := make([]proctest.Node, len(ws))
+	for i, w := range ws {
+		nodes[i] = proctest.Node{ID: w.id, Web: w.web}
 	}
-	return last, ""
+	v, why := proctest.Formed(nodes, numPartitions, alive)
+	return clusterView{v}, why
 }
 
 // gossipConverged waits up to timeout until every node of ws sees every

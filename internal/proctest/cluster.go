@@ -81,3 +81,44 @@ func (v ClusterView) Actives() map[int32]string {
 	}
 	return out
 }
+
+// Node names a node for Formed: its id and its web address.
+type Node struct{ ID, Web string }
+
+// Formed says why nodes are not (yet) exactly one cluster of their ids
+// ("" if they are): each is ready, each one's /cluster passes Check for
+// partitions, and all are in one generation. With alive false, whether
+// the views see every node alive is not checked (gossip may lag). It
+// returns the last view read.
+func Formed(nodes []Node, partitions int, alive bool) (ClusterView, string) {
+	ids := make([]string, len(nodes))
+	for i, n := range nodes {
+		ids[i] = n.ID
+	}
+	var last ClusterView
+	gen := int32(-1)
+	for _, n := range nodes {
+		if ok, why := Ready(n.Web); !ok {
+			return last, n.ID + ": " + why
+		}
+		v, err := Cluster(n.Web)
+		if err != nil {
+			return last, n.ID + ": " + err.Error()
+		}
+		check := v
+		if !alive {
+			check.Nodes = append(check.Nodes[:0:0], v.Nodes...)
+			for i := range check.Nodes {
+				check.Nodes[i].Alive = true
+			}
+		}
+		if why := check.Check(ids, partitions); why != "" {
+			return last, n.ID + "'s /cluster: " + why
+		}
+		if gen >= 0 && v.Generation != gen {
+			return last, fmt.Sprintf("generations differ: %d and %d", gen, v.Generation)
+		}
+		gen, last = v.Generation, v
+	}
+	return last, ""
+}
