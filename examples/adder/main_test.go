@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/mephistohq/mephisto/examples/internal/extest"
-	"github.com/mephistohq/mephisto/internal/proctest"
 )
 
 // TestAdderInProcess asks the agent from Go, through Kafka and by PID.
@@ -31,10 +30,7 @@ func TestAdderInProcess(t *testing.T) {
 func TestAdderBinary(t *testing.T) {
 	bin := extest.Build(t, "adder")
 	b := extest.StartBroker(t)
-	web := proctest.FreeAddrT(t, false)
-	w := extest.Start(t, bin, nil, "worker", "--brokers", b.Addr(), "--data-dir", t.TempDir(),
-		"--web", web, "--partitions", "4", "--commit-interval", "50ms")
-	extest.WaitReady(t, w, web)
+	w, _ := extest.StartWorker(t, bin, b.Addr(), nil)
 	r := extest.Exec(t, bin, nil, "ask", "adding", `{"a":4,"b":4}`, "--brokers", b.Addr())
 	if r.Code != 0 || strings.TrimSpace(r.Stdout) != "8" {
 		t.Fatalf("ask: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)

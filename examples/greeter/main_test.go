@@ -94,10 +94,7 @@ func TestGreeterInProcess(t *testing.T) {
 func TestGreeterBinary(t *testing.T) {
 	bin := extest.Build(t, "greeter")
 	b := extest.StartBroker(t)
-	web := proctest.FreeAddrT(t, false)
-	w := extest.Start(t, bin, []string{namesEnv + "=world,alice"}, "worker", "--brokers", b.Addr(),
-		"--data-dir", t.TempDir(), "--web", web, "--partitions", "4", "--commit-interval", "50ms")
-	extest.WaitReady(t, w, web)
+	w, web := extest.StartWorker(t, bin, b.Addr(), []string{namesEnv + "=world,alice"})
 	proctest.WaitForT(t, extest.Timeout, "the task's greetings in the log", func() (bool, string) {
 		if w.Exited() {
 			t.Fatalf("worker exited: %s", w.DescribeExit())

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -102,34 +101,20 @@ func TestGenerator(t *testing.T) {
 func TestBinary(t *testing.T) {
 	bin := extest.Build(t, "orders")
 
-	r := extest.Exec(t, bin, nil, "agents")
-	if got, want := extest.Column(r.Stdout), []string{"orders-by-account", "count-orders"}; r.Code != 0 || !slices.Equal(got, want) {
-		t.Errorf("agents: exit %d, agents %q, want 0, %q\n%s%s", r.Code, got, want, r.Stdout, r.Stderr)
-	}
-	r = extest.Exec(t, bin, nil, "tables")
-	if got, want := extest.Column(r.Stdout), []string{"order_count"}; r.Code != 0 || !slices.Equal(got, want) {
-		t.Errorf("tables: exit %d, tables %q, want 0, %q\n%s%s", r.Code, got, want, r.Stdout, r.Stderr)
-	}
-	r = extest.Exec(t, bin, nil, "worker", "--bogus")
-	if r.Code != 2 || !strings.Contains(r.Stderr, "--bogus") {
-		t.Errorf("worker --bogus: exit %d, want 2 and an error naming the flag\n%s", r.Code, r.Stderr)
-	}
+	extest.CheckCommands(t, bin, []string{"orders-by-account", "count-orders"}, []string{"order_count"})
 
 	b := extest.StartBroker(t)
-	web := proctest.FreeAddrT(t, false)
-	w := extest.Start(t, bin, []string{rateEnv + "="}, "worker", "--brokers", b.Addr(), "--data-dir", t.TempDir(),
-		"--web", web, "--partitions", "4", "--commit-interval", "50ms")
-	extest.WaitReady(t, w, web)
+	w, web := extest.StartWorker(t, bin, b.Addr(), []string{rateEnv + "="})
 
 	for i, acct := range []string{"a1", "a2", "a1"} {
 		key := fmt.Sprintf("o%d", i+1)
 		value := fmt.Sprintf(`{"account_id":%q,"product_id":"p1","amount":2,"price":9.5}`, acct)
-		r = extest.Exec(t, bin, nil, "send", "orders", value, "--key", key, "--brokers", b.Addr())
+		r := extest.Exec(t, bin, nil, "send", "orders", value, "--key", key, "--brokers", b.Addr())
 		if r.Code != 0 || !strings.HasPrefix(r.Stdout, "sent to orders partition ") {
 			t.Fatalf("send orders %s --key %s: exit %d\n%s%s", value, key, r.Code, r.Stdout, r.Stderr)
 		}
 	}
-	r = extest.Exec(t, bin, nil, "send", "orders", "not json", "--key", "o4", "--brokers", b.Addr())
+	r := extest.Exec(t, bin, nil, "send", "orders", "not json", "--key", "o4", "--brokers", b.Addr())
 	if r.Code != 2 {
 		t.Errorf("send orders 'not json': exit %d, want 2\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}

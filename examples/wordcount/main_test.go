@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -104,27 +103,13 @@ func TestGenerator(t *testing.T) {
 func TestBinary(t *testing.T) {
 	bin := extest.Build(t, "wordcount")
 
-	r := extest.Exec(t, bin, nil, "agents")
-	if got, want := extest.Column(r.Stdout), []string{"split", "count"}; r.Code != 0 || !slices.Equal(got, want) {
-		t.Errorf("agents: exit %d, agents %q, want 0, %q\n%s%s", r.Code, got, want, r.Stdout, r.Stderr)
-	}
-	r = extest.Exec(t, bin, nil, "tables")
-	if got, want := extest.Column(r.Stdout), []string{"word_counts"}; r.Code != 0 || !slices.Equal(got, want) {
-		t.Errorf("tables: exit %d, tables %q, want 0, %q\n%s%s", r.Code, got, want, r.Stdout, r.Stderr)
-	}
-	r = extest.Exec(t, bin, nil, "worker", "--bogus")
-	if r.Code != 2 || !strings.Contains(r.Stderr, "--bogus") {
-		t.Errorf("worker --bogus: exit %d, want 2 and an error naming the flag\n%s", r.Code, r.Stderr)
-	}
+	extest.CheckCommands(t, bin, []string{"split", "count"}, []string{"word_counts"})
 
 	b := extest.StartBroker(t)
-	web := proctest.FreeAddrT(t, false)
-	w := extest.Start(t, bin, []string{rateEnv + "="}, "worker", "--brokers", b.Addr(), "--data-dir", t.TempDir(),
-		"--web", web, "--partitions", "4", "--commit-interval", "50ms")
-	extest.WaitReady(t, w, web)
+	w, web := extest.StartWorker(t, bin, b.Addr(), []string{rateEnv + "="})
 
 	for _, line := range []string{"The fox saw the other FOX", "fox\tand  dog"} {
-		r = extest.Exec(t, bin, nil, "send", "lines", line, "--brokers", b.Addr())
+		r := extest.Exec(t, bin, nil, "send", "lines", line, "--brokers", b.Addr())
 		if r.Code != 0 || !strings.HasPrefix(r.Stdout, "sent to lines partition ") {
 			t.Fatalf("send lines %q: exit %d\n%s%s", line, r.Code, r.Stdout, r.Stderr)
 		}

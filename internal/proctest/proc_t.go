@@ -121,19 +121,23 @@ func RunT(t TB, s Spec, timeout time.Duration) Result {
 // logDirs holds each running test's LogDir.
 var logDirs sync.Map // TB → string
 
-// LogDir returns a directory for the output of the processes of test t,
-// under the system's temporary directory in mephisto-<suite>-logs; calls
-// for one test return the same directory. It is removed when the test
-// passes, unless the environment variable <SUITE>_KEEP_LOGS is set;
-// otherwise the test logs where it is.
+// LogDir returns a directory for the output of the processes of test t:
+// a fresh one (concurrent runs of a suite do not share it) under the
+// system's temporary directory, in mephisto-<suite>-logs; calls for one
+// test return the same directory. It is removed when the test passes,
+// unless the environment variable <SUITE>_KEEP_LOGS is set; otherwise the
+// test logs where it is.
 func LogDir(t TB, suite string) string {
 	t.Helper()
 	if dir, ok := logDirs.Load(t); ok {
 		return dir.(string)
 	}
-	dir := filepath.Join(os.TempDir(), "mephisto-"+suite+"-logs", strings.ReplaceAll(t.Name(), "/", "_"))
-	_ = os.RemoveAll(dir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	parent := filepath.Join(os.TempDir(), "mephisto-"+suite+"-logs")
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		t.Fatalf("%v", err)
+	}
+	dir, err := os.MkdirTemp(parent, strings.ReplaceAll(t.Name(), "/", "_")+"-")
+	if err != nil {
 		t.Fatalf("%v", err)
 	}
 	logDirs.Store(t, dir)

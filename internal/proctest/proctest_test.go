@@ -3,6 +3,7 @@ package proctest
 import (
 	"context"
 	"errors"
+	"os"
 	"regexp"
 	"strings"
 	"syscall"
@@ -172,4 +173,20 @@ func echoIn(t *testing.T, dir, word string) *Proc {
 	p := StartT(t, Spec{Name: "echo", Path: "/bin/sh", Args: []string{"-c", "echo " + word}, LogDir: dir})
 	p.WaitT(t, 10*time.Second)
 	return p
+}
+
+func TestLogDir(t *testing.T) {
+	var dir string
+	t.Run("passes", func(t *testing.T) {
+		dir = LogDir(t, "proctest")
+		if again := LogDir(t, "proctest"); again != dir {
+			t.Errorf("second call: %s, first %s", again, dir)
+		}
+		if !strings.Contains(dir, "mephisto-proctest-logs") || !strings.Contains(dir, "TestLogDir_passes-") {
+			t.Errorf("dir %s", dir)
+		}
+	})
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the log dir of a test that passed is still there: %v", err)
+	}
 }

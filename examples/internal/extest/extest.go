@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -198,6 +199,39 @@ func Exec(t testing.TB, bin string, extraEnv []string, args ...string) proctest.
 func Start(t testing.TB, bin string, extraEnv []string, args ...string) *proctest.Proc {
 	t.Helper()
 	return proctest.StartT(t, spec(bin, extraEnv, args...))
+}
+
+// StartWorker starts bin's worker process against the broker at brokers,
+// with a fresh data dir, a free web port, 4 partitions, a 50ms commit
+// interval and the extra environment extraEnv, and waits until it is
+// ready. It returns the process and its web address.
+func StartWorker(t testing.TB, bin, brokers string, extraEnv []string) (*proctest.Proc, string) {
+	t.Helper()
+	web := proctest.FreeAddrT(t, false)
+	w := Start(t, bin, extraEnv, "worker", "--brokers", brokers, "--data-dir", t.TempDir(),
+		"--web", web, "--partitions", "4", "--commit-interval", "50ms")
+	WaitReady(t, w, web)
+	return w, web
+}
+
+// CheckCommands runs bin's agents and tables commands and requires that
+// they list agents and tables, in order, and that `worker --bogus` is
+// refused with exit status 2 and an error naming the flag.
+func CheckCommands(t testing.TB, bin string, agents, tables []string) {
+	t.Helper()
+	for _, c := range []struct {
+		cmd  string
+		want []string
+	}{{"agents", agents}, {"tables", tables}} {
+		r := Exec(t, bin, nil, c.cmd)
+		if got := Column(r.Stdout); r.Code != 0 || !slices.Equal(got, c.want) {
+			t.Errorf("%s: exit %d, %s %q, want 0, %q\n%s%s", c.cmd, r.Code, c.cmd, got, c.want, r.Stdout, r.Stderr)
+		}
+	}
+	r := Exec(t, bin, nil, "worker", "--bogus")
+	if r.Code != 2 || !strings.Contains(r.Stderr, "--bogus") {
+		t.Errorf("worker --bogus: exit %d, want 2 and an error naming the flag\n%s", r.Code, r.Stderr)
+	}
 }
 
 // WaitReady waits until the worker process p serving HTTP on web answers
