@@ -1,122 +1,126 @@
 package actors
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/mephistohq/mephisto/actors/partition"
 
-	"github.com/mephistohq/mephisto/actors/envelopepb"
+	"github.com/mephistohq/mephisto/actors/partition"
+	"github.com/mephistohq/mephisto/state/shard"
 )
 
-// scriptCore is a Core whose Process outcome per offset is scripted. It
-// keeps "committed" state the way the real core keeps Pebble: processed
-// offsets become durable only at Commit, and Load drops the rest.
-type scriptCore struct {
-	mu        sync.Mutex
-	fail      map[int64]int  // offset → how many times to fail before succeeding (-1: always)
-	panics    map[int64]bool // offset → panic instead of returning an error, once
-	poison    map[int64]bool // offset → ErrPoison
-	calls     map[int64]int  // attempts per offset
-	pending   []int64        // processed since the last commit
-	inflight  []int64        // in a started commit
-	committed []int64        // processed and committed, in order
-	gaveUp    []int64        // offsets handed to GiveUp, in order
-	stopOn    map[int64]bool // GiveUp returns ErrPartitionStopped
-	loads     int
+// memIO is a grain's IO in memory: a table whose rows and source offsets
+// become durable only at Write (as Pebble's do), records acknowledged at
+// once, and every dead letter sent.
+type memIO struct {
+	mu      sync.Mutex
+	rows    map[string][]byte // table 0's committed rows
+	sources map[string]int64
+	loads   int
+	dead    []int64 // offsets of the dead letters sent
 }
 
-func (c *scriptCore) Fanout(string) []int { return []int{0} }
-
-func (c *scriptCore) Load(context.Context, bool) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.loads++
-	c.pending, c.inflight = nil, nil
-	return nil
+func (m *memIO) Load(bool) (map[string]int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.loads++
+	stored := map[string]int64{}
+	for t, off := range m.sources {
+		stored[t] = off
+	}
+	return stored, nil
 }
 
-func (c *scriptCore) Process(_ context.Context, t Task) error {
-	c.mu.Lock()
-	off := t.Rec.Offset
-	c.calls[off]++
-	n := c.calls[off]
-	doPanic := c.panics[off] && n == 1
-	c.mu.Unlock()
-	if doPanic {
-		panic(fmt.Sprintf("boom at %d", off))
+func (m *memIO) Send(outs []partition.Output) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, o := range outs {
+		if o.Topic != "dead" {
+			continue
+		}
+		for _, h := range o.Headers {
+			if h.Key == partition.HeaderOffset {
+				off, _ := strconv.ParseInt(string(h.Value), 10, 64)
+				m.dead = append(m.dead, off)
+			}
+		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.poison[off] {
-		return fmt.Errorf("%w: undecodable", ErrPoison)
-	}
-	if f := c.fail[off]; f < 0 || n <= f {
-		return fmt.Errorf("attempt %d failed", n)
-	}
-	c.pending = append(c.pending, off)
-	return nil
 }
 
-func (c *scriptCore) GiveUp(_ context.Context, t Task, _ error) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gaveUp = append(c.gaveUp, t.Rec.Offset)
-	if c.stopOn[t.Rec.Offset] {
-		return ErrPartitionStopped
+func (m *memIO) Seal() (<-chan struct{}, func() (map[string]int64, error)) {
+	idle := make(chan struct{})
+	close(idle)
+	return idle, func() (map[string]int64, error) { return map[string]int64{}, nil }
+}
+
+func (m *memIO) Write(w *partition.Write) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range w.Rows[0] {
+		m.rows[r.Key] = r.Raw
+	}
+	for t, off := range w.Sources {
+		m.sources[t] = off
 	}
 	return nil
 }
 
-func (c *scriptCore) Commit(context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.committed = append(c.committed, c.inflight...)
-	c.inflight = nil
-	c.committed = append(c.committed, c.pending...)
-	c.pending = nil
-	return nil
+func (m *memIO) Mark(map[string]int64) {}
+
+func (m *memIO) read(key []byte) ([]byte, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.rows[string(key)]
+	return v, ok, nil
 }
 
-// StartCommit moves what is pending in flight and acknowledges it at once
-// from another goroutine, as the real core does once Kafka has acked.
-func (c *scriptCore) StartCommit(_ context.Context, acked func()) (bool, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.committed = append(c.committed, c.inflight...)
-	c.inflight, c.pending = c.pending, nil
-	if len(c.inflight) == 0 {
-		return false, nil
-	}
-	go acked()
-	return true, nil
+// script says what the agent's handler does per offset.
+type script struct {
+	fail   map[int64]int  // offset → how many times to fail before succeeding (-1: always)
+	panics map[int64]bool // offset → panic instead of returning an error, once
+	poison map[int64]bool // offset → ErrPoison
+	policy partition.Policy
 }
 
-func (c *scriptCore) FinishCommit(context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.committed = append(c.committed, c.inflight...)
-	c.inflight = nil
-	return nil
-}
-
-func (c *scriptCore) Direct(_ context.Context, env *envelopepb.Envelope) *envelopepb.Envelope {
-	return &envelopepb.Envelope{Value: env.Value}
-}
-
-func (c *scriptCore) Concurrency(int) int { return 1 }
-
-func (c *scriptCore) FlushAll(context.Context) error { return nil }
-
-func (c *scriptCore) ProcessReadOnly(ctx context.Context, t Task) (func(), error) {
-	return func() {}, c.Process(ctx, t)
+// agent counts each offset it handles in table 0 (so a replay that applied
+// an uncommitted write twice would count 2), following its script.
+func (sc script) agent() *partition.Agent {
+	var mu sync.Mutex
+	calls := map[int64]int{}
+	return &partition.Agent{Name: "a", Topic: "t", Policy: sc.policy, DeadLetterTopic: "dead", Run: func(ev *partition.Event) error {
+		off := ev.Record().Offset
+		mu.Lock()
+		calls[off]++
+		n := calls[off]
+		mu.Unlock()
+		switch f := sc.fail[off]; {
+		case sc.panics[off] && n == 1:
+			panic(fmt.Sprintf("boom at %d", off))
+		case sc.poison[off]:
+			return fmt.Errorf("%w: undecodable", ErrPoison)
+		case f < 0 || n <= f:
+			return fmt.Errorf("attempt %d failed", n)
+		}
+		sh := ev.Shard(0)
+		key := []byte(strconv.FormatInt(off, 10))
+		count := 0
+		if e, ok := sh.Cached(key, false); ok && !e.Absent {
+			count, _ = strconv.Atoi(string(e.Raw))
+		} else if raw, ok, _ := sh.Get(key); ok {
+			count, _ = strconv.Atoi(string(raw))
+		}
+		sh.Put(key, nil, nil, []byte(strconv.Itoa(count+1)), false)
+		return nil
+	}}
 }
 
 func msgs(from, to int64) []*partition.Record {
@@ -127,42 +131,46 @@ func msgs(from, to int64) []*partition.Record {
 	return out
 }
 
+// TestGrainSupervision drives a real partition machine through a grain
+// under a supervisor: failures restart the grain with backoff, the records
+// since the last commit are replayed over the committed state only, and
+// the error policy applies once per record.
 func TestGrainSupervision(t *testing.T) {
 	cases := []struct {
 		name        string
-		core        *scriptCore
-		wantCommit  []int64 // offsets processed successfully, each exactly once
-		wantGaveUp  []int64
-		wantStopped bool
+		script      script
+		wantCommit  []int64 // offsets whose count is committed, each exactly 1
+		wantDead    []int64
+		wantStopped string // in the stop error, if stopped
 	}{
-		{name: "all succeed", core: &scriptCore{}, wantCommit: []int64{0, 1, 2, 3, 4}},
+		{name: "all succeed", wantCommit: []int64{0, 1, 2, 3, 4}},
 		{name: "transient error is retried after a restart",
-			core:       &scriptCore{fail: map[int64]int{2: 1}},
+			script:     script{fail: map[int64]int{2: 1}},
 			wantCommit: []int64{0, 1, 2, 3, 4}},
 		{name: "panic is restarted like an error",
-			core:       &scriptCore{panics: map[int64]bool{1: true}},
+			script:     script{panics: map[int64]bool{1: true}},
 			wantCommit: []int64{0, 1, 2, 3, 4}},
 		{name: "record failing every attempt goes to the policy once",
-			core:       &scriptCore{fail: map[int64]int{3: -1}},
-			wantCommit: []int64{0, 1, 2, 4}, wantGaveUp: []int64{3}},
+			script:     script{fail: map[int64]int{3: -1}},
+			wantCommit: []int64{0, 1, 2, 4}, wantDead: []int64{3}},
 		{name: "poison skips the retries",
-			core:       &scriptCore{poison: map[int64]bool{0: true}},
-			wantCommit: []int64{1, 2, 3, 4}, wantGaveUp: []int64{0}},
+			script:     script{poison: map[int64]bool{0: true}},
+			wantCommit: []int64{1, 2, 3, 4}, wantDead: []int64{0}},
 		{name: "a later failure does not repeat an earlier give-up",
-			core:       &scriptCore{poison: map[int64]bool{1: true}, fail: map[int64]int{3: 1}},
-			wantCommit: []int64{0, 2, 3, 4}, wantGaveUp: []int64{1}},
+			script:     script{poison: map[int64]bool{1: true}, fail: map[int64]int{3: 1}},
+			wantCommit: []int64{0, 2, 3, 4}, wantDead: []int64{1}},
 		{name: "stop policy parks the partition after committing what came before",
-			core:       &scriptCore{fail: map[int64]int{2: -1}, stopOn: map[int64]bool{2: true}},
-			wantCommit: []int64{0, 1}, wantGaveUp: []int64{2}, wantStopped: true},
+			script:     script{fail: map[int64]int{2: -1}, policy: partition.Stop},
+			wantCommit: []int64{0, 1}, wantStopped: "t/0@2"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := tc.core
-			for _, m := range []*map[int64]int{&c.fail, &c.calls} {
-				if *m == nil {
-					*m = map[int64]int{}
-				}
-			}
+			io := &memIO{rows: map[string][]byte{}, sources: map[string]int64{}}
+			m := partition.New(partition.Config{
+				Agents: []*partition.Agent{tc.script.agent()}, Tables: []*partition.Table{{Name: "counts", Changelog: "counts-changelog"}},
+				Readers: []shard.Reader{io.read}, CacheKeys: 100, MaxAttempts: 3, CommitInterval: time.Hour,
+				Route: func(string, []byte, bool, int32) (int32, error) { return 0, nil },
+			})
 			system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 				return slog.New(slog.DiscardHandler)
 			}))
@@ -181,7 +189,7 @@ func TestGrainSupervision(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pid, err := sup.Spawn("g", NewGrainProps(GrainConfig{Core: c, MaxAttempts: 3, CommitInterval: time.Hour}))
+			pid, err := sup.Spawn("g", NewGrainProps(GrainConfig{Machine: m, IO: io, CommitInterval: time.Hour}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -189,8 +197,9 @@ func TestGrainSupervision(t *testing.T) {
 			system.Root.Send(pid, d)
 			select {
 			case err := <-d.Done:
-				if stopped := errors.Is(err, ErrPartitionStopped); stopped != tc.wantStopped {
-					t.Fatalf("Done = %v, want stopped=%v", err, tc.wantStopped)
+				stopped := errors.Is(err, ErrPartitionStopped)
+				if stopped != (tc.wantStopped != "") || stopped && !strings.Contains(err.Error(), tc.wantStopped) {
+					t.Fatalf("Done = %v, want stopped at %q", err, tc.wantStopped)
 				}
 			case <-time.After(10 * time.Second):
 				t.Fatal("batch never done")
@@ -199,18 +208,27 @@ func TestGrainSupervision(t *testing.T) {
 			if err != nil || res != nil {
 				t.Fatalf("drain: %v %v", res, err)
 			}
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			if !slices.Equal(c.committed, tc.wantCommit) {
-				t.Errorf("committed %v, want %v", c.committed, tc.wantCommit)
+			io.mu.Lock()
+			defer io.mu.Unlock()
+			var committed []int64
+			for k, v := range io.rows {
+				off, _ := strconv.ParseInt(k, 10, 64)
+				committed = append(committed, off)
+				if string(v) != "1" {
+					t.Errorf("offset %s counted %s times in the committed table, want once", k, v)
+				}
 			}
-			if !slices.Equal(c.gaveUp, tc.wantGaveUp) {
-				t.Errorf("gave up on %v, want %v", c.gaveUp, tc.wantGaveUp)
+			sort.Slice(committed, func(i, j int) bool { return committed[i] < committed[j] })
+			if !slices.Equal(committed, tc.wantCommit) {
+				t.Errorf("committed %v, want %v", committed, tc.wantCommit)
+			}
+			if !slices.Equal(io.dead, tc.wantDead) {
+				t.Errorf("dead letters for %v, want %v", io.dead, tc.wantDead)
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if restarts != c.loads-1 {
-				t.Errorf("%d supervisor restarts but %d reloads", restarts, c.loads-1)
+			if restarts != io.loads-1 {
+				t.Errorf("%d supervisor restarts but %d reloads", restarts, io.loads-1)
 			}
 		})
 	}

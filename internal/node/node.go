@@ -471,39 +471,16 @@ func (rt *Node) Setup(sess sarama.ConsumerGroupSession) error {
 				sess.MarkOffset(topic, p, off+1, "")
 			}
 		}
-		gs := &grainState{}
-		rt.mu.Lock()
-		rt.grains[p] = gs
-		rt.mu.Unlock()
-		props := actors.NewGrainProps(actors.GrainConfig{
-			Core:           newCore(rt, p, sess, kick),
-			MaxAttempts:    rt.cfg.MaxAttempts,
-			CommitInterval: rt.cfg.CommitInterval,
-			Log:            rt.log.With("partition", p),
-			OnLoaded: func(bool) {
-				rt.mu.Lock()
-				gs.loaded, gs.failing = true, nil
-				rt.mu.Unlock()
-			},
-			OnFailed: func(err error) {
-				rt.mu.Lock()
-				gs.failing = err
-				rt.mu.Unlock()
-			},
-			OnStopped: func(err error) {
-				rt.mu.Lock()
-				gs.stopped = err
-				rt.mu.Unlock()
-				rt.metrics.stopped.Inc()
-			},
-		})
-		pid, err := rt.sup.Spawn(fmt.Sprintf("partition/%s/%d", rt.spec.App, p), props)
-		if err != nil {
+		mark := func(topic string, p int32, next int64) { sess.MarkOffset(topic, p, next, "") }
+		commit := func() {
+			select {
+			case kick <- struct{}{}:
+			default: // a commit is already due
+			}
+		}
+		if err := rt.spawnGrain(p, mark, commit); err != nil {
 			return err
 		}
-		rt.mu.Lock()
-		gs.pid = pid
-		rt.mu.Unlock()
 	}
 	rt.mu.Lock()
 	rt.session, rt.generation, rt.phase = true, sess.GenerationID(), ""
