@@ -17,7 +17,7 @@ type Binary struct {
 	Name string
 	// Out receives the binary's path.
 	Out *string
-	// Race builds it with -race when this process was (Race), so that a
+	// Race builds it with -race when this process was, so that a
 	// child is race-checked when its test is.
 	Race bool
 }
@@ -32,7 +32,7 @@ func Build(dir string, bins ...Binary) error {
 		}
 		out := filepath.Join(dir, name)
 		args := []string{"build", "-o", out}
-		if b.Race && Race {
+		if b.Race && raceEnabled {
 			args = append(args, "-race")
 		}
 		cmd := exec.Command("go", append(args, b.Pkg)...)

@@ -62,13 +62,13 @@ func Metric(addr, name string, match map[string]string) (sum float64, n int, err
 	if code != http.StatusOK {
 		return 0, 0, fmt.Errorf("GET /metrics: HTTP %d", code)
 	}
-	sum, n = SumMetric(body, name, match)
+	sum, n = sumMetric(body, name, match)
 	return sum, n, nil
 }
 
-// SumMetric sums the samples of the metric name in a Prometheus text
+// sumMetric sums the samples of the metric name in a Prometheus text
 // exposition whose labels include match, and counts them.
-func SumMetric(body []byte, name string, match map[string]string) (sum float64, n int) {
+func sumMetric(body []byte, name string, match map[string]string) (sum float64, n int) {
 	eachSample(body, name, func(labels map[string]string, v float64) {
 		for k, want := range match {
 			if labels[k] != want {

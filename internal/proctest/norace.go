@@ -2,5 +2,5 @@
 
 package proctest
 
-// Race is true when this process was built with -race.
-const Race = false
+// raceEnabled is true when this process was built with -race.
+const raceEnabled = false

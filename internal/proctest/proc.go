@@ -113,8 +113,8 @@ func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 // StartedAt is when the process was started.
 func (p *Proc) StartedAt() time.Time { return p.startedAt }
 
-// Describe is the command line, for messages.
-func (p *Proc) Describe() string {
+// describe is the command line, for messages.
+func (p *Proc) describe() string {
 	return strings.TrimSpace(filepath.Base(p.spec.Path) + " " + strings.Join(p.spec.Args, " "))
 }
 

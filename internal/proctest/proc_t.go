@@ -3,7 +3,6 @@ package proctest
 import (
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,11 +25,11 @@ func StartT(t TB, s Spec) *Proc {
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	t.Logf("started %s (pid %d): %s", p.Name(), p.Pid(), p.Describe())
+	t.Logf("started %s (pid %d): %s", p.Name(), p.Pid(), p.describe())
 	// Cleanups run last-registered first: kill, then dump.
 	t.Cleanup(func() {
 		if t.Failed() {
-			p.Dump(t)
+			p.dump(t)
 		}
 	})
 	t.Cleanup(func() {
@@ -41,9 +40,9 @@ func StartT(t TB, s Spec) *Proc {
 	return p
 }
 
-// Dump logs the tails of the process's stdout and stderr (all of them
+// dump logs the tails of the process's stdout and stderr (all of them
 // stay in their files).
-func (p *Proc) Dump(t TB) {
+func (p *Proc) dump(t TB) {
 	const n = 8 << 10
 	for _, f := range []struct{ what, file string }{{"stdout", p.stdoutF}, {"stderr", p.stderrF}} {
 		if out := tail(f.file, n); out != "" {
@@ -90,17 +89,6 @@ func (p *Proc) KillT(t TB) {
 	if _, sig := p.WaitT(t, killWait); sig != syscall.SIGKILL {
 		t.Fatalf("%s: %s, want killed by SIGKILL", p.Name(), p.DescribeExit())
 	}
-}
-
-// WaitStdoutT waits until the process's stdout matches re and returns the
-// match and its submatches.
-func (p *Proc) WaitStdoutT(t TB, re *regexp.Regexp, timeout time.Duration) []string {
-	t.Helper()
-	m, err := p.WaitStdout(re, timeout)
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	return m
 }
 
 // RunT runs the process s describes to completion, within timeout, for

@@ -19,7 +19,10 @@ func sh(t *testing.T, name, script string) *Proc {
 
 func TestProcStopAndOutput(t *testing.T) {
 	p := sh(t, "trapper", `trap 'echo bye >&2; exit 0' TERM; echo "listening on 127.0.0.1:1234"; while :; do sleep 0.05; done`)
-	m := p.WaitStdoutT(t, regexp.MustCompile(`listening on (\S+)`), 10*time.Second)
+	m, err := p.WaitStdout(regexp.MustCompile(`listening on (\S+)`), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if m[1] != "127.0.0.1:1234" {
 		t.Errorf("submatch %q", m[1])
 	}
@@ -151,7 +154,7 @@ mephisto_label_with_comma{k="x,y"} 5
 		{"mephisto_label_with_comma", map[string]string{"k": "x,y"}, 5, 1},
 		{"mephisto_events_in_total", map[string]string{"topic": "none"}, 0, 0},
 	} {
-		if sum, n := SumMetric(body, tc.name, tc.match); sum != tc.sum || n != tc.n {
+		if sum, n := sumMetric(body, tc.name, tc.match); sum != tc.sum || n != tc.n {
 			t.Errorf("%s %v: sum %v of %d samples, want %v of %d", tc.name, tc.match, sum, n, tc.sum, tc.n)
 		}
 	}
