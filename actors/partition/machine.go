@@ -283,8 +283,7 @@ func (m *Machine) Restart(stored map[string]int64) Ready {
 	for _, sh := range m.shards {
 		sh.Reset()
 	}
-	m.inflight, m.due, m.hold, m.soon = nil, false, false, false
-	m.seq++ // acknowledgements of a dropped commit are ignored
+	m.inflight, m.due, m.hold, m.soon = nil, false, false, false // acknowledgements of a dropped commit are ignored
 	m.batches = map[string]*batch{}
 	m.srcDone = map[string]int64{}
 	m.srcStored = map[string]int64{}
