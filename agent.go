@@ -32,17 +32,7 @@ const (
 )
 
 // String returns the policy's name as used in flags and output.
-func (p ErrorPolicy) String() string {
-	switch p {
-	case DeadLetter:
-		return "dead-letter"
-	case Skip:
-		return "skip"
-	case Stop:
-		return "stop"
-	}
-	return fmt.Sprintf("ErrorPolicy(%d)", int(p))
-}
+func (p ErrorPolicy) String() string { return partition.Policy(p).String() }
 
 // AgentOption configures an agent.
 type AgentOption func(*agentDef)
