@@ -159,16 +159,15 @@ func (c *cluster) worker(id string) *worker {
 	return nil
 }
 
-// running fails the test if a worker of ws has exited.
+// running fails the test if the broker or a worker of ws has exited.
 func (c *cluster) running(ws []*worker) {
 	c.t.Helper()
+	procs := []*proc{c.broker}
 	for _, w := range ws {
-		if w.proc.Exited() {
-			c.t.Fatalf("worker %s exited unexpectedly: %s", w.id, w.proc.DescribeExit())
-		}
+		procs = append(procs, w.proc)
 	}
-	if c.broker.Exited() {
-		c.t.Fatalf("broker exited unexpectedly: %s", c.broker.DescribeExit())
+	if err := proctest.Running(procs...); err != nil {
+		c.t.Fatalf("%v", err)
 	}
 }
 

@@ -314,3 +314,14 @@ next:
 	}
 	return append(env, extra...)
 }
+
+// Running returns an error naming the first of procs that has exited, and
+// how; nil while all of them run.
+func Running(procs ...*Proc) error {
+	for _, p := range procs {
+		if p.Exited() {
+			return fmt.Errorf("%s exited unexpectedly: %s", p.Name(), p.DescribeExit())
+		}
+	}
+	return nil
+}

@@ -193,3 +193,15 @@ func TestLogDir(t *testing.T) {
 		t.Errorf("the log dir of a test that passed is still there: %v", err)
 	}
 }
+
+func TestRunning(t *testing.T) {
+	long := sh(t, "long", "exec sleep 60")
+	short := sh(t, "short", "exit 0")
+	short.WaitT(t, 10*time.Second)
+	if err := Running(long); err != nil {
+		t.Errorf("a running process: %v", err)
+	}
+	if err := Running(long, short); err == nil || !strings.Contains(err.Error(), "short exited") {
+		t.Errorf("one exited: %v", err)
+	}
+}
