@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/IBM/sarama"
 )
@@ -72,6 +73,42 @@ func ReadRange(ctx context.Context, consumer sarama.Consumer, topic string, part
 		}
 		if m.Offset >= until-1 {
 			return nil
+		}
+	}
+}
+
+// Follow reads topic/partition from offset from until ctx is done, calling
+// apply for each record in order and tick every interval with the
+// partition's high watermark. It returns the first error of the consumer,
+// apply or tick, or nil once ctx is done.
+func Follow(ctx context.Context, consumer sarama.Consumer, topic string, partition int32, from int64, interval time.Duration,
+	apply func(key, value []byte, offset int64) error, tick func(hwm int64) error) error {
+	pc, err := consumer.ConsumePartition(topic, partition, from)
+	if err != nil {
+		return err
+	}
+	defer pc.AsyncClose()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := tick(pc.HighWaterMarkOffset()); err != nil {
+				return err
+			}
+		case m, ok := <-pc.Messages():
+			if !ok {
+				return errors.New("changelog consumer closed")
+			}
+			if err := apply(m.Key, m.Value, m.Offset); err != nil {
+				return err
+			}
+		case err := <-pc.Errors():
+			if err != nil {
+				return err
+			}
 		}
 	}
 }
