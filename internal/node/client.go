@@ -39,7 +39,7 @@ func ClientSend(ctx context.Context, brokers []string, clientID, topic string, k
 		return 0, 0, err
 	}
 	defer prod.Close()
-	off, err := prod.SendSync(ctx, producerMessage(partition.Output{Topic: topic, Partition: p, Key: key, Value: value}))
+	off, err := prod.SendSync(ctx, kafka.Message(partition.Output{Topic: topic, Partition: p, Key: key, Value: value}))
 	return p, off, err
 }
 
@@ -71,12 +71,12 @@ func ClientAsk(ctx context.Context, brokers []string, app, topic string, key, va
 		ps, err := cclient.Partitions(t)
 		return int32(len(ps)), err
 	}
-	req, err := newRequester(consumer, prod, app, "cli-"+newID(), counts)
+	req, err := kafka.NewRequester(kafka.RequesterConfig{Consumer: consumer, Producer: prod, App: app, Partitions: counts})
 	if err != nil {
 		return nil, err
 	}
-	defer req.close()
-	return req.ask(ctx, topic, key, value, keyed, int32(time.Now().UnixNano()%1024))
+	defer req.Close()
+	return ask(ctx, req, topic, key, value, keyed, int32(time.Now().UnixNano()%1024))
 }
 
 // ResetState wipes the table state in dir, refusing while a worker holds

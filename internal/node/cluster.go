@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/mephistohq/mephisto/cluster"
@@ -97,19 +96,7 @@ func (rt *Node) gossipMissesPlanNodes() bool {
 	rt.mu.Lock()
 	plan := rt.plan
 	rt.mu.Unlock()
-	if plan == nil {
-		return false
-	}
-	alive := map[string]bool{}
-	for _, p := range rt.members.Peers() {
-		alive[p.ID] = p.Alive
-	}
-	for _, n := range plan.Nodes {
-		if !alive[n.NodeID] {
-			return true
-		}
-	}
-	return false
+	return plan != nil && plan.Unseen(rt.members.Peers())
 }
 
 func (rt *Node) webAddr() string {
@@ -119,25 +106,23 @@ func (rt *Node) webAddr() string {
 	return rt.advertised(rt.web.Addr())
 }
 
-// onMembership reacts to gossip. When a node dies, one survivor — the alive
-// node with the lowest id, so exactly one acts — removes the dead node's
-// static member from the consumer group, which starts the rebalance now
-// instead of after the session timeout (DESIGN decision 9, issue 3).
+// onMembership reacts to gossip. When a node dies, one survivor (see
+// cluster.Evicts) removes the dead node's static member from the consumer
+// group, which starts the rebalance now instead of after the session
+// timeout (DESIGN decision 9, issue 3).
 func (rt *Node) onMembership(ev cluster.Event) {
 	switch ev.Kind {
 	case cluster.NodeDead:
-		rt.markDead(ev.Node.Actor)
+		rt.remote.MarkDead(ev.Node.Actor)
 	case cluster.NodeJoined, cluster.NodeUpdated:
-		rt.markAlive(ev.Node.Actor)
+		rt.remote.MarkAlive(ev.Node.Actor)
 		return
 	default:
 		return
 	}
 	go func() {
-		for _, m := range rt.members.Peers() {
-			if m.Alive && m.ID != ev.Node.ID && m.ID < rt.cfg.NodeID {
-				return // a lower-id survivor evicts it
-			}
+		if !cluster.Evicts(rt.cfg.NodeID, ev.Node.ID, rt.members.Peers()) {
+			return // a lower-id survivor evicts it
 		}
 		start := time.Now()
 		if _, err := rt.admin.RemoveMemberFromConsumerGroup(rt.spec.App, []string{ev.Node.ID}); err != nil {
@@ -198,10 +183,10 @@ func (rt *Node) onPlan(p *cluster.Plan) {
 	rt.metrics.generation.Set(float64(p.Generation))
 }
 
-// placeStandbys runs in Setup, before any grain starts: stop the standbys
-// of partitions that became active here (their shards are promoted: the
-// grain replays only the tail), start the standbys the plan gives this
-// node, and delete shards of partitions that are neither.
+// placeStandbys runs in Assigned, before any grain starts: stop the
+// standbys of partitions that became active here (their shards are
+// promoted: the grain replays only the tail), start the standbys the plan
+// gives this node, and delete shards of partitions that are neither.
 func (rt *Node) placeStandbys(active map[int32]bool) {
 	rt.mu.Lock()
 	plan := rt.plan
@@ -209,46 +194,35 @@ func (rt *Node) placeStandbys(active map[int32]bool) {
 	if plan == nil || len(rt.tables) == 0 {
 		return
 	}
-	mine := map[int32]bool{}
-	for _, pp := range plan.Partitions {
-		if slices.Contains(pp.Standbys, rt.cfg.NodeID) && !active[pp.Partition] {
-			mine[pp.Partition] = true
-		}
+	n, err := rt.partitionCount(rt.tables[0].Changelog)
+	if err != nil {
+		n = 0 // keep every shard
 	}
 	rt.mu.Lock()
-	var stopping []*standby
-	for p, s := range rt.standbys {
-		if !mine[p] {
-			stopping = append(stopping, s)
-			delete(rt.standbys, p)
-			if active[p] {
-				rt.promoted[p] = true
-			}
-		}
+	running := map[int32]bool{}
+	for p := range rt.standbys {
+		running[p] = true
+	}
+	pl := cluster.PlaceStandbys(plan, rt.cfg.NodeID, active, running, n)
+	stopping := make([]*standby, 0, len(pl.Stop))
+	for _, p := range pl.Stop {
+		stopping = append(stopping, rt.standbys[p])
+		delete(rt.standbys, p)
+	}
+	for _, p := range pl.Promoted {
+		rt.promoted[p] = true
 	}
 	rt.mu.Unlock()
 	for _, s := range stopping {
 		s.stop()
 	}
-	for p := range mine {
+	for _, p := range pl.Start {
+		s := rt.startStandby(p)
 		rt.mu.Lock()
-		running := rt.standbys[p] != nil
+		rt.standbys[p] = s
 		rt.mu.Unlock()
-		if !running {
-			s := rt.startStandby(p)
-			rt.mu.Lock()
-			rt.standbys[p] = s
-			rt.mu.Unlock()
-		}
 	}
-	n, err := rt.partitionCount(rt.tables[0].Changelog)
-	if err != nil {
-		return
-	}
-	for p := int32(0); p < n; p++ {
-		if active[p] || mine[p] {
-			continue
-		}
+	for _, p := range pl.Drop {
 		for _, d := range rt.tables {
 			if _, held, err := rt.store.ChangelogOffset(rt.ids[d.Index], p); err == nil && held {
 				rt.log.Info("partition moved away and is no standby here: deleting its shard", "partition", p, "table", d.Name)
@@ -270,107 +244,43 @@ func (rt *Node) stopStandbys() {
 	}
 }
 
-// clusterNode is a node in GET /cluster.
-type clusterNode struct {
-	ID    string `json:"id"`
-	Web   string `json:"web"`
-	Actor string `json:"actor"`
-	Alive bool   `json:"alive"`
-}
-
-// clusterPartition is a partition in GET /cluster.
-type clusterPartition struct {
-	Group     string   `json:"group"`
-	Partition int32    `json:"partition"`
-	Active    string   `json:"active"`
-	Standbys  []string `json:"standbys"`
-	Lag       int64    `json:"lag"` // records of the agents' topics not yet committed by the group
-}
-
-// clusterView is the body of GET /cluster.
-type clusterView struct {
-	Generation int32              `json:"generation"`
-	Nodes      []clusterNode      `json:"nodes"`
-	Partitions []clusterPartition `json:"partitions"`
-}
-
-// Cluster returns this node's view of the cluster.
+// Cluster returns this node's view of the cluster (a cluster.View).
 func (rt *Node) Cluster() any {
 	rt.mu.Lock()
 	plan := rt.plan
 	rt.mu.Unlock()
-	v := clusterView{Nodes: []clusterNode{}, Partitions: []clusterPartition{}}
 	if plan == nil {
-		return v
+		return cluster.NewView(nil, rt.spec.App, nil, nil, "", 0)
 	}
-	v.Generation = plan.Generation
-	alive := map[string]bool{}
-	gossip := rt.members != nil
-	if gossip {
+	var alive func(string) bool // without gossip, a node in the group's plan counts as alive
+	if rt.members != nil {
+		seen := map[string]bool{}
 		for _, m := range rt.members.Peers() {
-			alive[m.ID] = m.Alive
+			seen[m.ID] = m.Alive
 		}
-		alive[rt.cfg.NodeID] = true
-	}
-	for _, n := range plan.Nodes {
-		a := true // without gossip, a node in the group's plan counts as alive
-		if gossip {
-			a = alive[n.NodeID]
-		}
-		v.Nodes = append(v.Nodes, clusterNode{ID: n.NodeID, Web: n.Web, Actor: n.Actor, Alive: a})
+		seen[rt.cfg.NodeID] = true
+		alive = func(id string) bool { return seen[id] }
 	}
 	lags := rt.groupLag()
-	parts := plan.Partitions
-	if sources := rt.sourceTopics(); len(parts) == 0 && len(sources) > 0 { // no tables: show who consumes what
-		n, _ := rt.partitionCount(sources[0])
-		for p := int32(0); p < n; p++ {
-			if owner, ok := plan.Owner(sources[0], p); ok {
-				parts = append(parts, cluster.PartitionPlan{Partition: p, Active: owner.NodeID})
-			}
-		}
+	var topic string
+	var n int32
+	if sources := rt.sourceTopics(); len(plan.Partitions) == 0 && len(sources) > 0 {
+		topic = sources[0]
+		n, _ = rt.partitionCount(topic)
 	}
-	for _, pp := range parts {
-		v.Partitions = append(v.Partitions, clusterPartition{
-			Group: rt.spec.App, Partition: pp.Partition, Active: pp.Active,
-			Standbys: append([]string{}, pp.Standbys...), Lag: lags[pp.Partition],
-		})
-	}
-	sort.Slice(v.Partitions, func(i, j int) bool { return v.Partitions[i].Partition < v.Partitions[j].Partition })
-	return v
+	return cluster.NewView(plan, rt.spec.App, alive, lags, topic, n)
 }
 
 // groupLag returns, per partition index, the records of the agents' topics
 // beyond the group's committed offsets.
 func (rt *Node) groupLag() map[int32]int64 {
-	lags := map[int32]int64{}
-	committed := map[string][]int32{}
+	topics := map[string]int32{}
 	for _, t := range rt.sourceTopics() {
-		n, err := rt.partitionCount(t)
-		if err != nil {
-			continue
-		}
-		for p := int32(0); p < n; p++ {
-			committed[t] = append(committed[t], p)
+		if n, err := rt.partitionCount(t); err == nil {
+			topics[t] = n
 		}
 	}
-	resp, err := rt.admin.ListConsumerGroupOffsets(rt.spec.App, committed)
-	if err != nil {
-		return lags
-	}
-	for t, ps := range committed {
-		for _, p := range ps {
-			_, hwm, err := kafka.Bounds(rt.client, t, p)
-			if err != nil {
-				continue
-			}
-			off := int64(0)
-			if b := resp.GetBlock(t, p); b != nil && b.Offset >= 0 {
-				off = b.Offset
-			}
-			lags[p] += max(0, hwm-off)
-		}
-	}
-	return lags
+	return kafka.GroupLag(rt.admin, rt.client, rt.spec.App, topics)
 }
 
 // routeOf says where key's partition p of a table is served: here, by
@@ -384,20 +294,9 @@ func (rt *Node) routeOf(p int32) (local bool, remote string) {
 	if rt.plan == nil {
 		return false, ""
 	}
-	for _, pp := range rt.plan.Partitions {
-		if pp.Partition != p || pp.Active == rt.cfg.NodeID {
-			continue
-		}
-		// Trust the assignment, not gossip: a node cut off from gossip may
-		// still own and process the partition. If it is really gone, the
-		// proxy's failure answers 503 with Retry-After.
-		for _, n := range rt.plan.Nodes {
-			if n.NodeID == pp.Active {
-				return false, n.Web
-			}
-		}
-	}
-	return false, ""
+	// If the node serving it is really gone, the proxy's failure answers
+	// 503 with Retry-After.
+	return false, rt.plan.ServedBy(p, rt.cfg.NodeID)
 }
 
 // isStandby reports whether this node keeps a standby copy of partition p.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/remote"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mephistohq/mephisto/actors"
 	"github.com/mephistohq/mephisto/actors/partition"
@@ -50,39 +50,36 @@ type Node struct {
 	producer  *kafka.Producer
 	consumer  sarama.Consumer // changelogs
 	rconsumer sarama.Consumer // replies
-	group     sarama.ConsumerGroup
+	member    *kafka.GroupMember
 	store     *state.Store
 	system    *actor.ActorSystem
 	sup       *actors.Supervisor
 	web       *web.Server
 	tables    []*partition.Table // by index
 	ids       []uint32           // Pebble table ids, by table index
-	agents    []*partition.Agent // by index
-	fanout    map[string][]int   // topic → agents
-	sources   []string           // topics the consumer group subscribes to
+	// AddAgent replaces these three under mu, with new copies: a copy
+	// read is never modified.
+	agents  []*partition.Agent // by index
+	fanout  map[string][]int   // topic → agents
+	sources []string           // topics the consumer group subscribes to
 
 	members  *cluster.Membership // nil without --gossip
 	strategy *cluster.Strategy
-	remote   *remote.Remote
-	requests *requester
+	remote   *actors.Remote
+	requests *kafka.Requester
 
 	mu         sync.Mutex // guards the fields below
 	counts     map[string]int32
-	plan       *cluster.Plan            // the latest assignment plan received
-	lastActive []int32                  // partitions active in the current/last session
-	standbys   map[int32]*standby       // standby shards being tailed
-	promoted   map[int32]bool           // standbys stopped because the partition became active here
-	deaths     map[string]chan struct{} // actor address → closed when that node is declared dead
-	phase      string                   // why the node is not ready, "" once consuming
+	plan       *cluster.Plan      // the latest assignment plan received
+	lastActive []int32            // partitions active in the current/last session
+	standbys   map[int32]*standby // standby shards being tailed
+	promoted   map[int32]bool     // standbys stopped because the partition became active here
+	phase      string             // why the node is not ready, "" once consuming
 	session    bool
 	generation int32
 	grains     map[int32]*grainState
 
 	tasks sync.WaitGroup // running App.Task functions
-
-	// endSession ends the current consumer group session (guarded by mu),
-	// so the loop rejoins with the current subscription.
-	endSession context.CancelFunc
 }
 
 type grainState struct {
@@ -103,7 +100,6 @@ func New(spec Spec, cfg Config) *Node {
 		grains:   map[int32]*grainState{},
 		standbys: map[int32]*standby{},
 		promoted: map[int32]bool{},
-		deaths:   map[string]chan struct{}{},
 		phase:    "starting",
 		fanout:   map[string][]int{},
 		tables:   spec.Tables,
@@ -211,8 +207,10 @@ func (rt *Node) Run(stop context.Context) (err error) {
 	if rt.rconsumer, err = sarama.NewConsumerFromClient(rt.rclient); err != nil {
 		return fmt.Errorf("start reply consumer: %w", err)
 	}
-	if rt.group, err = sarama.NewConsumerGroupFromClient(rt.spec.App, rt.client); err != nil {
-		return fmt.Errorf("join consumer group %s: %w", rt.spec.App, err)
+	if rt.member, err = kafka.NewGroupMember(kafka.GroupMemberConfig{
+		Group: rt.spec.App, Client: rt.client, Handler: rt, Log: rt.log, Backoff: kafkaBackoff,
+	}); err != nil {
+		return err
 	}
 	rt.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		// protoactor narrates every restart at Info; our supervisor already
@@ -228,17 +226,18 @@ func (rt *Node) Run(stop context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := rt.startRemote(); err != nil {
-		return err
-	}
-	if rt.requests, err = newRequester(rt.rconsumer, rt.producer, rt.spec.App, rt.cfg.NodeID, rt.partitionCount); err != nil {
-		return err
-	}
-	go func() {
-		for err := range rt.group.Errors() {
-			rt.log.Warn("consumer group error", "err", err)
+	rt.remote = actors.NewRemote(rt.system)
+	if addr := rt.cfg.ActorAddr; addr != "" {
+		if err := rt.remote.Listen(addr, rt.advertised); err != nil {
+			return err
 		}
-	}()
+		rt.log.Info("actor system reachable", "actor", rt.system.Address())
+	}
+	if rt.requests, err = kafka.NewRequester(kafka.RequesterConfig{
+		Consumer: rt.rconsumer, Producer: rt.producer, App: rt.spec.App, ID: rt.cfg.NodeID, Partitions: rt.partitionCount,
+	}); err != nil {
+		return err
+	}
 	if err := rt.startGossip(stop); err != nil {
 		return err
 	}
@@ -260,28 +259,7 @@ func (rt *Node) Run(stop context.Context) (err error) {
 		rt.log.Info("worker stopping")
 		return nil
 	}
-	for attempt := 1; stop.Err() == nil; attempt++ {
-		sess, cancel := context.WithCancel(stop)
-		rt.mu.Lock()
-		sources := rt.sources
-		rt.endSession = cancel
-		rt.mu.Unlock()
-		err := rt.group.Consume(sess, sources, rt)
-		cancel()
-		if stop.Err() != nil {
-			break
-		}
-		if err != nil {
-			d := kafkaBackoff(attempt)
-			rt.log.Warn("consumer group session failed; rejoining", "err", err, "retry_in", d)
-			select {
-			case <-stop.Done():
-			case <-time.After(d):
-			}
-			continue
-		}
-		attempt = 0
-	}
+	rt.member.Run(stop, rt.sourceTopics)
 	rt.log.Info("worker stopping: draining partitions")
 	return nil
 }
@@ -290,14 +268,8 @@ func (rt *Node) Run(stop context.Context) (err error) {
 // before Kafka (or cut off from it) waits instead of exiting, and returns
 // the cluster id.
 func (rt *Node) connect(stop context.Context) (string, error) {
-	cfg := kafka.ConsumerConfig(rt.spec.App + "-" + rt.cfg.NodeID)
 	rt.strategy = cluster.NewStrategy(rt.localMember, rt.onPlan)
-	cfg.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{rt.strategy}
-	// Static membership: a node that restarts quickly keeps its partitions.
-	cfg.Consumer.Group.InstanceId = rt.cfg.NodeID
-	cfg.Consumer.Group.Session.Timeout = rt.cfg.SessionTimeout
-	// Members learn of a rebalance at their next heartbeat.
-	cfg.Consumer.Group.Heartbeat.Interval = min(rt.cfg.SessionTimeout/10, 150*time.Millisecond)
+	cfg := kafka.GroupConfig(rt.spec.App+"-"+rt.cfg.NodeID, rt.cfg.NodeID, rt.cfg.SessionTimeout, rt.strategy)
 	for attempt := 1; ; attempt++ {
 		rt.setPhase("connecting to Kafka at " + strings.Join(rt.brokers, ","))
 		client, err := sarama.NewClient(rt.brokers, cfg)
@@ -366,7 +338,7 @@ func (rt *Node) ensureTopics() error {
 			add(kafka.TopicSpec{Name: a.DeadLetterTopic, Partitions: n})
 		}
 	}
-	add(kafka.TopicSpec{Name: repliesTopic(rt.spec.App), Partitions: n})
+	add(kafka.TopicSpec{Name: kafka.RepliesTopic(rt.spec.App), Partitions: n})
 	counts, err := kafka.EnsureTopics(rt.admin, specs)
 	if err != nil {
 		return err
@@ -422,16 +394,12 @@ func (rt *Node) crashPoint(name string) {
 	}
 }
 
-// Setup starts one grain per assigned partition (sarama calls it after
-// each rebalance, before any ConsumeClaim).
-func (rt *Node) Setup(sess sarama.ConsumerGroupSession) error {
-	parts := map[int32][]string{}
-	for topic, ps := range sess.Claims() {
-		for _, p := range ps {
-			parts[p] = append(parts[p], topic)
-		}
-	}
-	rt.log.Info("partitions assigned", "generation", sess.GenerationID(), "partitions", len(parts))
+var _ kafka.GroupHandler = (*Node)(nil)
+
+// Assigned starts one grain per partition assigned in the session (a
+// kafka.GroupHandler, called after each rebalance, before any batch).
+func (rt *Node) Assigned(sess *kafka.Session) error {
+	parts := sess.Partitions()
 	active := map[int32]bool{}
 	var actives []int32
 	for p := range parts {
@@ -446,159 +414,61 @@ func (rt *Node) Setup(sess sarama.ConsumerGroupSession) error {
 		rt.log.Warn("remember active partitions", "err", err)
 	}
 	rt.placeStandbys(active)
-	// The one path that commits group offsets: grains mark offsets as
-	// their commits reach Pebble and kick this goroutine, which sends one
-	// OffsetCommit for whatever is marked (kicks coalesce); Cleanup sends
-	// the last one when the session ends. Committing at once keeps the
-	// group's view, and so a successor's replay after a crash, one commit
-	// interval behind at most. sarama's auto-commit is off (kafka.ClientConfig).
-	kick := make(chan struct{}, 1)
-	go func() {
-		for {
-			select {
-			case <-sess.Context().Done():
-				return
-			case <-kick:
-				sess.Commit()
-			}
-		}
-	}()
 	for p, topics := range parts {
 		// Pebble may be ahead of the group's committed offsets (a crash
 		// between commit steps b and c): resume after what the tables hold.
 		for _, topic := range topics {
 			if off, ok, err := rt.store.SourceOffset(topic, p); err == nil && ok {
-				sess.MarkOffset(topic, p, off+1, "")
+				sess.Mark(topic, p, off+1)
 			}
 		}
-		mark := func(topic string, p int32, next int64) { sess.MarkOffset(topic, p, next, "") }
-		commit := func() {
-			select {
-			case kick <- struct{}{}:
-			default: // a commit is already due
-			}
-		}
-		if err := rt.spawnGrain(p, mark, commit); err != nil {
+		// Grains mark offsets as their commits reach Pebble and ask for
+		// them to be committed to the group at once.
+		if err := rt.spawnGrain(p, sess.Mark, sess.Commit); err != nil {
 			return err
 		}
 	}
 	rt.mu.Lock()
-	rt.session, rt.generation, rt.phase = true, sess.GenerationID(), ""
+	rt.session, rt.generation, rt.phase = true, sess.Generation(), ""
 	rt.mu.Unlock()
 	return nil
 }
 
-// ConsumeClaim feeds one topic partition to its grain, one actor message
-// per batch of the records the claim has buffered. Up to maxInflight
-// batches are in the grain's mailbox at once: enough that the grain never
-// waits for this goroutine, and few enough to bound the memory of records
-// received but not processed. Waiting for every batch instead would stall
-// sarama's fetch loop, which serves all partitions of a broker and sends
-// the next fetch only once every partition has taken its records.
-func (rt *Node) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	p := claim.Partition()
+// Claimed returns the grain of partition p as the receiver of topic's
+// batches (a kafka.GroupHandler).
+func (rt *Node) Claimed(_ *kafka.Session, topic string, p int32) kafka.Claim {
 	rt.mu.Lock()
 	gs := rt.grains[p]
 	rt.mu.Unlock()
-	eventsIn := rt.metrics.eventsIn.WithLabelValues(claim.Topic())
-	lag := rt.metrics.lag.WithLabelValues(claim.Topic(), strconv.Itoa(int(p)))
-	const (
-		maxBatch    = 1024
-		maxInflight = 8
-	)
-	var inflight []inflightBatch
-	// settle takes the result of the oldest batch; false means consume
-	// nothing more (the error policy stopped the partition).
-	settle := func(err error) bool {
-		if err != nil {
-			<-sess.Context().Done()
-			return false
-		}
-		lag.Set(float64(claim.HighWaterMarkOffset() - inflight[0].last - 1))
-		inflight = inflight[1:]
-		return true
-	}
-	for {
-		var oldest chan error // nil (never ready) when nothing is in flight
-		if len(inflight) > 0 {
-			oldest = inflight[0].done
-		}
-		var first *sarama.ConsumerMessage
-		select {
-		case m, ok := <-claim.Messages():
-			if !ok {
-				return nil
-			}
-			first = m
-		case err := <-oldest:
-			if !settle(err) {
-				return nil
-			}
-			continue
-		case <-sess.Context().Done():
-			return nil
-		}
-		batch := make([]*sarama.ConsumerMessage, 1, min(maxBatch, 1+len(claim.Messages())))
-		batch[0] = first
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case m, ok := <-claim.Messages():
-				if !ok {
-					break fill
-				}
-				batch = append(batch, m)
-			default:
-				break fill
-			}
-		}
-		last := batch[len(batch)-1].Offset
-		d := &actors.Deliver{Records: records(batch), Done: make(chan error, 1), CaughtUp: last+1 >= claim.HighWaterMarkOffset()}
-		rt.system.Root.Send(gs.pid, d)
-		eventsIn.Add(float64(len(batch)))
-		inflight = append(inflight, inflightBatch{done: d.Done, last: last})
-		if len(inflight) < maxInflight {
-			continue
-		}
-		select {
-		case err := <-inflight[0].done:
-			if !settle(err) {
-				return nil
-			}
-		case <-sess.Context().Done():
-			return nil
-		}
+	return &grainClaim{
+		system:   rt.system,
+		pid:      gs.pid,
+		eventsIn: rt.metrics.eventsIn.WithLabelValues(topic),
+		lag:      rt.metrics.lag.WithLabelValues(topic, strconv.Itoa(int(p))),
 	}
 }
 
-// records converts a fetched batch, in one allocation.
-func records(ms []*sarama.ConsumerMessage) []*partition.Record {
-	rs := make([]partition.Record, len(ms))
-	out := make([]*partition.Record, len(ms))
-	for i, m := range ms {
-		r := &rs[i]
-		*r = partition.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Timestamp: m.Timestamp, Key: m.Key, Value: m.Value}
-		if len(m.Headers) > 0 {
-			r.Headers = make([]partition.Header, len(m.Headers))
-			for j, h := range m.Headers {
-				r.Headers[j] = partition.Header{Key: string(h.Key), Value: h.Value}
-			}
-		}
-		out[i] = r
-	}
-	return out
+// grainClaim hands one topic partition's batches to its grain, one actor
+// message per batch.
+type grainClaim struct {
+	system   *actor.ActorSystem
+	pid      *actor.PID
+	eventsIn prometheus.Counter
+	lag      prometheus.Gauge
 }
 
-// inflightBatch is a batch handed to a grain and not yet processed.
-type inflightBatch struct {
-	done chan error
-	last int64 // offset of its last record
+func (c *grainClaim) Deliver(b *kafka.Batch) {
+	c.system.Root.Send(c.pid, &actors.Deliver{Records: b.Records, Done: b.Done, CaughtUp: b.CaughtUp})
+	c.eventsIn.Add(float64(len(b.Records)))
 }
 
-// Cleanup runs when the session ends (revoke, rebalance, shutdown): each
+func (c *grainClaim) Processed(lag int64) { c.lag.Set(float64(lag)) }
+
+// Released runs when the session ends (revoke, rebalance, shutdown): each
 // grain finishes its record in flight and commits, then stops, and only
-// then is the partition let go (DESIGN decision 5, STYLE 8).
-func (rt *Node) Cleanup(sess sarama.ConsumerGroupSession) error {
+// then is the partition let go (DESIGN decision 5, STYLE 8). The group
+// member commits the last marks when it returns.
+func (rt *Node) Released(*kafka.Session) {
 	rt.mu.Lock()
 	grains := rt.grains
 	rt.grains = map[int32]*grainState{}
@@ -623,9 +493,6 @@ func (rt *Node) Cleanup(sess sarama.ConsumerGroupSession) error {
 		}()
 	}
 	wg.Wait()
-	sess.Commit()
-	rt.log.Info("partitions released", "generation", sess.GenerationID(), "partitions", len(grains))
-	return nil
 }
 
 func (rt *Node) shutdown() {
@@ -635,10 +502,10 @@ func (rt *Node) shutdown() {
 		}
 	}
 	if rt.requests != nil {
-		rt.requests.close()
+		rt.requests.Close()
 	}
-	if rt.group != nil {
-		if err := rt.group.Close(); err != nil {
+	if rt.member != nil {
+		if err := rt.member.Close(); err != nil {
 			rt.log.Warn("leave consumer group", "err", err)
 		}
 	}
@@ -646,7 +513,7 @@ func (rt *Node) shutdown() {
 		rt.sup.Stop()
 	}
 	if rt.remote != nil {
-		rt.remote.Shutdown(false)
+		rt.remote.Shutdown()
 	}
 	if rt.system != nil {
 		rt.system.Shutdown()
@@ -728,5 +595,5 @@ func (rt *Node) SendSync(ctx context.Context, topic string, key, value []byte, k
 	if err != nil {
 		return -1, err
 	}
-	return rt.producer.SendSync(ctx, producerMessage(partition.Output{Topic: topic, Partition: p, Key: key, Value: value, Headers: headers}))
+	return rt.producer.SendSync(ctx, kafka.Message(partition.Output{Topic: topic, Partition: p, Key: key, Value: value, Headers: headers}))
 }

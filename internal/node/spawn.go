@@ -43,8 +43,8 @@ func (rt *Node) AddAgent(d *partition.Agent) error {
 	rt.agents = append(slices.Clip(rt.agents), d)
 	rt.fanout, rt.sources = fanout, sources
 	rt.log.Info("agent spawned: rejoining the consumer group with its topic", "agent", d.Name, "topic", d.Topic)
-	if rt.endSession != nil {
-		rt.endSession()
+	if rt.member != nil {
+		rt.member.Rejoin()
 	}
 	return nil
 }

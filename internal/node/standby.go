@@ -2,15 +2,14 @@ package node
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/IBM/sarama"
-
 	"github.com/mephistohq/mephisto/actors/partition"
+	"github.com/mephistohq/mephisto/kafka"
+	"github.com/mephistohq/mephisto/state"
 )
 
 // standby keeps this node's copy of partition p's table shards warm while
@@ -39,7 +38,7 @@ func (rt *Node) startStandby(p int32) *standby {
 	return s
 }
 
-// stop stops tailing; what was applied is committed.
+// stop stops tailing; what was applied is written.
 func (s *standby) stop() {
 	s.cancel()
 	s.wg.Wait()
@@ -66,73 +65,29 @@ func (s *standby) tail(ctx context.Context, d *partition.Table) {
 	}
 }
 
+// follow tails one table's changelog partition into its shard from where
+// the shard is, until ctx is done or an error.
 func (s *standby) follow(ctx context.Context, d *partition.Table, lag interface{ Set(float64) }) error {
-	st := s.rt.store
 	from, _, err := s.rt.replayFrom(d, s.p, slog.LevelWarn, "standby shard")
 	if err != nil {
 		return err
 	}
-	pc, err := s.rt.consumer.ConsumePartition(d.Changelog, s.p, from)
-	if err != nil {
-		return err
-	}
-	defer pc.AsyncClose()
-	b := st.NewBatch()
-	defer func() { b.Discard() }()
-	var last int64 = -1
-	flush := func() error {
-		if last < 0 || b.Len() == 0 {
-			return nil
+	w := state.NewShardTail(s.rt.store, s.rt.ids[d.Index], s.p)
+	defer w.Discard()
+	err = kafka.Follow(ctx, s.rt.consumer, d.Changelog, s.p, from, 100*time.Millisecond, w.Apply, func(hwm int64) error {
+		if err := w.Flush(); err != nil {
+			return err
 		}
-		b.SetChangelogOffset(s.rt.ids[d.Index], s.p, last)
-		err := b.Commit()
-		b = st.NewBatch()
-		return err
-	}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return flush()
-		case <-tick.C:
-			if err := flush(); err != nil {
-				return err
-			}
-			if last >= 0 {
-				lag.Set(float64(max(0, pc.HighWaterMarkOffset()-last-1)))
-			} else {
-				lag.Set(float64(max(0, pc.HighWaterMarkOffset()-from)))
-			}
-		case m, ok := <-pc.Messages():
-			if !ok {
-				return errors.New("changelog consumer closed")
-			}
-			applyChangelog(b, s.rt.ids[d.Index], s.p, m)
-			last = m.Offset
-			if b.Len() >= 10_000 {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		case err := <-pc.Errors():
-			if err != nil {
-				_ = flush()
-				return err
-			}
+		if last := w.Last(); last >= 0 {
+			lag.Set(float64(max(0, hwm-last-1)))
+		} else {
+			lag.Set(float64(max(0, hwm-from)))
 		}
+		return nil
+	})
+	// What was applied is consistent with its offset: keep it.
+	if ferr := w.Flush(); err == nil {
+		err = ferr
 	}
-}
-
-// applyChangelog applies one changelog record to a batch: a null value is a
-// tombstone.
-func applyChangelog(b interface {
-	Set(uint32, int32, []byte, []byte)
-	Delete(uint32, int32, []byte)
-}, id uint32, p int32, m *sarama.ConsumerMessage) {
-	if m.Value == nil {
-		b.Delete(id, p, m.Key)
-	} else {
-		b.Set(id, p, m.Key, m.Value)
-	}
+	return err
 }

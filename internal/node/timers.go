@@ -2,12 +2,9 @@ package node
 
 import (
 	"context"
-	"fmt"
-	"runtime/debug"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
+	"github.com/mephistohq/mephisto/actors"
 	"github.com/mephistohq/mephisto/timer"
 )
 
@@ -29,10 +26,9 @@ func (rt *Node) isLeader() bool {
 	return ok && owner.NodeID == rt.cfg.NodeID
 }
 
-type timerFire struct{ at time.Time }
-
 // startTimers runs each timer's schedule on the clock and its function in
-// an actor of its own, so that runs are sequential and a panic is contained.
+// an actor of its own (actors.StartTimer), so that runs are sequential and
+// a panic is contained.
 func (rt *Node) startTimers(stop context.Context) error {
 	clock := rt.cfg.Clock
 	if clock == nil {
@@ -40,34 +36,22 @@ func (rt *Node) startTimers(stop context.Context) error {
 	}
 	for _, t := range rt.spec.Timers {
 		log := rt.log.With("timer", t.Name)
-		props := actor.PropsFromFunc(func(c actor.Context) {
-			f, ok := c.Message().(timerFire)
-			if !ok {
-				return
-			}
+		fire, err := actors.StartTimer(rt.system, rt.sup, t.Name, log, func(at time.Time) {
 			if t.OnLeader && !rt.isLeader() {
 				return
 			}
 			rt.metrics.timerRuns.WithLabelValues(t.Name).Inc()
-			func() {
-				defer func() {
-					if r := recover(); r != nil {
-						log.Error("timer panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-					}
-				}()
-				if err := t.Run(stop); err != nil && stop.Err() == nil {
-					log.Error("timer failed", "at", f.at, "err", err)
-				}
-			}()
+			if err := t.Run(stop); err != nil && stop.Err() == nil {
+				log.Error("timer failed", "at", at, "err", err)
+			}
 		})
-		pid, err := rt.sup.Spawn("timer/"+t.Name, props)
 		if err != nil {
 			return err
 		}
 		rt.tasks.Add(1)
 		go func() {
 			defer rt.tasks.Done()
-			timer.Run(stop, clock, t.Schedule, func(at time.Time) { rt.system.Root.Send(pid, timerFire{at: at}) })
+			timer.Run(stop, clock, t.Schedule, fire)
 		}()
 	}
 	return nil
