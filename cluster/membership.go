@@ -1,6 +1,8 @@
 // Package cluster holds what makes several Mephisto nodes one cluster: the
-// partition assignor (who is active and standby for which partition) and
-// gossip membership (who is alive, and where to reach it).
+// partition assignor (who is active and standby for which partition),
+// gossip membership (who is alive, and where to reach it), and the
+// decisions a node takes from the plan (where a partition is served, who
+// evicts a dead node, which standbys to run, the /cluster view).
 package cluster
 
 import (

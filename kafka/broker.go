@@ -1,5 +1,3 @@
-// Package kafka holds Mephisto's Kafka plumbing, starting with the embedded
-// development broker used when a worker is given no --brokers.
 package kafka
 
 import (

@@ -1,6 +1,9 @@
-// Package kafka holds Mephisto's Kafka plumbing: client configuration,
-// topic administration, the acknowledged producer, changelog reading and
-// the embedded broker.
+// Package kafka holds Mephisto's Kafka plumbing: client configuration, the
+// consumer group member (GroupMember) that hands fetched batches to a
+// GroupHandler and commits the offsets it marks, topic administration, the
+// acknowledged producer, request/reply (Requester), changelog reading and
+// tailing, and the embedded development broker used when a worker is given
+// no --brokers.
 package kafka
 
 import (

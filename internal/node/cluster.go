@@ -175,7 +175,7 @@ func (rt *Node) localMember() cluster.Member {
 	return m
 }
 
-// onPlan records the plan this node received (before Setup).
+// onPlan records the plan this node received (before Assigned).
 func (rt *Node) onPlan(p *cluster.Plan) {
 	rt.mu.Lock()
 	rt.plan = p
