@@ -153,39 +153,40 @@ func (c Config) nodeID() string {
 }
 
 // Validate reports every out-of-range setting, each with its allowed
-// range. App.Run and the worker command call it.
+// range, named by its flag (the options are named alike: --partitions is
+// WithPartitions). App.Run and the worker command call it.
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.Partitions < 1 {
-		bad("partitions (--partitions) must be at least 1, got %d", c.Partitions)
+		bad("--partitions must be at least 1, got %d", c.Partitions)
 	}
 	if c.ReplicationFactor < -1 || c.ReplicationFactor == 0 {
-		bad("replication factor (--replication-factor) must be -1 (the brokers' default) or at least 1, got %d", c.ReplicationFactor)
+		bad("--replication-factor must be -1 (the brokers' default) or at least 1, got %d", c.ReplicationFactor)
 	}
 	if c.CommitInterval <= 0 {
-		bad("commit interval (--commit-interval) must be positive, got %v", c.CommitInterval)
+		bad("--commit-interval must be positive, got %v", c.CommitInterval)
 	}
 	if c.MaxAttempts < 1 {
-		bad("max attempts (--max-attempts) must be at least 1, got %d", c.MaxAttempts)
+		bad("--max-attempts must be at least 1, got %d", c.MaxAttempts)
 	}
 	if c.CacheBytes < 0 {
-		bad("cache size (--cache-size) must be 0 or more bytes, got %d", c.CacheBytes)
+		bad("--cache-size must be 0 or more bytes, got %d", c.CacheBytes)
 	}
 	if c.TableCacheKeys < 0 {
-		bad("table cache (--table-cache) must be 0 or more keys, got %d", c.TableCacheKeys)
+		bad("--table-cache must be 0 or more keys, got %d", c.TableCacheKeys)
 	}
 	if k := len(c.GossipKey); k != 0 && k != 16 && k != 24 && k != 32 {
-		bad("gossip key (--gossip-key) must be 16, 24 or 32 bytes, got %d", k)
+		bad("--gossip-key must be 16, 24 or 32 bytes, got %d", k)
 	}
 	if c.Standbys < 0 {
-		bad("standbys (--standbys) must be 0 or more, got %d", c.Standbys)
+		bad("--standbys must be 0 or more, got %d", c.Standbys)
 	}
 	if c.SessionTimeout <= 0 {
-		bad("session timeout (--session-timeout) must be positive, got %v", c.SessionTimeout)
+		bad("--session-timeout must be positive, got %v", c.SessionTimeout)
 	}
 	if len(c.Brokers) == 0 && c.EmbeddedBroker == "" {
-		bad("no brokers (--brokers) and no embedded broker address (--embedded-broker): give one")
+		bad("--brokers is empty and --embedded-broker too: give brokers, or an address for the embedded broker")
 	}
 	return errors.Join(errs...)
 }

@@ -43,4 +43,9 @@ var (
 
 	// ErrPartitionStopped: the partition's error policy (Stop) stopped it.
 	ErrPartitionStopped = partition.ErrPartitionStopped
+	// ErrTooLarge: a send or table write inside a handler would make a
+	// record over the producer's size limit, which can never be written.
+	// Returned from the handler, it applies the agent's error policy to
+	// the event at once.
+	ErrTooLarge = partition.ErrTooLarge
 )

@@ -152,7 +152,7 @@ func (t *Table[K, V]) Get(ctx context.Context, key K) (V, error) {
 
 // Set sets the value of key.
 func (t *Table[K, V]) Set(ctx context.Context, key K, value V) error {
-	_, sh, err := t.shardOf(ctx, "set")
+	ev, sh, err := t.shardOf(ctx, "set")
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func (t *Table[K, V]) Set(ctx context.Context, key K, value V) error {
 	if err != nil {
 		return err
 	}
-	return t.write(sh, kb, nil, value)
+	return t.write(ev, sh, kb, nil, value)
 }
 
 // Delete removes key.
@@ -179,7 +179,7 @@ func (t *Table[K, V]) Delete(ctx context.Context, key K) error {
 
 // Update replaces the value of key (or the default) with fn's result.
 func (t *Table[K, V]) Update(ctx context.Context, key K, fn func(V) V) error {
-	_, sh, err := t.shardOf(ctx, "update")
+	ev, sh, err := t.shardOf(ctx, "update")
 	if err != nil {
 		return err
 	}
@@ -191,7 +191,7 @@ func (t *Table[K, V]) Update(ctx context.Context, key K, fn func(V) V) error {
 	if err != nil {
 		return err
 	}
-	return t.write(sh, kb, e, fn(v))
+	return t.write(ev, sh, kb, e, fn(v))
 }
 
 // key encodes key. The result may share the memory of a string key (see
@@ -254,11 +254,16 @@ func (t *Table[K, V]) cached(v V) any {
 }
 
 // write sets kb to value in the shard's cache; e is kb's entry if the
-// caller has it.
-func (t *Table[K, V]) write(sh *shard.Shard, kb []byte, e *shard.Entry, value V) error {
+// caller has it. A value whose changelog record would be over the
+// producer's limit is refused (the error wraps ErrTooLarge): it could never
+// be committed.
+func (t *Table[K, V]) write(ev *partition.Event, sh *shard.Shard, kb []byte, e *shard.Entry, value V) error {
 	vb, err := t.vc.Encode(value)
 	if err != nil {
 		return fmt.Errorf("table %s: encode value: %w", t.def.spec.Name, err)
+	}
+	if err := ev.CheckSize(t.def.spec.Changelog, kb, vb); err != nil {
+		return fmt.Errorf("table %s: key %q: %w", t.def.spec.Name, kb, err)
 	}
 	sh.Put(kb, e, t.cached(value), vb, false)
 	return nil

@@ -7,9 +7,15 @@ import (
 	"time"
 )
 
-// ErrPoison marks a record that can never succeed (it cannot be decoded):
-// its error policy applies at once instead of after the retries.
+// ErrPoison marks a record that can never succeed (it cannot be decoded,
+// or what it produces cannot be written): its error policy applies at once
+// instead of after the retries.
 var ErrPoison = errors.New("poison record")
+
+// ErrTooLarge is returned by a send or table write whose record would be
+// over the producer's size limit (Config.MaxRecordBytes). It wraps
+// ErrPoison: retrying cannot make the record fit.
+var ErrTooLarge = fmt.Errorf("%w: record over the producer's size limit", ErrPoison)
 
 // ErrPartitionStopped is returned for records delivered to a partition
 // whose error policy stopped it. Test for it with errors.Is.

@@ -22,6 +22,7 @@ type Event struct {
 	staged   []Output
 	reply    []byte
 	readOnly bool
+	maxBytes int // the producer's record size limit; 0: none
 	// batch adds an item to the agent's batch (batch agents).
 	batch func(item any)
 }
@@ -80,11 +81,32 @@ func (e *Event) Send(topic string, key, value []byte, keyed bool, headers ...Hea
 	if e.rec != nil {
 		from = e.rec.Partition
 	}
+	o := Output{Topic: topic, Key: key, Value: value, Headers: headers}
+	if err := e.fits(&o); err != nil {
+		return err
+	}
 	p, err := e.route(topic, key, keyed, from)
 	if err != nil {
 		return err
 	}
-	e.staged = append(e.staged, Output{Topic: topic, Partition: p, Key: key, Value: value, Headers: headers})
+	o.Partition = p
+	e.staged = append(e.staged, o)
+	return nil
+}
+
+// CheckSize reports whether a record of key and value for topic fits the
+// producer's size limit (a table write checks its changelog record). The
+// error wraps ErrTooLarge.
+func (e *Event) CheckSize(topic string, key, value []byte) error {
+	return e.fits(&Output{Topic: topic, Key: key, Value: value})
+}
+
+func (e *Event) fits(o *Output) error {
+	if e.maxBytes > 0 {
+		if n := o.Size(); n > e.maxBytes {
+			return fmt.Errorf("%w: %d bytes for topic %s, the producer's limit is %d", ErrTooLarge, n, o.Topic, e.maxBytes)
+		}
+	}
 	return nil
 }
 

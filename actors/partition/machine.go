@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mephistohq/mephisto/state/shard"
@@ -24,6 +25,10 @@ type Config struct {
 	CacheKeys int
 	// Route picks the partitions of the records handlers send.
 	Route Router
+	// MaxRecordBytes is the producer's limit on a record: a send or table
+	// write over it fails with ErrTooLarge, and a dead letter over it
+	// goes without its body. 0: no limit.
+	MaxRecordBytes int
 	// MaxAttempts is how often a record is tried before its agent's error
 	// policy applies. Default 3.
 	MaxAttempts int
@@ -57,7 +62,7 @@ type Config struct {
 // Observer receives what a partition's metrics count.
 type Observer struct {
 	Handled    func(agent int, took time.Duration) // one handler run in latencySample
-	DeadLetter func(agent int)
+	DeadLetter func(agent int)                     // a dead letter was written (its commit is stored)
 	Skipped    func(agent int)
 	Tables     func(table int, writes, hits, misses int) // at each commit
 	Committed  func()
@@ -155,6 +160,7 @@ type commit struct {
 	gen   uint64           // the cache generation it stores
 	rows  [][]shard.Row    // per table, the writes it stores
 	src   map[string]int64 // the input offsets it reflects
+	dead  []int            // agents of the dead letters it writes
 	write bool             // its Write was handed out
 }
 
@@ -174,6 +180,7 @@ type commit struct {
 type Machine struct {
 	cfg    Config
 	fanout map[string][]int // topic → agents
+	index  map[*Agent]int
 	shards []*shard.Shard
 	gens   shard.Gens
 	ev     *Event
@@ -189,8 +196,9 @@ type Machine struct {
 	srcDone   map[string]int64 // last offset processed per source topic, since the last commit
 	srcStored map[string]int64 // last offset per source topic reflected in the store
 	batches   map[string]*batch
-	emitted   bool // records were produced since the last commit began
-	runs      uint // handler runs, for sampling their duration
+	emitted   bool  // records were produced since the last commit began
+	dead      []int // agents of the dead letters produced since the last commit began
+	runs      uint  // handler runs, for sampling their duration
 
 	inflight *commit
 	seq      uint64
@@ -229,23 +237,30 @@ func New(cfg Config) *Machine {
 		cfg.AppNow = cfg.Now
 	}
 	m := &Machine{
-		cfg: cfg, fanout: map[string][]int{}, current: -1,
+		cfg: cfg, fanout: map[string][]int{}, index: map[*Agent]int{}, current: -1,
 		attempts: map[attemptKey]int{}, lastErr: map[attemptKey]error{},
 		srcDone: map[string]int64{}, srcStored: map[string]int64{}, batches: map[string]*batch{},
 		gens: shard.Gens{Open: 1},
 	}
 	for i, a := range cfg.Agents {
 		m.fanout[a.Topic] = append(m.fanout[a.Topic], i)
+		m.index[a] = i
 	}
 	for i := range cfg.Tables {
 		m.shards = append(m.shards, shard.New(cfg.Readers[i], &m.gens, cfg.CacheKeys))
 	}
-	m.ev = NewEvent(cfg.Context, cfg.Route, m.shards)
+	m.ev = m.newEvent()
 	m.ev.SetBatch(func(item any) {
 		b := m.batchOf(m.ev.agent)
 		b.items = append(b.items, item)
 	})
 	return m
+}
+
+func (m *Machine) newEvent() *Event {
+	ev := NewEvent(m.cfg.Context, m.cfg.Route, m.shards)
+	ev.maxBytes = m.cfg.MaxRecordBytes
+	return ev
 }
 
 // Topics returns the source topics the partition's agents consume.
@@ -267,9 +282,9 @@ func (m *Machine) reset() *Ready {
 
 // Restart begins an incarnation of the partition after the driver loaded
 // it: stored is the last input offset per source topic the store
-// reflects. Every uncommitted effect is dropped (the shards too) and the
-// log is replayed; the record the last incarnation failed on counts one
-// more attempt.
+// reflects, which it marks. Every uncommitted effect is dropped (the
+// shards too) and the log is replayed; the record the last incarnation
+// failed on counts one more attempt.
 func (m *Machine) Restart(stored map[string]int64) Ready {
 	m.reset()
 	if m.current >= 0 && m.current < len(m.log) {
@@ -287,8 +302,19 @@ func (m *Machine) Restart(stored map[string]int64) Ready {
 	m.batches = map[string]*batch{}
 	m.srcDone = map[string]int64{}
 	m.srcStored = map[string]int64{}
+	m.dead = nil
 	for t, off := range stored {
 		m.srcStored[t] = off
+	}
+	// The store may be ahead of the group (a crash between storing a
+	// commit and committing its offsets): mark what it holds, so that the
+	// group catches up even if every record replayed is one already
+	// stored (which marks nothing).
+	if len(stored) > 0 {
+		m.rd.Marks = make(map[string]int64, len(stored))
+		for t, off := range stored {
+			m.rd.Marks[t] = off + 1
+		}
 	}
 	m.emitted = false
 	m.next = 0
@@ -407,6 +433,11 @@ func (m *Machine) stored(c *commit) {
 	for _, sh := range m.shards {
 		sh.Evict()
 	}
+	if f := m.cfg.Observer.DeadLetter; f != nil {
+		for _, a := range c.dead {
+			f(a)
+		}
+	}
 	if f := m.cfg.Observer.Committed; f != nil {
 		f()
 	}
@@ -455,8 +486,24 @@ func (m *Machine) afterDrain() {
 
 // Failed says the driver could not carry out a Ready (a produce or a
 // store write failed): the partition must restart from its last commit.
+// A *ProduceError that is Permanent counts against the input record the
+// output came from: after the restart that record gets its agent's error
+// policy at once (a transient failure is only retried).
 func (m *Machine) Failed(err error) Ready {
 	m.reset()
+	var pe *ProduceError
+	if errors.As(err, &pe) && pe.Permanent {
+		if r := pe.Output.From; r != nil {
+			k := attemptKey{r.Topic, r.Offset, pe.Output.Agent}
+			m.attempts[k] = m.cfg.MaxAttempts
+			m.lastErr[k] = err
+			m.cfg.Log.Error("a record the handler produced can never be written: its input record goes to the agent's error policy",
+				"agent", m.cfg.Agents[pe.Output.Agent].Name, "topic", r.Topic, "offset", r.Offset, "output_topic", pe.Output.Topic, "err", pe.Err)
+		} else {
+			m.cfg.Log.Error("a changelog record can never be written (is the topic's max.message.bytes below the producer's limit?): the partition retries it",
+				"topic", pe.Output.Topic, "key_bytes", len(pe.Output.Key), "value_bytes", len(pe.Output.Value), "err", pe.Err)
+		}
+	}
 	m.fail(err)
 	return m.rd
 }
@@ -598,7 +645,17 @@ func (m *Machine) agentIndex(a *Agent) int {
 // outputs.
 func (m *Machine) release() {
 	if len(m.ev.staged) > 0 {
-		m.rd.Outputs = append(m.rd.Outputs, m.ev.staged...)
+		var from *Record
+		agent := 0
+		if r := m.ev.rec; r != nil && r.Offset >= 0 {
+			from, agent = r, m.index[m.ev.agent]
+		}
+		for _, o := range m.ev.staged {
+			if o.From == nil {
+				o.From, o.Agent = from, agent
+			}
+			m.rd.Outputs = append(m.rd.Outputs, o)
+		}
 		m.emitted = true
 	}
 	m.ev.Unstage()
@@ -627,7 +684,7 @@ func (m *Machine) runConcurrent() {
 			if stored, ok := m.srcStored[t.rec.Topic]; ok && t.rec.Offset <= stored {
 				return nil
 			}
-			ev := NewEvent(m.cfg.Context, m.cfg.Route, m.shards)
+			ev := m.newEvent()
 			ev.Reset(t.rec, m.cfg.Agents[t.agent])
 			ev.readOnly = true
 			evs[i] = ev
@@ -724,20 +781,9 @@ func (m *Machine) giveUp(t task, cause error) {
 			m.fail(fmt.Errorf("dead-letter topic %s: %w", a.DeadLetterTopic, err))
 			return
 		}
-		headers := make([]Header, 0, len(r.Headers)+5)
-		headers = append(headers, r.Headers...)
-		headers = append(headers,
-			Header{Key: HeaderError, Value: []byte(cause.Error())},
-			Header{Key: HeaderAgent, Value: []byte(a.Name)},
-			Header{Key: HeaderTopic, Value: []byte(r.Topic)},
-			Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
-			Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))},
-		)
-		m.ev.Stage(Output{Topic: a.DeadLetterTopic, Partition: p, Key: r.Key, Value: r.Value, Headers: headers})
-		if f := m.cfg.Observer.DeadLetter; f != nil {
-			f(t.agent)
-		}
-		m.cfg.Log.Warn("record sent to the dead-letter topic; processing goes on", append(attrs, "dead_letter_topic", a.DeadLetterTopic)...)
+		m.ev.Stage(m.deadLetter(t, a, p, cause))
+		m.dead = append(m.dead, t.agent)
+		m.cfg.Log.Warn("sending the record to the dead-letter topic; processing goes on once it is written", append(attrs, "dead_letter_topic", a.DeadLetterTopic)...)
 	case Skip:
 		if f := m.cfg.Observer.Skipped; f != nil {
 			f(t.agent)
@@ -758,6 +804,40 @@ func (m *Machine) giveUp(t task, cause error) {
 	m.srcDone[r.Topic] = r.Offset
 	m.next++
 	m.startCommit(true)
+}
+
+// deadLetter is the dead letter of t: the record's key, value and headers
+// (less any mephisto.* header, which only Mephisto may set) and headers
+// naming the error and the record's coordinates. One that would be over
+// the producer's limit, or that the broker refused for good, goes without
+// the record's key, value and headers, and says so.
+func (m *Machine) deadLetter(t task, a *Agent, p int32, cause error) Output {
+	r := t.rec
+	coords := []Header{
+		{Key: HeaderError, Value: []byte(cause.Error())},
+		{Key: HeaderAgent, Value: []byte(a.Name)},
+		{Key: HeaderTopic, Value: []byte(r.Topic)},
+		{Key: HeaderPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
+		{Key: HeaderOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))},
+	}
+	headers := make([]Header, 0, len(r.Headers)+len(coords))
+	for _, h := range r.Headers {
+		if !strings.HasPrefix(h.Key, "mephisto.") {
+			headers = append(headers, h)
+		}
+	}
+	o := Output{Topic: a.DeadLetterTopic, Partition: p, Key: r.Key, Value: r.Value, Headers: append(headers, coords...), From: r, Agent: t.agent}
+	var pe *ProduceError
+	refused := errors.As(m.lastErr[keyOf(t)], &pe) && pe.Permanent && pe.Output.Topic == a.DeadLetterTopic
+	if refused || m.cfg.MaxRecordBytes > 0 && o.Size() > m.cfg.MaxRecordBytes {
+		size := len(r.Key) + len(r.Value)
+		if len(coords[0].Value) > 4096 {
+			coords[0].Value = coords[0].Value[:4096]
+		}
+		o.Key, o.Value = nil, nil
+		o.Headers = append(coords, Header{Key: HeaderDropped, Value: []byte(fmt.Sprintf("the record's key, value and headers (%d bytes) could not be written to the dead-letter topic", size))})
+	}
+	return o
 }
 
 // startCommit begins the commit protocol for everything processed so
@@ -789,7 +869,7 @@ func (m *Machine) startCommit(hold bool) {
 		return
 	}
 	m.seq++
-	c := &commit{seq: m.seq, upto: m.next, gen: m.gens.Open, src: m.srcDone, rows: make([][]shard.Row, len(m.shards))}
+	c := &commit{seq: m.seq, upto: m.next, gen: m.gens.Open, src: m.srcDone, dead: m.dead, rows: make([][]shard.Row, len(m.shards))}
 	start := &CommitStart{Seq: c.seq}
 	for i, sh := range m.shards {
 		if f := m.cfg.Observer.Tables; f != nil {
@@ -806,6 +886,7 @@ func (m *Machine) startCommit(hold bool) {
 		}
 	}
 	m.srcDone = map[string]int64{}
+	m.dead = nil
 	m.gens.Open++
 	m.emitted = false
 	m.inflight = c

@@ -9,7 +9,10 @@
 // code, so every rule can be traced step by step in a test.
 package partition
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Header is a record header.
 type Header struct {
@@ -45,7 +48,42 @@ type Output struct {
 	Key       []byte // nil for a null key
 	Value     []byte // nil for a tombstone
 	Headers   []Header
+	// From is the input record whose handler (of agent Agent) produced
+	// the output, so that a failure to produce it can be laid at that
+	// record's door; nil for changelog records and direct messages.
+	From  *Record
+	Agent int
 }
+
+// Size estimates the bytes the output takes in a produce request, as a
+// producer counts them against its limit (a record's framing is a few
+// dozen bytes at most).
+func (o *Output) Size() int {
+	n := len(o.Topic) + len(o.Key) + len(o.Value) + recordOverhead
+	for _, h := range o.Headers {
+		n += len(h.Key) + len(h.Value) + 10
+	}
+	return n
+}
+
+// recordOverhead bounds a record's framing in a produce request.
+const recordOverhead = 128
+
+// ProduceError is an output the driver could not produce. Permanent says
+// that trying again cannot help (the record is too large or invalid for
+// the broker): the input record it came from then gets its agent's error
+// policy, as a record that cannot be decoded does.
+type ProduceError struct {
+	Output    Output
+	Err       error
+	Permanent bool
+}
+
+func (e *ProduceError) Error() string {
+	return fmt.Sprintf("produce to %s/%d: %v", e.Output.Topic, e.Output.Partition, e.Err)
+}
+
+func (e *ProduceError) Unwrap() error { return e.Err }
 
 // Router picks the partition of a record for topic: by key (Kafka's
 // murmur2) when keyed and the key is not nil, else fallback modulo the
@@ -62,4 +100,5 @@ const (
 	HeaderTopic         = "mephisto.topic"          // dead letters: the source topic
 	HeaderPartition     = "mephisto.partition"      // dead letters: the source partition
 	HeaderOffset        = "mephisto.offset"         // dead letters: the source offset
+	HeaderDropped       = "mephisto.dropped"        // dead letters: what could not be kept of the record
 )
