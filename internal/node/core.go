@@ -61,7 +61,7 @@ func (c *partitionIO) Load(first bool) (map[string]int64, error) {
 // Send produces outs under the current epoch's tracker.
 func (c *partitionIO) Send(outs []partition.Output) {
 	for _, o := range outs {
-		c.rt.producer.Send(c.tracker, producerMessage(o))
+		c.rt.producer.Send(c.tracker, kafka.Message(o))
 	}
 }
 
@@ -251,27 +251,6 @@ func (c *partitionIO) recoverShard(d *partition.Table) error {
 	remaining.Set(0)
 	c.log.Info("recovered table shard", "table", d.Name, "records", n, "took", time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-// producerMessage is o as sarama sends it.
-func producerMessage(o partition.Output) *sarama.ProducerMessage {
-	pm := &sarama.ProducerMessage{Topic: o.Topic, Partition: o.Partition, Key: bytesEncoder(o.Key), Value: bytesEncoder(o.Value)}
-	if len(o.Headers) > 0 {
-		pm.Headers = make([]sarama.RecordHeader, len(o.Headers))
-		for i, h := range o.Headers {
-			pm.Headers[i] = sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value}
-		}
-	}
-	return pm
-}
-
-// bytesEncoder keeps a nil key nil on the wire (sarama.ByteEncoder(nil)
-// would be an empty, non-null key).
-func bytesEncoder(b []byte) sarama.Encoder {
-	if b == nil {
-		return nil
-	}
-	return sarama.ByteEncoder(b)
 }
 
 var _ actors.IO = (*partitionIO)(nil)
