@@ -51,7 +51,9 @@ var (
 var ErrIdentityMismatch = errors.New("state: data dir belongs to another app or Kafka cluster")
 
 // ErrCorrupt is returned when the data dir cannot be opened because its
-// files are damaged. Test for it with errors.Is.
+// files are damaged, or because a running worker found a table file failing
+// its checksum and marked the store corrupt (see ExitStateCorrupt). The
+// error says to run the `reset` command. Test for it with errors.Is.
 var ErrCorrupt = errors.New("state: data dir is corrupt")
 
 // Identity names what a data dir's contents were derived from.
@@ -97,16 +99,20 @@ const memTableBytes = 16 << 20
 // Store is one node's Pebble database. It is safe for concurrent use; each
 // table shard is written by exactly one partition grain.
 type Store struct {
-	db   *pebble.DB
-	dir  string
-	opts *pebble.Options // as opened (Pebble filled in the defaults)
-	seq  atomic.Uint64   // names ingest files
+	db      *pebble.DB
+	lock    *pebble.Lock // the data dir's lock, held until Close
+	dir     string
+	opts    *pebble.Options // as opened (Pebble filled in the defaults)
+	seq     atomic.Uint64   // names ingest files
+	corrupt *corruption     // what a checksum failure does
 
 	mu     sync.Mutex // guards tables
 	tables map[string]uint32
 }
 
-// Open opens (creating if needed) the store in opts.Dir.
+// Open opens (creating if needed) the store in opts.Dir. It fails with a
+// *LockedError (ErrLocked) while another worker has the store open, and with
+// ErrCorrupt when the store is damaged or was marked corrupt.
 func Open(opts Options) (*Store, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("state: no data dir given")
@@ -117,10 +123,19 @@ func Open(opts Options) (*Store, error) {
 	}
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref()
+	fsys := opts.FS
+	if fsys == nil {
+		fsys = vfs.Default
+	}
+	corrupt := newCorruption(opts.Logger, fsys, opts.Dir)
 	po := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Cache:              cache,
-		Logger:             pebbleLogger{log: orDiscard(opts.Logger)},
+		FS:                 fsys,
+		Logger:             pebbleLogger{log: orDiscard(opts.Logger), corrupt: corrupt},
+		// A table file failing its checksum is corruption, not a failing
+		// write: Pebble's default calls Logger.Fatalf.
+		EventListener: &pebble.EventListener{DataCorruption: corrupt.dataCorruption},
 		// Tables are written in bursts of random keys (a commit's dirty
 		// keys, a shard's changelog replay). Pebble's 4 MiB default
 		// flushes a memtable every few thousand keys into small, fully
@@ -133,29 +148,45 @@ func Open(opts Options) (*Store, error) {
 	// every new key) would otherwise search every level: bloom filters
 	// answer most of them without reading a block.
 	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
-	if opts.FS != nil {
-		po.FS = opts.FS
-	} else if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+	if err := fsys.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("state: create data dir %s: %w", opts.Dir, err)
 	}
 	po.EnsureDefaults() // Open fills in a copy; NewIngest needs them too
+	// The lock first, so that a live worker's dir is never called corrupt
+	// (nor a marked one opened).
+	lock, err := lockDir(opts.Dir, fsys)
+	if err != nil {
+		return nil, err
+	}
+	if cause, ok := markedCorrupt(fsys, opts.Dir); ok {
+		_ = lock.Close()
+		return nil, fmt.Errorf("%w: %s: a worker found a table file failing its checksum (%s); %s", ErrCorrupt, opts.Dir, cause, resetAdvice)
+	}
+	po.Lock = lock
 	db, err := pebble.Open(opts.Dir, po)
+	if err != nil {
+		_ = lock.Close()
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, fs.ErrPermission):
 		return nil, fmt.Errorf("state: open %s: %w (check the data dir's owner and mode)", opts.Dir, err)
-	case strings.Contains(err.Error(), "lock"):
-		return nil, fmt.Errorf("state: open %s: %w (is another worker running on this data dir?)", opts.Dir, err)
 	default:
 		// Anything else that stops an existing store from opening is damage
 		// to its files (Pebble does not mark all of it ErrCorruption).
-		return nil, fmt.Errorf("%w: %s: %w (the tables can be rebuilt from Kafka: run the `reset` command, then start the worker again)", ErrCorrupt, opts.Dir, err)
+		return nil, fmt.Errorf("%w: %s: %w (%s)", ErrCorrupt, opts.Dir, err, resetAdvice)
 	}
-	return &Store{db: db, dir: opts.Dir, opts: po, tables: map[string]uint32{}}, nil
+	return &Store{db: db, lock: lock, dir: opts.Dir, opts: po, corrupt: corrupt, tables: map[string]uint32{}}, nil
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the database and releases the data dir's lock.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if lerr := s.lock.Close(); err == nil {
+		err = lerr
+	}
+	return err
+}
 
 // Dir returns the directory the store lives in.
 func (s *Store) Dir() string { return s.dir }
@@ -253,7 +284,7 @@ func (s *Store) TableID(name string) (uint32, error) {
 
 // Get reads a committed row. ok is false when the key has no row.
 func (s *Store) Get(table uint32, partition int32, key []byte) (value []byte, ok bool, err error) {
-	return get(s.db, DataKey(table, partition, key))
+	return s.get(DataKey(table, partition, key))
 }
 
 // ChangelogOffset returns the last changelog offset applied to a table
@@ -296,7 +327,7 @@ func (s *Store) Scan(table uint32, partition int32, fn func(key, value []byte) b
 			break
 		}
 	}
-	return it.Error()
+	return s.readError(it.Error())
 }
 
 // NewBatch starts a write batch. Nothing in it is visible until Commit.
@@ -371,8 +402,17 @@ func ShardBounds(table uint32, partition int32) (lo, hi []byte) {
 	return lo, hi
 }
 
-// Reset deletes a data dir's store entirely.
+// Reset deletes a data dir's store entirely, corrupt or not. It refuses
+// with a *LockedError (ErrLocked) naming the holder while a worker has the
+// store open, and holds the lock itself while it deletes.
 func Reset(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		lock, err := lockDir(dir, vfs.Default)
+		if err != nil {
+			return fmt.Errorf("state: reset %s: %w", dir, err)
+		}
+		defer lock.Close()
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("state: reset %s: %w", dir, err)
 	}
@@ -401,10 +441,10 @@ func sourceKey(topic string, partition int32) []byte {
 	return append(k, be32(uint32(partition))...)
 }
 
-func (s *Store) getMeta(key []byte) ([]byte, bool, error) { return get(s.db, key) }
+func (s *Store) getMeta(key []byte) ([]byte, bool, error) { return s.get(key) }
 
 func (s *Store) getOffset(key []byte) (int64, bool, error) {
-	v, ok, err := get(s.db, key)
+	v, ok, err := s.get(key)
 	if err != nil || !ok {
 		return -1, false, err
 	}
@@ -414,17 +454,30 @@ func (s *Store) getOffset(key []byte) (int64, bool, error) {
 	return int64(binary.BigEndian.Uint64(v)), true, nil
 }
 
-func get(db *pebble.DB, key []byte) ([]byte, bool, error) {
-	v, closer, err := db.Get(key)
+func (s *Store) get(key []byte) ([]byte, bool, error) {
+	v, closer, err := s.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("state: read: %w", err)
+		return nil, false, s.readError(err)
 	}
 	out := bytes.Clone(v)
 	_ = closer.Close()
 	return out, true, nil
+}
+
+// readError wraps a read's error. A corruption error is fatal (see
+// corruption.fatal): Pebble reports a table file's checksum failure to its
+// event listener first, which exits; this catches what it does not report.
+func (s *Store) readError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pebble.ErrCorruption) {
+		s.corrupt.fatal(err.Error())
+	}
+	return fmt.Errorf("state: read: %w", err)
 }
 
 func be32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
@@ -438,7 +491,10 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 }
 
 // pebbleLogger routes Pebble's printf-style logs through slog.
-type pebbleLogger struct{ log *slog.Logger }
+type pebbleLogger struct {
+	log     *slog.Logger
+	corrupt *corruption
+}
 
 func (l pebbleLogger) Infof(format string, args ...any) {
 	l.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
@@ -455,8 +511,14 @@ const ExitStateFailure = 74
 func (l pebbleLogger) Fatalf(format string, args ...any) {
 	// Pebble calls Fatalf when it cannot write its log (a full or failing
 	// disk) or finds an invariant broken; it must not go on. What was
-	// committed is intact: a restarted worker resumes from it.
+	// committed is intact: a restarted worker resumes from it. Corruption
+	// (a checksum failure) goes to the event listener, but an ingestion's
+	// comes here: a restart would only fail again.
+	cause := fmt.Sprintf(format, args...)
+	if strings.Contains(cause, "corruption") || strings.Contains(cause, "checksum") {
+		l.corrupt.fatal(cause)
+	}
 	l.log.Error("table state cannot be written (disk full or failing?): exiting; nothing committed is lost — free disk space or fix the disk, then restart the worker",
-		"component", "pebble", "cause", fmt.Sprintf(format, args...))
+		"component", "pebble", "cause", cause)
 	os.Exit(ExitStateFailure)
 }
