@@ -58,7 +58,7 @@ func (c *corruption) fatal(cause string) {
 		if err := c.mark(cause); err != nil {
 			args = append(args, "mark_error", err.Error())
 		}
-		c.log.Error("table state is corrupt (a table file failed its checksum): exiting; "+
+		c.log.Error("table state is corrupt (Pebble found a damaged file): exiting; "+
 			"the worker refuses to start on this data dir until it is reset — "+resetAdvice, args...)
 		os.Exit(ExitStateCorrupt)
 	})

@@ -160,7 +160,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	if cause, ok := markedCorrupt(fsys, opts.Dir); ok {
 		_ = lock.Close()
-		return nil, fmt.Errorf("%w: %s: a worker found a table file failing its checksum (%s); %s", ErrCorrupt, opts.Dir, cause, resetAdvice)
+		return nil, fmt.Errorf("%w: %s: a worker found a damaged table file (%s); %s", ErrCorrupt, opts.Dir, cause, resetAdvice)
 	}
 	po.Lock = lock
 	db, err := pebble.Open(opts.Dir, po)
