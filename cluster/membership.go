@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -66,6 +67,10 @@ type MembershipConfig struct {
 	// OnChange is called (from memberlist's goroutine; it must not block)
 	// whenever a node joins, leaves, dies or changes its metadata.
 	OnChange func(Event)
+	// OnDropped, if set, is called (from memberlist's goroutines; it must
+	// not block) for every incoming gossip message dropped, with the
+	// reason: see DropReason. Default: none (drops are still logged).
+	OnDropped func(DropReason)
 }
 
 // EventKind says what happened to a node.
@@ -98,9 +103,12 @@ type Peer struct {
 
 // Membership is this node's view of the cluster.
 type Membership struct {
-	ml   *memberlist.Memberlist
-	meta []byte
-	cfg  MembershipConfig
+	ml    *memberlist.Memberlist
+	meta  []byte
+	cfg   MembershipConfig
+	drops *drops
+	now   func() time.Time
+	self  atomic.Pointer[selfAddr] // where this node gossips, once started
 
 	mu      sync.Mutex      // guards the fields below
 	peers   map[string]Peer // every other node seen, by id
@@ -125,7 +133,8 @@ func Join(cfg MembershipConfig) (*Membership, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	m := &Membership{meta: meta, cfg: cfg, peers: map[string]Peer{}, leaving: map[string]bool{}}
+	m := &Membership{meta: meta, cfg: cfg, peers: map[string]Peer{}, leaving: map[string]bool{}, now: time.Now}
+	m.drops = &drops{m: m}
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.Meta.ID
 	host, port, err := splitHostPort(cfg.Bind)
@@ -149,14 +158,24 @@ func Join(cfg MembershipConfig) (*Membership, error) {
 	mc.PushPullInterval = 10 * time.Second
 	mc.DeadNodeReclaimTime = time.Second // a restarted node may come back at once under its old name
 	mc.SecretKey = cfg.Key
-	mc.Logger = log.New(slogWriter{cfg.Log}, "", 0)
+	mc.Logger = log.New(slogWriter{cfg.Log, m.drops}, "", 0)
 	mc.Delegate = delegate{m}
 	mc.Events = events{m}
+	mc.Alive = aliveFilter{m}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("start gossip on %s: %w", cfg.Bind, err)
 	}
 	m.ml = ml
+	if ip, p, err := net.SplitHostPort(m.Addr()); err == nil {
+		if port, err := strconv.Atoi(p); err == nil {
+			m.self.Store(&selfAddr{Addr: net.ParseIP(ip), Port: uint16(port)})
+		}
+	}
+	if !isLoopback(host) && len(cfg.Key) == 0 {
+		cfg.Log.Warn("gossip listens on a non-loopback address without a gossip key: anyone who can reach it can join this cluster and speak gossip; set --gossip-key (docs/cluster.md)",
+			"gossip", cfg.Bind)
+	}
 	if len(cfg.Seeds) > 0 {
 		if _, err := ml.Join(cfg.Seeds); err != nil {
 			_ = ml.Shutdown()
@@ -272,7 +291,9 @@ func (d delegate) NodeMeta(int) []byte {
 	defer d.m.mu.Unlock()
 	return d.m.meta
 }
-func (d delegate) NotifyMsg([]byte)                {}
+func (d delegate) NotifyMsg([]byte) {
+	d.m.drops.drop(DropMalformed, "a user message: Mephisto sends none")
+}
 func (d delegate) GetBroadcasts(int, int) [][]byte { return nil }
 func (d delegate) LocalState(bool) []byte          { return nil }
 func (d delegate) MergeRemoteState([]byte, bool)   {}
@@ -300,7 +321,12 @@ func splitHostPort(hp string) (string, int, error) {
 
 // slogWriter turns memberlist's "[LEVEL] memberlist: msg" lines into slog
 // records at the matching level (its INFO chatter goes to Debug).
-type slogWriter struct{ log *slog.Logger }
+// A line saying memberlist dropped an incoming message is counted instead
+// (see droppedLines).
+type slogWriter struct {
+	log   *slog.Logger
+	drops *drops
+}
 
 var memberlistLevels = []struct {
 	prefix string
@@ -315,6 +341,14 @@ func (w slogWriter) Write(p []byte) (int, error) {
 			level, line = l.level, strings.TrimSpace(strings.TrimPrefix(line, l.prefix))
 			break
 		}
+	}
+	if reason, count, ok := droppedLine(line); ok {
+		if count {
+			w.drops.drop(reason, line)
+		} else {
+			w.log.Debug(line, "component", "gossip")
+		}
+		return len(p), nil
 	}
 	w.log.Log(context.Background(), level, line, "component", "gossip")
 	return len(p), nil

@@ -41,6 +41,9 @@ func (rt *Node) startGossip(stop context.Context) error {
 		Key:      []byte(rt.cfg.GossipKey),
 		Log:      rt.log,
 		OnChange: rt.onMembership,
+		OnDropped: func(r cluster.DropReason) {
+			rt.metrics.gossipDropped.WithLabelValues(string(r)).Inc()
+		},
 	}
 	if rt.cfg.Advertise != "" {
 		cfg.Advertise = rt.advertised(rt.cfg.Gossip)

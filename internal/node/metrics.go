@@ -1,6 +1,7 @@
 package node
 
 import (
+	"github.com/mephistohq/mephisto/cluster"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -28,6 +29,7 @@ type metrics struct {
 	evictions         prometheus.Counter
 	generation        prometheus.Gauge
 	timerRuns         *prometheus.CounterVec
+	gossipDropped     *prometheus.CounterVec
 }
 
 func newMetrics(app, node string) *metrics {
@@ -59,10 +61,15 @@ func newMetrics(app, node string) *metrics {
 		evictions:         prometheus.NewCounter(prometheus.CounterOpts(f("dead_nodes_evicted_total", "Dead nodes this node removed from the consumer group to start a rebalance at once."))),
 		generation:        prometheus.NewGauge(prometheus.GaugeOpts(f("group_generation", "The consumer group generation of this node's current assignment."))),
 		timerRuns:         prometheus.NewCounterVec(prometheus.CounterOpts(f("timer_runs_total", "Timer and crontab runs on this node.")), []string{"timer"}),
+		gossipDropped: prometheus.NewCounterVec(prometheus.CounterOpts(f("gossip_dropped_total",
+			"Gossip messages dropped: malformed, unauthenticated (not under the gossip key), or naming a member nobody can address.")), []string{"reason"}),
+	}
+	for _, r := range cluster.DropReasons {
+		m.gossipDropped.WithLabelValues(string(r))
 	}
 	reg.MustRegister(m.eventsIn, m.latency, m.lag, m.tableWrites, m.cacheHits, m.cacheMisses, m.recoveryRecords, m.recoveryRemaining,
 		m.restarts, m.deadLetters, m.skipped, m.commits, m.stopped, m.ready,
-		m.standbyLag, m.recoveryLast, m.evictions, m.generation, m.timerRuns,
+		m.standbyLag, m.recoveryLast, m.evictions, m.generation, m.timerRuns, m.gossipDropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
