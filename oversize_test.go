@@ -106,3 +106,58 @@ func TestOversizedOutputsGoToTheErrorPolicy(t *testing.T) {
 		t.Errorf("the grain restarted (an oversized output must not fail the commit): %q", m)
 	}
 }
+
+// TestBrokerRefusedOutputGoesToTheErrorPolicy (issue 16, defect 1): a
+// record within the producer's limit but over its topic's
+// max.message.bytes is refused by the broker at commit time, for good:
+// the input record that produced it goes to the dead-letter topic once,
+// and the records behind it are processed.
+func TestBrokerRefusedOutputGoesToTheErrorPolicy(t *testing.T) {
+	b := startBroker(t)
+	admin, err := sarama.NewClusterAdmin([]string{b.Addr()}, kafka.ClientConfig("test-admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := "2000"
+	if err := admin.CreateTopic("small", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1,
+		ConfigEntries: map[string]*string{"max.message.bytes": &limit}}, false); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+	app := mephisto.New("refused", mephisto.WithBrokers(b.Addr()), mephisto.WithDataDir(t.TempDir()),
+		mephisto.WithWebAddr("127.0.0.1:0"), mephisto.WithPartitions(1), mephisto.WithLogger(testLogger(t)),
+		mephisto.WithCommitInterval(50*time.Millisecond))
+	in := mephisto.NewTopic(app, "in", codec.String(), codec.String())
+	small := mephisto.NewTopic(app, "small", codec.String(), codec.String())
+	seen := mephisto.NewTable(app, "seen", codec.String(), codec.Int64())
+	mephisto.NewAgent(app, "fwd", in, func(ctx mephisto.Context, k, v string) error {
+		if err := seen.Update(ctx, v, func(n int64) int64 { return n + 1 }); err != nil {
+			return err
+		}
+		if v == "big" {
+			return small.Send(ctx, k, strings.Repeat("z", 5000))
+		}
+		return small.Send(ctx, k, v)
+	})
+	runApp(t, app)
+	produce(t, b.Addr(), "in", [][2]string{{"k", "a"}, {"k", "big"}, {"k", "c"}})
+	waitFor(t, 60*time.Second, "the records around the refused one", func() (bool, string) {
+		return tableEquals(app.WebAddr(), "seen", map[string]int64{"a": 1, "c": 1})
+	})
+	dl := readTopic(t, b.Addr(), "refused-fwd-dead-letters", 1)
+	if len(dl) != 1 || string(dl[0].Value) != "big" || header(dl[0], "mephisto.offset") != "1" {
+		t.Fatalf("dead letters: %d, want the one record whose output the broker refused", len(dl))
+	}
+	if e := header(dl[0], "mephisto.error"); !strings.Contains(e, "small") {
+		t.Errorf("mephisto.error = %q, want the refused topic named", e)
+	}
+	out := readTopic(t, b.Addr(), "small", 2)
+	for _, m := range out {
+		if len(m.Value) > 2000 {
+			t.Errorf("the refused record reached the topic")
+		}
+	}
+	if ok, why := app.Ready(); !ok {
+		t.Errorf("not ready after the refused output went to the policy: %s", why)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,8 +119,13 @@ type GroupMember struct {
 	log     *slog.Logger
 	backoff func(attempt int) time.Duration
 
-	mu  sync.Mutex // guards end
-	end context.CancelFunc
+	brokers string // for the operator's log lines
+
+	mu        sync.Mutex // guards the fields below
+	end       context.CancelFunc
+	lost      error     // why the group cannot reach Kafka; nil while it can
+	lostSince time.Time // when lost was set
+	repeats   int       // errors since lost, not logged one by one
 }
 
 // GroupMemberConfig configures a GroupMember.
@@ -136,6 +142,8 @@ type GroupMemberConfig struct {
 	// Backoff returns the wait before rejoining after the attempt-th
 	// consecutive failed session.
 	Backoff func(attempt int) time.Duration
+	// Brokers name the cluster in the operator's log lines.
+	Brokers []string
 }
 
 // NewGroupMember prepares a member of cfg.Group; Run joins.
@@ -144,13 +152,53 @@ func NewGroupMember(cfg GroupMemberConfig) (*GroupMember, error) {
 	if err != nil {
 		return nil, fmt.Errorf("join consumer group %s: %w", cfg.Group, err)
 	}
-	m := &GroupMember{group: g, name: cfg.Group, h: cfg.Handler, log: cfg.Log, backoff: cfg.Backoff}
+	m := &GroupMember{group: g, name: cfg.Group, h: cfg.Handler, log: cfg.Log, backoff: cfg.Backoff, brokers: strings.Join(cfg.Brokers, ",")}
 	go func() {
 		for err := range g.Errors() {
-			m.log.Warn("consumer group error", "err", err)
+			m.trouble(err)
 		}
 	}()
 	return m, nil
+}
+
+// trouble records an error of the group: the first since the group last
+// worked is logged, with what it means and what to check; the repeats only
+// at debug level (a broker that is away makes one every few hundred ms).
+func (m *GroupMember) trouble(err error) {
+	m.mu.Lock()
+	first := m.lost == nil
+	if first {
+		m.lost, m.lostSince = err, time.Now()
+	} else {
+		m.lost = err
+		m.repeats++
+	}
+	m.mu.Unlock()
+	if first {
+		m.log.Warn("consumer group lost contact with Kafka: retrying with backoff; partitions that cannot commit restart and process their records again once Kafka is back (check the brokers and the network)",
+			"brokers", m.brokers, "err", err)
+		return
+	}
+	m.log.Debug("consumer group error", "brokers", m.brokers, "err", err)
+}
+
+// recovered records that a session started: the group reaches Kafka.
+func (m *GroupMember) recovered() {
+	m.mu.Lock()
+	lost, since, repeats := m.lost, m.lostSince, m.repeats
+	m.lost, m.repeats = nil, 0
+	m.mu.Unlock()
+	if lost != nil {
+		m.log.Info("consumer group reaches Kafka again", "brokers", m.brokers,
+			"down_for", time.Since(since).Round(time.Millisecond), "errors", repeats+1, "last_err", lost)
+	}
+}
+
+// Trouble returns why the group cannot reach Kafka, or nil while it can.
+func (m *GroupMember) Trouble() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lost
 }
 
 // Run takes part in the group until stop is done, subscribed to the topics
@@ -171,7 +219,7 @@ func (m *GroupMember) Run(stop context.Context, topics func() []string) {
 		}
 		if err != nil {
 			d := m.backoff(attempt)
-			m.log.Warn("consumer group session failed; rejoining", "err", err, "retry_in", d)
+			m.trouble(fmt.Errorf("session failed (rejoining in %v): %w", d, err))
 			select {
 			case <-stop.Done():
 			case <-time.After(d):
@@ -207,6 +255,7 @@ type session struct {
 func (h *session) Setup(ss sarama.ConsumerGroupSession) error {
 	s := &Session{s: ss, kick: make(chan struct{}, 1)}
 	h.s = s
+	h.m.recovered()
 	h.m.log.Info("partitions assigned", "generation", ss.GenerationID(), "partitions", len(s.Partitions()))
 	// Committing as soon as a commit is asked for keeps the group's view,
 	// and so a successor's replay after a crash, one commit interval

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -32,13 +33,15 @@ func NewProducer(client sarama.Client, log *slog.Logger) (*Producer, error) {
 	go func() {
 		defer wg.Done()
 		for m := range ap.Successes() {
-			m.Metadata.(*Tracker).ack(m.Topic, m.Partition, m.Offset, nil)
+			t, _ := tracked(m.Metadata)
+			t.ack(m.Topic, m.Partition, m.Offset, nil, nil)
 		}
 	}()
 	go func() {
 		defer wg.Done()
 		for e := range ap.Errors() {
-			e.Msg.Metadata.(*Tracker).ack(e.Msg.Topic, e.Msg.Partition, -1, e.Err)
+			t, origin := tracked(e.Msg.Metadata)
+			t.ack(e.Msg.Topic, e.Msg.Partition, -1, e.Err, origin)
 		}
 	}()
 	go func() { wg.Wait(); close(p.done) }()
@@ -50,6 +53,56 @@ func (p *Producer) Send(t *Tracker, msg *sarama.ProducerMessage) {
 	t.add()
 	msg.Metadata = t
 	p.ap.Input() <- msg
+}
+
+// SendFrom queues msg under t like Send; if it cannot be produced, t's
+// error is a *SendError carrying origin (what the caller needs to know
+// which record it was).
+func (p *Producer) SendFrom(t *Tracker, msg *sarama.ProducerMessage, origin any) {
+	t.add()
+	msg.Metadata = &sent{t: t, origin: origin}
+	p.ap.Input() <- msg
+}
+
+// sent is the metadata of a record sent with an origin.
+type sent struct {
+	t      *Tracker
+	origin any
+}
+
+func tracked(md any) (*Tracker, any) {
+	if s, ok := md.(*sent); ok {
+		return s.t, s.origin
+	}
+	return md.(*Tracker), nil
+}
+
+// SendError is a record the producer gave up on.
+type SendError struct {
+	Topic     string
+	Partition int32
+	Err       error
+	// Origin is what SendFrom was given (nil for Send).
+	Origin any
+}
+
+func (e *SendError) Error() string {
+	return fmt.Sprintf("produce to %s/%d: %v", e.Topic, e.Partition, e.Err)
+}
+
+func (e *SendError) Unwrap() error { return e.Err }
+
+// Permanent reports whether a produce error can never go away by trying
+// again: the record is too large or invalid for the broker.
+func Permanent(err error) bool {
+	for _, perm := range []error{sarama.ErrMessageSizeTooLarge, sarama.ErrMessageSetSizeTooLarge,
+		sarama.ErrInvalidMessage, sarama.ErrInvalidMessageSize, sarama.ErrInvalidRecord, sarama.ErrInvalidTimestamp} {
+		if errors.Is(err, perm) {
+			return true
+		}
+	}
+	var ce sarama.ConfigurationError
+	return errors.As(err, &ce) // sarama refuses a record over Producer.MaxMessageBytes before sending it
 }
 
 // SendSync sends one record and waits for its acknowledgement, returning
@@ -103,12 +156,12 @@ func (t *Tracker) add() {
 	t.mu.Unlock()
 }
 
-func (t *Tracker) ack(topic string, partition int32, offset int64, err error) {
+func (t *Tracker) ack(topic string, partition int32, offset int64, err error, origin any) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err != nil {
 		if t.err == nil {
-			t.err = fmt.Errorf("produce to %s/%d: %w", topic, partition, err)
+			t.err = &SendError{Topic: topic, Partition: partition, Err: err, Origin: origin}
 		}
 	} else {
 		tp := TopicPartition{topic, partition}

@@ -716,6 +716,7 @@ func (m *Machine) runConcurrent() {
 			return
 		}
 		if ev := evs[i]; ev != nil {
+			m.ev.Reset(t.rec, m.cfg.Agents[t.agent]) // the outputs come from t
 			m.ev.staged = append(m.ev.staged, ev.staged...)
 			m.stageReply(t.rec, ev.reply, "")
 			m.release()
@@ -773,7 +774,7 @@ func ReplyTarget(h string) (string, int32) {
 func (m *Machine) giveUp(t task, cause error) {
 	r, a := t.rec, m.cfg.Agents[t.agent]
 	attrs := []any{"agent", a.Name, "topic", r.Topic, "offset", r.Offset, "err", cause}
-	m.ev.Unstage()
+	m.ev.Reset(r, a) // what it sends comes from r
 	switch a.Policy {
 	case DeadLetter:
 		p, err := m.cfg.Route(a.DeadLetterTopic, nil, false, r.Partition)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -61,6 +62,10 @@ func (c *partitionIO) Load(first bool) (map[string]int64, error) {
 // Send produces outs under the current epoch's tracker.
 func (c *partitionIO) Send(outs []partition.Output) {
 	for _, o := range outs {
+		if o.From != nil { // a failure to produce it is laid at its input record's door
+			c.rt.producer.SendFrom(c.tracker, kafka.Message(o), &o)
+			continue
+		}
 		c.rt.producer.Send(c.tracker, kafka.Message(o))
 	}
 }
@@ -73,7 +78,7 @@ func (c *partitionIO) Seal() (<-chan struct{}, func() (map[string]int64, error))
 	return t.Idle(), func() (map[string]int64, error) {
 		acked, err := t.Wait(c.rt.ctx)
 		if err != nil {
-			return nil, err // the grain fails; its restart drops the commit and replays its records
+			return nil, produceError(err) // the grain fails; its restart drops the commit and replays its records
 		}
 		offsets := make(map[string]int64, len(acked))
 		for tp, off := range acked {
@@ -83,6 +88,21 @@ func (c *partitionIO) Seal() (<-chan struct{}, func() (map[string]int64, error))
 		}
 		return offsets, nil
 	}
+}
+
+// produceError is a tracker's error as the partition machine takes it: a
+// *partition.ProduceError naming the output, and whether trying again can
+// help.
+func produceError(err error) error {
+	var se *kafka.SendError
+	if !errors.As(err, &se) {
+		return err
+	}
+	pe := &partition.ProduceError{Output: partition.Output{Topic: se.Topic, Partition: se.Partition}, Err: se.Err, Permanent: kafka.Permanent(se.Err)}
+	if o, ok := se.Origin.(*partition.Output); ok {
+		pe.Output = *o
+	}
+	return pe
 }
 
 // Write stores a commit in one synced Pebble batch: the rows, the

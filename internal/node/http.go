@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -33,7 +34,13 @@ func (rt *Node) readyLocked() (bool, string) {
 		return false, rt.phase
 	}
 	if !rt.session {
-		return false, "waiting for a partition assignment from the consumer group"
+		brokers := strings.Join(rt.brokers, ",")
+		if rt.member != nil {
+			if err := rt.member.Trouble(); err != nil {
+				return false, fmt.Sprintf("cannot reach Kafka at %s: %v (the consumer group retries with backoff)", brokers, err)
+			}
+		}
+		return false, "waiting for a partition assignment from the consumer group at Kafka " + brokers
 	}
 	var recovering, stopped, failing []int32
 	for p, gs := range rt.grains {

@@ -78,6 +78,7 @@ type Node struct {
 	session    bool
 	generation int32
 	grains     map[int32]*grainState
+	draining   map[int32]*grainState // grains a revoke or stop waits for
 
 	tasks sync.WaitGroup // running App.Task functions
 }
@@ -129,6 +130,9 @@ func (rt *Node) setPhase(p string) {
 // commit.
 const drainGrace = 30 * time.Second
 
+// drainProgress is how often a stopping worker says what it waits for.
+const drainProgress = 5 * time.Second
+
 // Run runs the node until stop is done or a fatal error occurs. On stop it
 // drains every partition — finishes the record in flight, commits — and
 // returns nil.
@@ -142,13 +146,24 @@ func (rt *Node) Run(stop context.Context) (err error) {
 		case <-rt.ctx.Done():
 			return
 		}
+		rt.log.Info("stopping: each partition finishes its record in flight and commits", "grace", drainGrace)
+		began := time.Now()
 		t := time.NewTimer(drainGrace)
 		defer t.Stop()
-		select {
-		case <-t.C:
-			rt.log.Error("partitions did not drain in time; stopping without their last commit (their records will be processed again)", "grace", drainGrace)
-			rt.cancel()
-		case <-rt.ctx.Done():
+		progress := time.NewTicker(drainProgress)
+		defer progress.Stop()
+		for {
+			select {
+			case <-t.C:
+				rt.log.Error("partitions did not drain in time; stopping without their last commit (their records will be processed again)",
+					"grace", drainGrace, "partitions", rt.undrained())
+				rt.cancel()
+				return
+			case <-progress.C:
+				rt.log.Warn("still stopping: partitions have not committed yet", "partitions", rt.undrained(), "gives_up_in", (drainGrace - time.Since(began)).Round(time.Second))
+			case <-rt.ctx.Done():
+				return
+			}
 		}
 	}()
 
@@ -209,6 +224,7 @@ func (rt *Node) Run(stop context.Context) (err error) {
 	}
 	if rt.member, err = kafka.NewGroupMember(kafka.GroupMemberConfig{
 		Group: rt.spec.App, Client: rt.client, Handler: rt, Log: rt.log, Backoff: kafkaBackoff,
+		Brokers: rt.brokers,
 	}); err != nil {
 		return err
 	}
@@ -473,7 +489,13 @@ func (rt *Node) Released(*kafka.Session) {
 	grains := rt.grains
 	rt.grains = map[int32]*grainState{}
 	rt.session = false
+	rt.draining = grains
 	rt.mu.Unlock()
+	defer func() {
+		rt.mu.Lock()
+		rt.draining = nil
+		rt.mu.Unlock()
+	}()
 	var wg sync.WaitGroup
 	for p, gs := range grains {
 		if gs.pid == nil {
@@ -490,9 +512,29 @@ func (rt *Node) Released(*kafka.Session) {
 				rt.log.Warn("partition could not commit on revoke; its uncommitted records will be processed again", "partition", p, "err", err)
 			}
 			_ = rt.system.Root.StopFuture(gs.pid).Wait()
+			rt.mu.Lock()
+			delete(rt.draining, p)
+			rt.mu.Unlock()
 		}()
 	}
 	wg.Wait()
+}
+
+// undrained describes the partitions a revoke or stop still waits for,
+// with why each is failing, if it is.
+func (rt *Node) undrained() []string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	var out []string
+	for p, gs := range rt.draining {
+		d := strconv.Itoa(int(p))
+		if gs.failing != nil {
+			d += " (failing: " + gs.failing.Error() + ")"
+		}
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (rt *Node) shutdown() {
