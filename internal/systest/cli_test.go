@@ -26,6 +26,16 @@ func TestBadFlags(t *testing.T) {
 		{"worker bad int", testappBin, nil, worker("--partitions", "many"), "--partitions"},
 		{"worker zero partitions", testappBin, nil, worker("--partitions", "0"), "--partitions must be at least 1"},
 		{"worker bad duration", testappBin, nil, worker("--commit-interval", "soon"), "--commit-interval"},
+		// Out of range (Config.Validate): each names the flag, the allowed
+		// range and the value given.
+		{"worker zero commit interval", testappBin, nil, worker("--commit-interval", "0"), "--commit-interval must be positive, got 0s"},
+		{"worker negative commit interval", testappBin, nil, worker("--commit-interval", "-1s"), "--commit-interval must be positive, got -1s"},
+		{"worker zero max attempts", testappBin, nil, worker("--max-attempts", "0"), "--max-attempts must be at least 1, got 0"},
+		{"worker negative max attempts", testappBin, nil, worker("--max-attempts", "-5"), "--max-attempts must be at least 1, got -5"},
+		{"worker zero session timeout", testappBin, nil, worker("--session-timeout", "0"), "--session-timeout must be positive, got 0s"},
+		{"worker zero replication factor", testappBin, nil, worker("--replication-factor", "0"), "--replication-factor must be -1 (the brokers' default) or at least 1, got 0"},
+		{"worker negative table cache", testappBin, nil, worker("--table-cache", "-1"), "--table-cache must be 0 or more keys, got -1"},
+		{"worker out of range from env", testappBin, []string{"MEPHISTO_COMMIT_INTERVAL=0s"}, worker(), "--commit-interval must be positive, got 0s"},
 		{"worker bad log level", testappBin, nil, worker("--log-level", "loud"), "--log-level"},
 		{"worker stray argument", testappBin, nil, worker("stray"), "stray"},
 		{"worker bad env", testappBin, []string{"MEPHISTO_PARTITIONS=many"}, worker(), "MEPHISTO_PARTITIONS"},
