@@ -83,34 +83,57 @@ func Handler(b Backend) http.Handler {
 	mux.HandleFunc("GET /cluster", func(w http.ResponseWriter, _ *http.Request) {
 		JSON(w, http.StatusOK, b.Cluster())
 	})
+	// A key goes in the path, or — the only spelling of the empty key (a
+	// JSON null field after GroupBy), and the safe one for keys with
+	// slashes or other characters proxies rewrite — in ?key=.
 	mux.HandleFunc("GET /tables/{table}/{key}", func(w http.ResponseWriter, r *http.Request) {
 		table, key := r.PathValue("table"), r.PathValue("key")
-		v, err := b.TableValue(table, key, r.URL.Query().Get("stale") == "ok")
-		var elsewhere *ElsewhereError
-		if errors.As(err, &elsewhere) {
-			if r.Header.Get(forwardedHeader) == "" {
-				proxy(w, r, elsewhere.Web)
-				return
-			}
-			err = fmt.Errorf("%w: ownership is changing", ErrUnavailable)
+		if r.URL.Query().Has("key") {
+			JSON(w, http.StatusBadRequest, map[string]any{"table": table, "key": key,
+				"error": "the key twice, in the path and in ?key=: give it once"})
+			return
 		}
-		switch {
-		case err == nil && v.Stale:
-			JSON(w, http.StatusOK, map[string]any{"table": table, "key": key, "value": v.JSON, "stale": true})
-		case err == nil:
-			JSON(w, http.StatusOK, map[string]any{"table": table, "key": key, "value": v.JSON})
-		case errors.Is(err, ErrNoTable), errors.Is(err, ErrNotFound):
-			JSON(w, http.StatusNotFound, map[string]any{"table": table, "key": key, "error": err.Error()})
-		case errors.Is(err, ErrBadKey):
-			JSON(w, http.StatusBadRequest, map[string]any{"table": table, "key": key, "error": err.Error()})
-		case errors.Is(err, ErrUnavailable):
-			w.Header().Set("Retry-After", "1")
-			JSON(w, http.StatusServiceUnavailable, map[string]any{"table": table, "key": key, "error": err.Error()})
-		default:
-			JSON(w, http.StatusInternalServerError, map[string]any{"table": table, "key": key, "error": err.Error()})
+		tableRead(w, r, b, table, key)
+	})
+	mux.HandleFunc("GET /tables/{table}", func(w http.ResponseWriter, r *http.Request) {
+		table := r.PathValue("table")
+		if !r.URL.Query().Has("key") {
+			JSON(w, http.StatusBadRequest, map[string]any{"table": table,
+				"error": "no key: GET /tables/{table}/{key}, or /tables/{table}?key= (URL-encoded; empty for the empty key)"})
+			return
 		}
+		tableRead(w, r, b, table, r.URL.Query().Get("key"))
 	})
 	return mux
+}
+
+// tableRead answers a read of key in table: from this node, or proxied to
+// the node that serves it.
+func tableRead(w http.ResponseWriter, r *http.Request, b Backend, table, key string) {
+	v, err := b.TableValue(table, key, r.URL.Query().Get("stale") == "ok")
+	var elsewhere *ElsewhereError
+	if errors.As(err, &elsewhere) {
+		if r.Header.Get(forwardedHeader) == "" {
+			proxy(w, r, elsewhere.Web)
+			return
+		}
+		err = fmt.Errorf("%w: ownership is changing", ErrUnavailable)
+	}
+	switch {
+	case err == nil && v.Stale:
+		JSON(w, http.StatusOK, map[string]any{"table": table, "key": key, "value": v.JSON, "stale": true})
+	case err == nil:
+		JSON(w, http.StatusOK, map[string]any{"table": table, "key": key, "value": v.JSON})
+	case errors.Is(err, ErrNoTable), errors.Is(err, ErrNotFound):
+		JSON(w, http.StatusNotFound, map[string]any{"table": table, "key": key, "error": err.Error()})
+	case errors.Is(err, ErrBadKey):
+		JSON(w, http.StatusBadRequest, map[string]any{"table": table, "key": key, "error": err.Error()})
+	case errors.Is(err, ErrUnavailable):
+		w.Header().Set("Retry-After", "1")
+		JSON(w, http.StatusServiceUnavailable, map[string]any{"table": table, "key": key, "error": err.Error()})
+	default:
+		JSON(w, http.StatusInternalServerError, map[string]any{"table": table, "key": key, "error": err.Error()})
+	}
 }
 
 // proxy forwards a table read to the node that serves it and relays the

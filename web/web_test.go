@@ -36,6 +36,10 @@ func (f fakeBackend) TableValue(table, key string, stale bool) (Value, error) {
 		return Value{}, fmt.Errorf("%w: not an int", ErrBadKey)
 	case key == "the":
 		return Value{JSON: json.RawMessage("42")}, nil
+	case key == "": // what a JSON null field becomes after GroupBy
+		return Value{JSON: json.RawMessage("7")}, nil
+	case key == "a/b c?d":
+		return Value{JSON: json.RawMessage("8")}, nil
 	case key == "far" && f.other != "":
 		return Value{}, &ElsewhereError{Web: f.other}
 	}
@@ -62,6 +66,17 @@ func TestHandler(t *testing.T) {
 		{fakeBackend{}, "/tables/counts/moving", 503, `partition unavailable`, true},
 		{fakeBackend{}, "/tables/counts/moving?stale=ok", 200, `"stale":true`, false},
 		{fakeBackend{}, "/cluster", 200, `{"generation":3}`, false},
+		// The key as a query parameter: the only spelling of the empty
+		// key, and one for keys no path segment carries well.
+		{fakeBackend{}, "/tables/counts?key=", 200, `{"key":"","table":"counts","value":7}`, false},
+		{fakeBackend{}, "/tables/counts?key=the", 200, `{"key":"the","table":"counts","value":42}`, false},
+		{fakeBackend{}, "/tables/counts?key=a%2Fb+c%3Fd", 200, `{"key":"a/b c?d","table":"counts","value":8}`, false},
+		{fakeBackend{}, "/tables/counts?key=never", 404, `"error":"key not found"`, false},
+		{fakeBackend{}, "/tables/nope?key=", 404, `"error":"no such table"`, false},
+		{fakeBackend{}, "/tables/counts?key=moving", 503, `partition unavailable`, true},
+		{fakeBackend{}, "/tables/counts?key=moving&stale=ok", 200, `"stale":true`, false},
+		{fakeBackend{}, "/tables/counts", 400, `?key=`, false},
+		{fakeBackend{}, "/tables/counts/the?key=other", 400, `the key twice`, false},
 	}
 	for _, c := range cases {
 		t.Run(c.path, func(t *testing.T) {
@@ -116,6 +131,9 @@ func TestProxyOneHop(t *testing.T) {
 	// The owner itself has no "far" key: it answers 404, relayed as is.
 	if code, body, h := get(front.URL + "/tables/counts/far"); code != 404 || h.Get("X-Mephisto-Served-By") == "" {
 		t.Errorf("proxied read: %d %q %v", code, body, h)
+	}
+	if code, body, h := get(front.URL + "/tables/counts?key=far"); code != 404 || h.Get("X-Mephisto-Served-By") == "" || !strings.Contains(body, `"key":"far"`) {
+		t.Errorf("proxied read by ?key=: %d %q %v", code, body, h)
 	}
 	if code, _, h := get(looping.URL + "/tables/counts/far"); code != 503 || h.Get("Retry-After") == "" {
 		t.Errorf("second hop: %d, want 503 with Retry-After", code)
