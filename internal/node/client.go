@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -79,18 +78,6 @@ func ClientAsk(ctx context.Context, brokers []string, app, topic string, key, va
 	return ask(ctx, req, topic, key, value, keyed, int32(time.Now().UnixNano()%1024))
 }
 
-// ResetState wipes the table state in dir, refusing while a worker holds
-// it.
-func ResetState(dir string) error {
-	if state.Exists(dir) {
-		// Opening takes Pebble's lock: a running worker makes this fail.
-		s, err := state.Open(state.Options{Dir: dir})
-		if err != nil && !errors.Is(err, state.ErrCorrupt) {
-			return fmt.Errorf("cannot reset %s (is a worker still running on it?): %w", dir, err)
-		}
-		if s != nil {
-			_ = s.Close()
-		}
-	}
-	return state.Reset(dir)
-}
+// ResetState wipes the table state in dir; state.Reset refuses while a
+// worker holds the dir, naming it.
+func ResetState(dir string) error { return state.Reset(dir) }

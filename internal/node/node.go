@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -489,7 +490,7 @@ func (rt *Node) Released(*kafka.Session) {
 	grains := rt.grains
 	rt.grains = map[int32]*grainState{}
 	rt.session = false
-	rt.draining = grains
+	rt.draining = maps.Clone(grains) // emptied as they drain; grains is ranged over below
 	rt.mu.Unlock()
 	defer func() {
 		rt.mu.Lock()
