@@ -327,9 +327,9 @@ func (m *Machine) Restart(stored map[string]int64) Ready {
 // caughtUp says they end at the partition's high watermark: the partition
 // then commits as soon as it may.
 func (m *Machine) Deliver(recs []*Record, caughtUp bool) Ready {
-	rd := m.reset()
+	m.reset()
 	if m.stopped != nil {
-		rd.Stopped = m.stopped
+		m.reportStop()
 		return m.rd
 	}
 	var topic string
@@ -449,10 +449,21 @@ func (m *Machine) stored(c *commit) {
 		}
 	}
 	m.hold = false
-	if m.stopped == nil && m.run() {
+	if m.stopped != nil {
+		m.reportStop()
+	} else if m.run() {
 		m.commitEarly()
 	}
 	m.afterDrain()
+}
+
+// reportStop says the partition stopped, once what came before the record
+// that stopped it is stored: until then the node is not told, so that a
+// stopped partition's state is always its last commit.
+func (m *Machine) reportStop() {
+	if m.inflight == nil && !m.due {
+		m.rd.Stopped = m.stopped
+	}
 }
 
 // Drain asks for everything processed to be committed (a revoke or a
@@ -795,9 +806,9 @@ func (m *Machine) giveUp(t task, cause error) {
 		m.release()
 		m.cfg.Log.Error("partition STOPPED by the agent's error policy: fix the cause, then restart the worker", attrs...)
 		m.stopped = fmt.Errorf("%w: agent %s, %s/%d@%d: %w", ErrPartitionStopped, a.Name, r.Topic, r.Partition, r.Offset, cause)
-		m.rd.Stopped = m.stopped
 		m.log = m.log[:m.next] // keep what was processed, and commit it
 		m.startCommit(true)
+		m.reportStop()
 		return
 	}
 	m.stageReply(r, nil, cause.Error())
