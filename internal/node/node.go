@@ -185,7 +185,7 @@ func (rt *Node) Run(stop context.Context) (err error) {
 			return err
 		}
 		rt.log.Info("HTTP server listening", "url", "http://"+rt.web.Addr(),
-			"endpoints", "/healthz /readyz /metrics /tables/{table}/{key} /topology")
+			"endpoints", "/healthz /readyz /metrics /tables/{table}/{key} /tables/{table}?key= /topology /cluster")
 	}
 
 	rt.store, err = state.Open(state.Options{Dir: filepath.Join(rt.cfg.DataDir, "state"), Logger: rt.log, CacheBytes: rt.cfg.CacheBytes})
