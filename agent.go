@@ -42,8 +42,8 @@ func OnError(p ErrorPolicy) AgentOption {
 	return func(d *agentDef) { d.spec.Policy = partition.Policy(p) }
 }
 
-// Concurrency runs the agent's handler on n actors per partition (default
-// 1), for work that may finish out of order (calls to other services).
+// Concurrency runs up to n of the agent's handlers at once per partition
+// (default 1), for work that may finish out of order (calls to other services).
 // Such handlers may read tables but not write them (ErrReadOnly): table
 // state belongs to the partition's one grain. The partition still commits
 // only what all of them have finished, and their sends are released in
