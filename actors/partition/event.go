@@ -130,12 +130,6 @@ func (e *Event) Reset(rec *Record, a *Agent) {
 	e.rec, e.agent, e.staged, e.reply = rec, a, e.staged[:0], nil
 }
 
-// SetReadOnly marks the handler as one that may only read tables.
-func (e *Event) SetReadOnly(ro bool) { e.readOnly = ro }
-
-// SetBatch sets where AddToBatch puts items.
-func (e *Event) SetBatch(add func(item any)) { e.batch = add }
-
 // Staged returns the records the handler sent so far.
 func (e *Event) Staged() []Output { return e.staged }
 
@@ -144,6 +138,3 @@ func (e *Event) Stage(o Output) { e.staged = append(e.staged, o) }
 
 // Unstage drops the effects staged so far.
 func (e *Event) Unstage() { e.staged = e.staged[:0] }
-
-// Reply returns the reply the handler set, if any.
-func (e *Event) Reply() []byte { return e.reply }

@@ -250,10 +250,10 @@ func New(cfg Config) *Machine {
 		m.shards = append(m.shards, shard.New(cfg.Readers[i], &m.gens, cfg.CacheKeys))
 	}
 	m.ev = m.newEvent()
-	m.ev.SetBatch(func(item any) {
+	m.ev.batch = func(item any) {
 		b := m.batchOf(m.ev.agent)
 		b.items = append(b.items, item)
-	})
+	}
 	return m
 }
 
@@ -271,9 +271,6 @@ func (m *Machine) Topics() []string {
 	}
 	return ts
 }
-
-// Shard returns the shard of table i (for tests and inspection).
-func (m *Machine) Shard(i int) *shard.Shard { return m.shards[i] }
 
 func (m *Machine) reset() *Ready {
 	m.rd = Ready{Outputs: m.rd.Outputs[:0]}
@@ -639,17 +636,8 @@ func (m *Machine) runHandler(a *Agent, r *Record) error {
 	if err := a.Run(m.ev); err != nil {
 		return err
 	}
-	m.cfg.Observer.Handled(m.agentIndex(a), m.cfg.Now().Sub(start))
+	m.cfg.Observer.Handled(m.index[a], m.cfg.Now().Sub(start))
 	return nil
-}
-
-func (m *Machine) agentIndex(a *Agent) int {
-	for i, d := range m.cfg.Agents {
-		if d == a {
-			return i
-		}
-	}
-	return -1
 }
 
 // release moves the staged effects of the event just handled to the
