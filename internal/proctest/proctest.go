@@ -29,6 +29,7 @@ type TB interface {
 	Logf(format string, args ...any)
 	Errorf(format string, args ...any)
 	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
 	Failed() bool
 	Cleanup(func())
 	TempDir() string

@@ -1,0 +1,85 @@
+package proctest
+
+import (
+	"fmt"
+	"os"
+	"sync"
+)
+
+// SharedKafka is a test package's Apache Kafka cluster: started by the
+// first test that asks for it, shared by the package's tests (each uses
+// topics and groups of its own), stopped by Close from TestMain. A package
+// starts one JVM, not one per test.
+type SharedKafka struct {
+	// Spec is what to start; Dir defaults to a temporary directory that
+	// Close removes.
+	Spec KafkaSpec
+
+	once sync.Once
+	k    *Kafka
+	dir  string
+	err  error
+}
+
+// Get returns the running cluster, starting it on first use. Where the
+// real-Kafka tier cannot run (no Java or Maven, or MEPHISTO_KAFKA_OFF) it
+// skips t with the reason; if the cluster fails to start it fails t.
+func (s *SharedKafka) Get(t TB) *Kafka {
+	t.Helper()
+	if err := KafkaAvailable(); err != nil {
+		t.Skipf("real-Kafka tier skipped: %v", err)
+	}
+	s.once.Do(func() {
+		spec := s.Spec
+		if spec.Dir == "" {
+			s.dir, s.err = os.MkdirTemp("", "mephisto-kafka-")
+			if s.err != nil {
+				return
+			}
+			spec.Dir = s.dir
+		}
+		s.k, s.err = StartKafka(spec)
+	})
+	if s.err != nil {
+		t.Fatalf("start Apache Kafka %s: %v", KafkaVersion(), s.err)
+	}
+	return s.k
+}
+
+// Close stops the cluster if it was started and removes its temporary
+// directory; it returns an error if the brokers did not stop cleanly.
+func (s *SharedKafka) Close() error {
+	var err error
+	if s.k != nil {
+		if err = s.k.Stop(); err != nil {
+			err = fmt.Errorf("stop Apache Kafka: %w (its logs are in %s)", err, s.k.spec.LogDir)
+		}
+	}
+	if s.dir != "" && err == nil {
+		_ = os.RemoveAll(s.dir)
+	}
+	return err
+}
+
+// StartKafkaT starts a cluster of the test's own, in directories of the
+// test's, stopped when the test ends; it skips t where the real-Kafka tier
+// cannot run.
+func StartKafkaT(t TB, spec KafkaSpec) *Kafka {
+	t.Helper()
+	if err := KafkaAvailable(); err != nil {
+		t.Skipf("real-Kafka tier skipped: %v", err)
+	}
+	if spec.Dir == "" {
+		spec.Dir = t.TempDir()
+	}
+	k, err := StartKafka(spec)
+	if err != nil {
+		t.Fatalf("start Apache Kafka %s: %v", KafkaVersion(), err)
+	}
+	t.Cleanup(func() {
+		if err := k.Stop(); err != nil {
+			t.Errorf("stop Apache Kafka: %v", err)
+		}
+	})
+	return k
+}
