@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/IBM/sarama"
 )
@@ -47,7 +48,54 @@ func EnsureTopics(admin sarama.ClusterAdmin, specs []TopicSpec) (map[string]int3
 			return nil, fmt.Errorf("create topic %s (%d partitions): %w", s.Name, s.Partitions, err)
 		}
 	}
-	return partitionCounts(admin, names)
+	// A broker answers CreateTopics once the controller has the topic, but
+	// the brokers' metadata catches up a moment later: Apache Kafka
+	// describes a topic just created with no partitions, or none with a
+	// leader yet. Counting then would call the topics not co-partitioned.
+	deadline := time.Now().Add(topicsSettle)
+	for {
+		counts, pending, err := settledCounts(admin, names)
+		if err != nil || pending == "" {
+			return counts, err
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("topics created, but after %v the brokers still report %s: is the cluster healthy?", topicsSettle, pending)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// topicsSettle bounds the wait for created topics to show in the brokers'
+// metadata with a leader for every partition.
+const topicsSettle = 30 * time.Second
+
+// settledCounts is partitionCounts, with pending describing a topic whose
+// metadata has not settled ("" once all have partitions and leaders).
+func settledCounts(admin sarama.ClusterAdmin, names []string) (counts map[string]int32, pending string, err error) {
+	metas, err := admin.DescribeTopics(names)
+	if err != nil {
+		return nil, "", fmt.Errorf("describe topics: %w", err)
+	}
+	counts = make(map[string]int32, len(metas))
+	for _, m := range metas {
+		switch {
+		case errors.Is(m.Err, sarama.ErrNoError):
+			counts[m.Name] = int32(len(m.Partitions))
+			if len(m.Partitions) == 0 {
+				pending = fmt.Sprintf("topic %s with no partitions", m.Name)
+			}
+			for _, p := range m.Partitions {
+				if p.Leader < 0 || !errors.Is(p.Err, sarama.ErrNoError) {
+					pending = fmt.Sprintf("partition %s/%d without a leader", m.Name, p.ID)
+				}
+			}
+		case errors.Is(m.Err, sarama.ErrUnknownTopicOrPartition), errors.Is(m.Err, sarama.ErrLeaderNotAvailable):
+			pending = fmt.Sprintf("topic %s unknown", m.Name)
+		default:
+			return nil, "", fmt.Errorf("describe topic %s: %w", m.Name, m.Err)
+		}
+	}
+	return counts, pending, nil
 }
 
 func partitionCounts(admin sarama.ClusterAdmin, names []string) (map[string]int32, error) {
