@@ -26,8 +26,12 @@ run: ## run the wordcount example with a generator (embedded broker 127.0.0.1:90
 run-cluster: ## a dev broker and three wordcount nodes with load; prints each node's URL (kill one and watch)
 	./scripts/run-cluster.sh
 
-test: ## vet, then run every test with the race detector
+test: ## vet, then run every test with the race detector (with the real-Kafka tier where Java 17+ and Maven are on PATH)
 	$(GO) vet ./...
+	@if [ -n "$$MEPHISTO_KAFKA_OFF" ]; then echo "real-Kafka tier: off (MEPHISTO_KAFKA_OFF is set): the suites run on kfake only"; \
+	elif command -v java >/dev/null && command -v mvn >/dev/null; then \
+	echo "real-Kafka tier: on: the critical suites also run on Apache Kafka $$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' test/kafka/pom.xml) ($$(java -version 2>&1 | head -1)); MEPHISTO_KAFKA_OFF=1 turns it off"; \
+	else echo "real-Kafka tier: SKIPPED: java or mvn is not on PATH; the suites run on kfake only (install Java 17+ and Maven to run it)"; fi
 	$(GO) test -race -timeout 20m ./...
 
 lint: ## fail if any file needs gofmt; go vet

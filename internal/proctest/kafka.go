@@ -131,6 +131,11 @@ func KafkaAvailable() error {
 	return err
 }
 
+// KafkaClasspath is the classpath of Apache Kafka's jars (the broker's and
+// the Java client's, kafka-clients), for Java programs the tests run
+// against a broker.
+func KafkaClasspath() (string, error) { return kafkaClasspath() }
+
 // KafkaVersion is the Apache Kafka version StartKafka runs.
 func KafkaVersion() string {
 	if v := os.Getenv(KafkaVersionEnv); v != "" {
@@ -188,6 +193,9 @@ func resolveKafkaClasspath() (string, error) {
 			return "", fmt.Errorf("the real-Kafka tier needs Java 17+ and Maven: %s is not on PATH", tool)
 		}
 	}
+	if err := javaAtLeast(17); err != nil {
+		return "", err
+	}
 	pom, err := kafkaPom()
 	if err != nil {
 		return "", err
@@ -234,6 +242,23 @@ func resolveKafkaClasspath() (string, error) {
 		return "", fmt.Errorf("mvn wrote no usable classpath to %s", cpFile)
 	}
 	return string(cp), nil
+}
+
+// javaAtLeast checks that the java on PATH is of version major or newer
+// (Apache Kafka 4 brokers need 17).
+func javaAtLeast(major int) error {
+	out, err := exec.Command("java", "-version").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("java -version: %v: %s", err, tailString(out, 512))
+	}
+	m := regexp.MustCompile(`version "(\d+)`).FindSubmatch(out)
+	if m == nil {
+		return fmt.Errorf("java -version printed no version: %s", tailString(out, 512))
+	}
+	if v, _ := strconv.Atoi(string(m[1])); v < major {
+		return fmt.Errorf("the real-Kafka tier needs Java %d+, java on PATH is %s (set PATH or JAVA_HOME to a newer JDK)", major, m[1])
+	}
+	return nil
 }
 
 func jarsExist(cp string) bool {
@@ -299,6 +324,9 @@ func StartKafka(spec KafkaSpec) (*Kafka, error) {
 		n.props = filepath.Join(n.dir, "server.properties")
 		k.nodes = append(k.nodes, n)
 		voters = append(voters, fmt.Sprintf("%d@%s", n.id, ctrl))
+	}
+	if err := os.MkdirAll(spec.Dir, 0o755); err != nil {
+		return nil, err
 	}
 	log4j := filepath.Join(spec.Dir, spec.Name+"-log4j2.properties")
 	if err := os.WriteFile(log4j, []byte(kafkaLog4j), 0o644); err != nil {
