@@ -2,6 +2,7 @@ package interop
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -155,23 +157,8 @@ func TestJavaClientsAndMephistoAgent(t *testing.T) {
 	t.Parallel()
 	eachBroker(t, func(t *testing.T, e env) {
 		const n = 3000
-		web := proctest.FreeAddrT(t, false)
-		w := proctest.StartT(t, proctest.Spec{Name: "worker", Path: testappBin,
-			Args: []string{"worker", "--brokers", e.addr, "--data-dir", t.TempDir(), "--web", web,
-				"--partitions", strconv.Itoa(partitions), "--commit-interval", "100ms", "--node-id", "n1"},
-			Env: childEnv([]string{"INTEROP_APP_NAME=" + e.app, "INTEROP_TOPIC_PREFIX=" + e.prefix}), LogDir: proctest.LogDir(t, "interop")})
-		proctest.WaitForT(t, 90*time.Second, "worker ready", func() (bool, string) {
-			if w.Exited() {
-				t.Fatalf("worker exited: %s", w.DescribeExit())
-			}
-			return proctest.Ready(web)
-		})
-
-		// The orders: account acct-(i%37), amount i%10+1 (Interop.java).
-		truth := map[string]int64{}
-		for i := range n {
-			truth["acct-"+strconv.Itoa(i%37)] += int64(i%10 + 1)
-		}
+		web := startWorker(t, e)
+		truth := ordersTruth(n)
 		sent := strings.Fields(java(t, nil, "produce", e.addr, e.prefix+"orders", strconv.Itoa(n)))
 		if len(sent) != 3*n {
 			t.Fatalf("the Java producer reported %d fields, want %d", len(sent), 3*n)
@@ -183,25 +170,7 @@ func TestJavaClientsAndMephistoAgent(t *testing.T) {
 			}
 		}
 
-		proctest.WaitForT(t, 60*time.Second, "totals read back by key == the orders' sums", func() (bool, string) {
-			for acct, want := range truth {
-				code, body, err := proctest.Get(web, "/tables/totals/"+acct)
-				if err != nil {
-					return false, err.Error()
-				}
-				if code != http.StatusOK {
-					return false, fmt.Sprintf("%s: HTTP %d", acct, code)
-				}
-				var v struct{ Value int64 }
-				if err := json.Unmarshal(body, &v); err != nil {
-					t.Fatalf("%s: %v: %s", acct, err, body)
-				}
-				if v.Value != want {
-					return false, fmt.Sprintf("%s = %d, want %d", acct, v.Value, want)
-				}
-			}
-			return true, ""
-		})
+		waitTotals(t, web, truth)
 
 		seen := map[int64]bool{}
 		last := map[string]int64{}
@@ -229,5 +198,105 @@ func TestJavaClientsAndMephistoAgent(t *testing.T) {
 				t.Errorf("the last receipt of %s says total %d, want %d", acct, last[acct], want)
 			}
 		}
+	})
+}
+
+// startWorker starts the Mephisto test app on e and waits until it is
+// ready; it returns its HTTP address.
+func startWorker(t *testing.T, e env) string {
+	t.Helper()
+	web := proctest.FreeAddrT(t, false)
+	w := proctest.StartT(t, proctest.Spec{Name: "worker", Path: testappBin,
+		Args: []string{"worker", "--brokers", e.addr, "--data-dir", t.TempDir(), "--web", web,
+			"--partitions", strconv.Itoa(partitions), "--commit-interval", "100ms", "--node-id", "n1"},
+		Env: childEnv([]string{"INTEROP_APP_NAME=" + e.app, "INTEROP_TOPIC_PREFIX=" + e.prefix}), LogDir: proctest.LogDir(t, "interop")})
+	proctest.WaitForT(t, 90*time.Second, "worker ready", func() (bool, string) {
+		if w.Exited() {
+			t.Fatalf("worker exited: %s", w.DescribeExit())
+		}
+		return proctest.Ready(web)
+	})
+	return web
+}
+
+// ordersTruth is the total per account of the n orders both foreign
+// clients send: account acct-(i%37), amount i%10+1.
+func ordersTruth(n int) map[string]int64 {
+	truth := map[string]int64{}
+	for i := range n {
+		truth["acct-"+strconv.Itoa(i%37)] += int64(i%10 + 1)
+	}
+	return truth
+}
+
+// waitTotals waits until the worker at web serves truth in table totals.
+func waitTotals(t *testing.T, web string, truth map[string]int64) {
+	t.Helper()
+	proctest.WaitForT(t, 60*time.Second, "totals read back by key == the orders' sums", func() (bool, string) {
+		for acct, want := range truth {
+			code, body, err := proctest.Get(web, "/tables/totals/"+acct)
+			if err != nil {
+				return false, err.Error()
+			}
+			if code != http.StatusOK {
+				return false, fmt.Sprintf("%s: HTTP %d", acct, code)
+			}
+			var v struct{ Value int64 }
+			if err := json.Unmarshal(body, &v); err != nil {
+				t.Fatalf("%s: %v: %s", acct, err, body)
+			}
+			if v.Value != want {
+				return false, fmt.Sprintf("%s = %d, want %d", acct, v.Value, want)
+			}
+		}
+		return true, ""
+	})
+}
+
+// TestFaustAndMephistoAgent: a Faust app sends JSON orders keyed by
+// account with its own producer and partitioner; the Mephisto agent
+// counts them per account without repartitioning and answers each with a
+// JSON receipt, which the Faust agent reads. Both ends must agree on the
+// totals and on the partition of every key.
+func TestFaustAndMephistoAgent(t *testing.T) {
+	t.Parallel()
+	req, err := filepath.Abs(filepath.Join("..", "..", "bench", "faust", "requirements.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eachBroker(t, func(t *testing.T, e env) {
+		python, err := proctest.PythonVenv(context.Background(), req)
+		if err != nil {
+			t.Skipf("needs faust-streaming in a virtual environment: %v", err)
+		}
+		const n = 2000
+		web := startWorker(t, e)
+		f := proctest.StartT(t, proctest.Spec{Name: "faust", Path: python, Args: []string{filepath.Join("faust", "app.py"), "worker", "-l", "warn"},
+			Env: childEnv([]string{"INTEROP_BROKER=" + e.addr, "INTEROP_APP=faust-" + e.app, "INTEROP_ORDERS=" + e.prefix + "orders",
+				"INTEROP_RECEIPTS=" + e.prefix + "receipts", "INTEROP_N=" + strconv.Itoa(n)}),
+			LogDir: proctest.LogDir(t, "interop")})
+		t.Cleanup(func() { _ = f.Kill() })
+		m, err := f.WaitStdout(regexp.MustCompile(`(\{"event": "done".*\})\n`), 3*time.Minute)
+		if err != nil {
+			t.Fatalf("the Faust app did not read a receipt for every order: %v\nits log:\n%s", err, f.Tail(4<<10))
+		}
+		var done struct {
+			Receipts, Orders, Misplaced int
+			Totals                      map[string]int64
+		}
+		if err := json.Unmarshal([]byte(m[1]), &done); err != nil {
+			t.Fatalf("the Faust app printed %s: %v", m[1], err)
+		}
+		truth := ordersTruth(n)
+		waitTotals(t, web, truth)
+		if done.Orders != n || done.Misplaced != 0 {
+			t.Errorf("Faust read %d receipts for %d distinct orders (want %d), %d from another partition than the account's", done.Receipts, done.Orders, n, done.Misplaced)
+		}
+		for acct, want := range truth {
+			if done.Totals[acct] != want {
+				t.Errorf("Faust's last receipt of %s says total %d, want %d", acct, done.Totals[acct], want)
+			}
+		}
+		t.Logf("Faust: %d receipts for %d orders, totals of %d accounts exact", done.Receipts, done.Orders, len(done.Totals))
 	})
 }
