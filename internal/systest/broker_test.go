@@ -53,7 +53,7 @@ func TestBrokerUnreachableAtStart(t *testing.T) {
 	p.mustSend("lines", lines)
 	w.waitTable(60*time.Second, "counts", countKeys(events))
 	w.waitTable(60*time.Second, "word_counts", wordTruth)
-	waitCaughtUp(t, b.addr, "events", "lines", "words")
+	waitCaughtUp(t, b.addr, appName, "events", "lines", "words")
 	w.StopT(t, stopTimeout)
 	checkDataMatchesOffsets(t, readDisk(t, w.dataDir, "counts", "events"), events)
 }
@@ -74,36 +74,35 @@ func TestBrokerLostMidStream(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			testBrokerLost(t, long)
+			eachBroker(t, true, func(t *testing.T, e *env) { testBrokerLost(t, e, long) })
 		})
 	}
 }
 
-func testBrokerLost(t *testing.T, long bool) {
-	addr, brokerDir, dataDir := freeAddr(t), t.TempDir(), t.TempDir()
-	b1 := startBroker(t, "broker-1", addr, brokerDir)
+func testBrokerLost(t *testing.T, e *env, long bool) {
+	dataDir := t.TempDir()
 
 	// The input is complete in Kafka before the broker goes away, so that
 	// the truth is exact: a first worker run creates the topics, then the
 	// input is produced while no worker runs, so that the second run has a
 	// backlog to work through when the broker stops.
-	w0 := startWorker(t, "worker-0", addr, dataDir, nil)
+	w0 := e.startWorker("worker-0", dataDir, nil)
 	w0.waitReady(60 * time.Second)
 	w0.StopT(t, stopTimeout)
-	p := newProducer(t, addr)
+	p := e.newProducer()
 	events := makeEvents(400000, 21) // a backlog the worker cannot finish before the test sees it partway
 	lines, wordTruth := makeLines(3000, 21)
-	if err := p.send("events", events, 2000); err != nil {
+	if err := p.send(e.topic("events"), events, 2000); err != nil {
 		t.Fatal(err)
 	}
-	p.mustSend("lines", lines)
+	p.mustSend(e.topic("lines"), lines)
 	p.close()
 	truth := countKeys(events)
 
-	w := startWorker(t, "worker", addr, dataDir, nil)
+	w := e.startWorker("worker", dataDir, nil)
 	waitPartway(t, w, truth)
 	mark := len(w.Stderr())
-	b1.StopT(t, stopTimeout)
+	e.stopBroker()
 	stopped := time.Now()
 	waitFor(t, 30*time.Second, "worker notices the broker is gone", func() (bool, string) {
 		log := w.Stderr()[mark:]
@@ -123,20 +122,17 @@ func testBrokerLost(t *testing.T, long bool) {
 		t.Logf("%v after the broker stopped: %s", time.Since(stopped).Round(time.Millisecond), why)
 	}
 
-	b2 := startBroker(t, "broker-2", addr, brokerDir)
-	if b2.clusterID != b1.clusterID {
-		t.Fatalf("the restarted broker has cluster id %s, want %s (its data dir keeps it)", b2.clusterID, b1.clusterID)
-	}
-	p2 := newProducer(t, addr)
+	e.restartBroker()
+	p2 := e.newProducer()
 	more := makeEvents(5000, 22)
-	waitMore := p2.sendAsync("events", more, 100)
+	waitMore := p2.sendAsync(e.topic("events"), more, 100)
 	w.waitReady(90 * time.Second)
 	waitMore()
 	all := append(append([]*record(nil), events...), more...)
 	truth = countKeys(all)
-	checkLogHolds(t, addr, "events", all)
+	checkLogHolds(t, e.addr, e.topic("events"), all)
 
-	waitCaughtUp(t, addr, "events", "lines", "words")
+	e.waitCaughtUp("events", "lines", "words")
 	counts, err := w.table("counts", eventKeys)
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +141,7 @@ func testBrokerLost(t *testing.T, long bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	words := readTopic(t, addr, "words")
+	words := readTopic(t, e.addr, e.topic("words"))
 	requireAtLeast(t, "counts", counts, truth)
 	requireAtLeast(t, "word_counts", wordCounts, wordTruth)
 	requireAtLeast(t, "word_counts against the records of topic words", wordCounts, words)
@@ -161,7 +157,7 @@ func testBrokerLost(t *testing.T, long bool) {
 // worker consumes, across the broker's restart).
 func checkLogHolds(t testing.TB, addr, topic string, sent []*record) {
 	t.Helper()
-	client, err := sarama.NewClient([]string{addr}, kafka.ClientConfig("systest-reader"))
+	client, err := sarama.NewClient(addrs(addr), kafka.ClientConfig("systest-reader"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,33 +24,32 @@ func TestCommitProtocolCrashPoints(t *testing.T) {
 	for _, point := range []string{"commit:acked", "commit:stored", "commit:marked"} {
 		t.Run(strings.TrimPrefix(point, "commit:"), func(t *testing.T) {
 			t.Parallel()
-			testCrashPoint(t, point)
+			eachBroker(t, false, func(t *testing.T, e *env) { testCrashPoint(t, e, point) })
 		})
 	}
 }
 
-func testCrashPoint(t *testing.T, point string) {
-	b := newBroker(t)
+func testCrashPoint(t *testing.T, e *env, point string) {
 	dataDir := t.TempDir()
-	p := newProducer(t, b.addr) // before any worker: the topics do not exist yet, the producer does not need them
+	p := e.newProducer() // before any worker: the topics do not exist yet, the producer does not need them
 
 	// A first run commits some history, so the crash happens on a data dir
 	// with non-trivial rows and offsets.
-	w1 := startWorker(t, "worker-1", b.addr, dataDir, nil)
+	w1 := e.startWorker("worker-1", dataDir, nil)
 	w1.waitReady(60 * time.Second)
 	first := makeEvents(2000, 10)
-	p.mustSend("events", first)
+	p.mustSend(e.topic("events"), first)
 	w1.waitTable(60*time.Second, "counts", countKeys(first))
 	w1.StopT(t, stopTimeout)
-	before := readDisk(t, dataDir, "counts", "events")
+	before := readDisk(t, dataDir, "counts", e.topic("events"))
 
 	// Input waits in Kafka; the faulty worker commits (and dies) only after
 	// its first commit interval, by which time it has processed much of it.
 	second := makeEvents(6000, 11)
-	p.mustSend("events", second)
+	p.mustSend(e.topic("events"), second)
 	all := append(append([]*record(nil), first...), second...)
 	truth := countKeys(all)
-	w2 := startWorker(t, "worker-2", b.addr, dataDir, []string{"MEPHISTO_FAULTPOINT=" + point}, "--commit-interval", "1s")
+	w2 := e.startWorker("worker-2", dataDir, []string{"MEPHISTO_FAULTPOINT=" + point}, "--commit-interval", "1s")
 	code, sig := w2.WaitT(t, 60*time.Second)
 	if sig != syscall.SIGKILL {
 		t.Fatalf("worker-2 with MEPHISTO_FAULTPOINT=%s: exit code %d, signal %v; want killed by SIGKILL at the fault point", point, code, sig)
@@ -59,9 +58,9 @@ func testCrashPoint(t *testing.T, point string) {
 		t.Fatalf("worker-2 was killed, but its log does not say it reached fault point %s", point)
 	}
 
-	after := readDisk(t, dataDir, "counts", "events")
+	after := readDisk(t, dataDir, "counts", e.topic("events"))
 	checkDataMatchesOffsets(t, after, all)
-	checkCommittedNotAhead(t, b.addr, "events", after)
+	checkCommittedNotAhead(t, e.addr, e.app, e.topic("events"), after)
 	var advanced int
 	for p := range partitions {
 		if after.parts[p].src < before.parts[p].src {
@@ -71,7 +70,7 @@ func testCrashPoint(t *testing.T, point string) {
 			advanced++
 		}
 	}
-	tail := changelogTails(t, b.addr, countsChangelog, after)
+	tail := changelogTails(t, e.addr, e.changelog("counts"), after)
 	switch point {
 	case "commit:acked":
 		// Every commit passes this point before it writes Pebble: the
@@ -95,9 +94,9 @@ func testCrashPoint(t *testing.T, point string) {
 		return
 	}
 
-	w3 := startWorker(t, "worker-3", b.addr, dataDir, nil)
+	w3 := e.startWorker("worker-3", dataDir, nil)
 	w3.waitReady(60 * time.Second)
 	w3.waitTable(60*time.Second, "counts", want)
-	waitCaughtUp(t, b.addr, "events")
+	e.waitCaughtUp("events")
 	w3.waitTable(time.Second, "counts", want)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,17 +31,20 @@ const (
 	appName = "systest"
 	// partitions is the partition count the workers create topics with.
 	partitions = 4
-
-	countsChangelog = appName + "-counts-changelog"
 )
 
 // Paths of the binaries TestMain builds.
 var testappBin, mephistoBin string
 
 func TestMain(m *testing.M) {
-	os.Exit(proctest.BuildMain(m, "systest",
+	code := proctest.BuildMain(m, "systest",
 		proctest.Binary{Pkg: "github.com/mephistohq/mephisto/internal/systest/testapp", Out: &testappBin},
-		proctest.Binary{Pkg: "github.com/mephistohq/mephisto/cmd/mephisto", Out: &mephistoBin}))
+		proctest.Binary{Pkg: "github.com/mephistohq/mephisto/cmd/mephisto", Out: &mephistoBin})
+	if err := sharedKafka.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "systest:", err)
+		code = max(code, 1)
+	}
+	os.Exit(code)
 }
 
 // ---------------------------------------------------------------------------
@@ -94,6 +98,131 @@ func startBroker(t testing.TB, name, addr, dataDir string) *brokerProc {
 func newBroker(t testing.TB) *brokerProc {
 	t.Helper()
 	return startBroker(t, "broker", freeAddr(t), t.TempDir())
+}
+
+// addrs splits a bootstrap list (what --brokers takes).
+func addrs(bootstrap string) []string { return strings.Split(bootstrap, ",") }
+
+// ---------------------------------------------------------------------------
+// The two brokers the critical tests run on: kfake (`mephisto broker`) and
+// Apache Kafka.
+
+// sharedKafka is the package's Apache Kafka broker: the kafka subtests
+// share it, each with an app name and topics of its own.
+var sharedKafka = proctest.SharedKafka{Spec: proctest.KafkaSpec{Name: "kafka"}}
+
+// env is a test's broker and the names the test app uses on it.
+type env struct {
+	t      testing.TB
+	kind   string // "kfake" or "kafka"
+	addr   string // bootstrap address(es)
+	app    string // the app's name: its consumer group, its changelogs' prefix
+	prefix string // prefixes the input topics' names
+
+	fake  *brokerProc     // kfake: the test's own `mephisto broker`
+	kafka *proctest.Kafka // kafka: the shared broker, or the test's own
+}
+
+// eachBroker runs f as subtest "kfake", on a `mephisto broker` of its
+// own, and as subtest "kafka", on Apache Kafka (skipped where Java or Maven
+// is missing). On Kafka the subtest shares the package's broker, with an
+// app name and topics of its own, unless own is set (it stops the broker).
+func eachBroker(t *testing.T, own bool, f func(t *testing.T, e *env)) {
+	for _, kind := range []string{"kfake", "kafka"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			f(t, newEnv(t, kind, own))
+		})
+	}
+}
+
+// kfakeEnv is the env of a test that runs on kfake only: a broker of its
+// own and the app's default names.
+func kfakeEnv(t testing.TB) *env { return newEnv(t, "kfake", true) }
+
+func newEnv(t testing.TB, kind string, own bool) *env {
+	t.Helper()
+	e := &env{t: t, kind: kind, app: appName}
+	switch kind {
+	case "kfake":
+		e.fake = newBroker(t)
+		e.addr = e.fake.addr
+	case "kafka":
+		if own {
+			e.kafka = proctest.StartKafkaT(t, proctest.KafkaSpec{LogDir: proctest.LogDir(t, "systest")})
+		} else {
+			e.kafka = sharedKafka.Get(t)
+			e.app = "st-" + strings.Trim(nonName.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
+			e.prefix = e.app + "."
+		}
+		e.addr = e.kafka.Bootstrap()
+	default:
+		t.Fatalf("unknown broker kind %q", kind)
+	}
+	return e
+}
+
+var nonName = regexp.MustCompile(`[^a-z0-9]+`)
+
+// topic is the name of the test app's topic name.
+func (e *env) topic(name string) string { return e.prefix + name }
+
+// changelog is the name of table's changelog topic.
+func (e *env) changelog(table string) string { return e.app + "-" + table + "-changelog" }
+
+// names is the environment that gives the test app its names.
+func (e *env) names(extra []string) []string {
+	return append([]string{"SYSTEST_APP_NAME=" + e.app, "SYSTEST_TOPIC_PREFIX=" + e.prefix}, extra...)
+}
+
+// startWorker runs a worker on this env's broker with its names.
+func (e *env) startWorker(name, dataDir string, extraEnv []string, extra ...string) *workerProc {
+	e.t.Helper()
+	return startWorker(e.t, name, e.addr, dataDir, e.names(extraEnv), extra...)
+}
+
+func (e *env) newProducer() *producer {
+	e.t.Helper()
+	return newProducer(e.t, e.addr)
+}
+
+// stopBroker stops the broker cleanly (SIGTERM); restartBroker starts it
+// again on the same address and data, and requires the same cluster id.
+func (e *env) stopBroker() {
+	e.t.Helper()
+	if e.fake != nil {
+		e.fake.StopT(e.t, stopTimeout)
+		return
+	}
+	if err := e.kafka.StopBroker(0); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) restartBroker() {
+	e.t.Helper()
+	if e.fake != nil {
+		b := startBroker(e.t, "broker", e.fake.addr, e.fake.dataDir)
+		if b.clusterID != e.fake.clusterID {
+			e.t.Fatalf("the restarted broker has cluster id %s, want %s (its data dir keeps it)", b.clusterID, e.fake.clusterID)
+		}
+		e.fake = b
+		return
+	}
+	if err := e.kafka.RestartBroker(0); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// waitCaughtUp is waitCaughtUp on the app's topics (names as the app
+// declares them).
+func (e *env) waitCaughtUp(topics ...string) {
+	e.t.Helper()
+	full := make([]string, len(topics))
+	for i, tp := range topics {
+		full[i] = e.topic(tp)
+	}
+	waitCaughtUp(e.t, e.addr, e.app, full...)
 }
 
 // ---------------------------------------------------------------------------
@@ -317,7 +446,7 @@ type producer struct {
 // idempotent, acks=all) to the broker at addr.
 func newProducer(t testing.TB, addr string) *producer {
 	t.Helper()
-	client, err := sarama.NewClient([]string{addr}, kafka.ClientConfig("systest-producer"))
+	client, err := sarama.NewClient(addrs(addr), kafka.ClientConfig("systest-producer"))
 	if err != nil {
 		t.Fatalf("producer: connect to %s: %v", addr, err)
 	}
@@ -522,7 +651,7 @@ func checkDataMatchesOffsets(t testing.TB, d diskState, sent []*record) {
 // (-1: none).
 func committedOffsets(t testing.TB, addr, group, topic string) [partitions]int64 {
 	t.Helper()
-	admin, err := sarama.NewClusterAdmin([]string{addr}, kafka.ClientConfig("systest-admin"))
+	admin, err := sarama.NewClusterAdmin(addrs(addr), kafka.ClientConfig("systest-admin"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -548,9 +677,9 @@ func committedOffsets(t testing.TB, addr, group, topic string) [partitions]int64
 // checkCommittedNotAhead checks that the group's committed offsets in Kafka
 // are never ahead of what Pebble holds (step c after step b), and returns
 // them.
-func checkCommittedNotAhead(t testing.TB, addr, topic string, d diskState) [partitions]int64 {
+func checkCommittedNotAhead(t testing.TB, addr, group, topic string, d diskState) [partitions]int64 {
 	t.Helper()
-	c := committedOffsets(t, addr, appName, topic)
+	c := committedOffsets(t, addr, group, topic)
 	for p := range partitions {
 		if c[p] > d.parts[p].src+1 {
 			t.Errorf("partition %d: committed offset %d in Kafka is ahead of Pebble's data (source offset %d)", p, c[p], d.parts[p].src)
@@ -564,7 +693,7 @@ func checkCommittedNotAhead(t testing.TB, addr, topic string, d diskState) [part
 // offset Pebble applied last, and returns the latest value per key.
 func changelogTails(t testing.TB, addr, topic string, d diskState) map[string]int64 {
 	t.Helper()
-	client, err := sarama.NewClient([]string{addr}, kafka.ClientConfig("systest-reader"))
+	client, err := sarama.NewClient(addrs(addr), kafka.ClientConfig("systest-reader"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -653,16 +782,16 @@ func logEnds(t testing.TB, client sarama.Client, topic string) [partitions]int64
 // the upstream ones first, so that an upstream topic committed in full
 // (whose outputs were acknowledged before its offsets were committed)
 // makes the downstream log end final.
-func waitCaughtUp(t testing.TB, addr string, topics ...string) {
+func waitCaughtUp(t testing.TB, addr, group string, topics ...string) {
 	t.Helper()
-	client, err := sarama.NewClient([]string{addr}, kafka.ClientConfig("systest-admin"))
+	client, err := sarama.NewClient(addrs(addr), kafka.ClientConfig("systest-admin"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer client.Close()
 	waitFor(t, 60*time.Second, fmt.Sprintf("group caught up on %v", topics), func() (bool, string) {
 		for _, topic := range topics {
-			c := committedOffsets(t, addr, appName, topic)
+			c := committedOffsets(t, addr, group, topic)
 			end := logEnds(t, client, topic)
 			for p := range partitions {
 				if end[p] > 0 && c[p] != end[p] {
@@ -677,7 +806,7 @@ func waitCaughtUp(t testing.TB, addr string, topics ...string) {
 // readTopic counts the records of topic per key.
 func readTopic(t testing.TB, addr, topic string) map[string]int64 {
 	t.Helper()
-	client, err := sarama.NewClient([]string{addr}, kafka.ClientConfig("systest-reader"))
+	client, err := sarama.NewClient(addrs(addr), kafka.ClientConfig("systest-reader"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,16 @@
 package systest
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/mephistohq/mephisto/kafka"
 )
 
 // waitPartway polls the worker's committed counts until some, but far from
@@ -41,50 +46,51 @@ func waitPartway(t testing.TB, w *workerProc, truth map[string]int64) int64 {
 // two-hop one (whose intermediate topic the worker produces itself).
 func TestWorkerCleanStopMidStream(t *testing.T) {
 	t.Parallel()
-	b := newBroker(t)
-	dataDir := t.TempDir()
-	w1 := startWorker(t, "worker-1", b.addr, dataDir, nil)
-	w1.waitReady(60 * time.Second)
+	eachBroker(t, false, func(t *testing.T, e *env) {
+		dataDir := t.TempDir()
+		w1 := e.startWorker("worker-1", dataDir, nil)
+		w1.waitReady(60 * time.Second)
 
-	p := newProducer(t, b.addr)
-	events := makeEvents(20000, 1)
-	lines, wordTruth := makeLines(3000, 1)
-	truth := countKeys(events)
-	waitEvents := p.sendAsync("events", events, 100)
-	waitLines := p.sendAsync("lines", lines, 20)
-	waitPartway(t, w1, truth)
-	w1.StopT(t, stopTimeout)
-	waitEvents()
-	waitLines()
+		p := e.newProducer()
+		events := makeEvents(20000, 1)
+		lines, wordTruth := makeLines(3000, 1)
+		truth := countKeys(events)
+		waitEvents := p.sendAsync(e.topic("events"), events, 100)
+		waitLines := p.sendAsync(e.topic("lines"), lines, 20)
+		waitPartway(t, w1, truth)
+		w1.StopT(t, stopTimeout)
+		waitEvents()
+		waitLines()
 
-	d := readDisk(t, dataDir, "counts", "events")
-	checkDataMatchesOffsets(t, d, events)
-	if n := sum(d.rows); n == 0 || n >= int64(len(events)) {
-		t.Errorf("the stopped worker had processed %d of %d events: not mid-stream", n, len(events))
-	}
-	committed := checkCommittedNotAhead(t, b.addr, "events", d)
-	for p := range partitions {
-		if d.parts[p].src >= 0 && committed[p] != d.parts[p].src+1 {
-			t.Errorf("partition %d: after a clean stop the group's committed offset is %d, want %d (Pebble's source offset + 1)",
-				p, committed[p], d.parts[p].src+1)
+		d := readDisk(t, dataDir, "counts", e.topic("events"))
+		checkDataMatchesOffsets(t, d, events)
+		if n := sum(d.rows); n == 0 || n >= int64(len(events)) {
+			t.Errorf("the stopped worker had processed %d of %d events: not mid-stream", n, len(events))
 		}
-	}
-	if t.Failed() {
-		return
-	}
+		committed := checkCommittedNotAhead(t, e.addr, e.app, e.topic("events"), d)
+		for p := range partitions {
+			if d.parts[p].src >= 0 && committed[p] != d.parts[p].src+1 {
+				t.Errorf("partition %d: after a clean stop the group's committed offset is %d, want %d (Pebble's source offset + 1)",
+					p, committed[p], d.parts[p].src+1)
+			}
+		}
+		if t.Failed() {
+			return
+		}
 
-	w2 := startWorker(t, "worker-2", b.addr, dataDir, nil)
-	w2.waitReady(60 * time.Second)
-	w2.waitTable(60*time.Second, "counts", truth)
-	w2.waitTable(60*time.Second, "word_counts", wordTruth)
-	waitCaughtUp(t, b.addr, "events", "lines", "words")
-	w2.waitTable(time.Second, "counts", truth)
-	w2.waitTable(time.Second, "word_counts", wordTruth)
-	// A clean stop re-sends nothing: the intermediate topic holds each
-	// word of the lines exactly once.
-	if d := diff(readTopic(t, b.addr, "words"), wordTruth); d != "" {
-		t.Errorf("topic words: %s", d)
-	}
+		w2 := e.startWorker("worker-2", dataDir, nil)
+		w2.waitReady(60 * time.Second)
+		w2.waitTable(60*time.Second, "counts", truth)
+		w2.waitTable(60*time.Second, "word_counts", wordTruth)
+		e.waitCaughtUp("events", "lines", "words")
+		w2.waitTable(time.Second, "counts", truth)
+		w2.waitTable(time.Second, "word_counts", wordTruth)
+		// A clean stop re-sends nothing: the intermediate topic holds each
+		// word of the lines exactly once.
+		if d := diff(readTopic(t, e.addr, e.topic("words")), wordTruth); d != "" {
+			t.Errorf("topic words: %s", d)
+		}
+	})
 }
 
 // TestWorkerKill9MidStream kills a worker with SIGKILL while input streams
@@ -96,91 +102,174 @@ func TestWorkerCleanStopMidStream(t *testing.T) {
 // offset is processed again — which is >= the truth for every key.
 func TestWorkerKill9MidStream(t *testing.T) {
 	t.Parallel()
-	b := newBroker(t)
-	dataDir := t.TempDir()
-	w1 := startWorker(t, "worker-1", b.addr, dataDir, nil)
-	w1.waitReady(60 * time.Second)
+	eachBroker(t, false, func(t *testing.T, e *env) {
+		dataDir := t.TempDir()
+		w1 := e.startWorker("worker-1", dataDir, nil)
+		w1.waitReady(60 * time.Second)
 
-	p := newProducer(t, b.addr)
-	events := makeEvents(20000, 2)
-	lines, wordTruth := makeLines(3000, 2)
-	truth := countKeys(events)
-	waitEvents := p.sendAsync("events", events, 100)
-	waitLines := p.sendAsync("lines", lines, 20)
-	waitPartway(t, w1, truth)
-	w1.KillT(t)
-	waitEvents()
-	waitLines()
+		p := e.newProducer()
+		events := makeEvents(20000, 2)
+		lines, wordTruth := makeLines(3000, 2)
+		truth := countKeys(events)
+		waitEvents := p.sendAsync(e.topic("events"), events, 100)
+		waitLines := p.sendAsync(e.topic("lines"), lines, 20)
+		waitPartway(t, w1, truth)
+		w1.KillT(t)
+		waitEvents()
+		waitLines()
 
-	d := readDisk(t, dataDir, "counts", "events")
-	checkDataMatchesOffsets(t, d, events)
-	checkCommittedNotAhead(t, b.addr, "events", d)
-	if n := sum(d.rows); n == 0 || n >= int64(len(events)) {
-		t.Errorf("the killed worker had processed %d of %d events: not mid-stream", n, len(events))
-	}
-	tail := changelogTails(t, b.addr, countsChangelog, d)
-	want := expectAfterRestart(d, tail, events)
-	requireAtLeast(t, "expected counts after restart", want, truth)
-	t.Logf("truth total %d; expected after restart %d (%d records counted twice)", sum(truth), sum(want), sum(want)-sum(truth))
-	if t.Failed() {
-		return
-	}
+		d := readDisk(t, dataDir, "counts", e.topic("events"))
+		checkDataMatchesOffsets(t, d, events)
+		checkCommittedNotAhead(t, e.addr, e.app, e.topic("events"), d)
+		if n := sum(d.rows); n == 0 || n >= int64(len(events)) {
+			t.Errorf("the killed worker had processed %d of %d events: not mid-stream", n, len(events))
+		}
+		tail := changelogTails(t, e.addr, e.changelog("counts"), d)
+		want := expectAfterRestart(d, tail, events)
+		requireAtLeast(t, "expected counts after restart", want, truth)
+		t.Logf("truth total %d; expected after restart %d (%d records counted twice)", sum(truth), sum(want), sum(want)-sum(truth))
+		if t.Failed() {
+			return
+		}
 
-	w2 := startWorker(t, "worker-2", b.addr, dataDir, nil)
-	w2.waitReady(60 * time.Second)
-	w2.waitTable(60*time.Second, "counts", want)
-	w2.waitTableAtLeast(60*time.Second, "word_counts", wordTruth)
-	waitCaughtUp(t, b.addr, "events", "lines", "words")
-	w2.waitTable(time.Second, "counts", want)
-	// Two hops, at least once: every word of the lines is in topic words
-	// (maybe more than once), and every record of topic words is counted.
-	words := readTopic(t, b.addr, "words")
-	requireAtLeast(t, "topic words", words, wordTruth)
-	got, err := w2.table("word_counts", keysOf(wordTruth))
-	if err != nil {
-		t.Fatal(err)
-	}
-	requireAtLeast(t, "word_counts against the records of topic words", got, words)
-	t.Logf("word_counts: %d words in lines, %d records in topic words, counted %d", sum(wordTruth), sum(words), sum(got))
+		w2 := e.startWorker("worker-2", dataDir, nil)
+		w2.waitReady(60 * time.Second)
+		w2.waitTable(60*time.Second, "counts", want)
+		w2.waitTableAtLeast(60*time.Second, "word_counts", wordTruth)
+		e.waitCaughtUp("events", "lines", "words")
+		w2.waitTable(time.Second, "counts", want)
+		// Two hops, at least once: every word of the lines is in topic words
+		// (maybe more than once), and every record of topic words is counted.
+		words := readTopic(t, e.addr, e.topic("words"))
+		requireAtLeast(t, "topic words", words, wordTruth)
+		got, err := w2.table("word_counts", keysOf(wordTruth))
+		if err != nil {
+			t.Fatal(err)
+		}
+		requireAtLeast(t, "word_counts against the records of topic words", got, words)
+		t.Logf("word_counts: %d words in lines, %d records in topic words, counted %d", sum(wordTruth), sum(words), sum(got))
+	})
 }
 
 // TestWorkerDataDirDeleted deletes a cleanly stopped worker's whole data dir:
 // the restarted worker rebuilds both tables from their changelogs, exactly,
-// and goes on counting from there.
+// and goes on counting from there. On Apache Kafka the counts changelog is
+// compacted first (its cleaner runs during the test), so the rebuild reads
+// a log with gaps.
 func TestWorkerDataDirDeleted(t *testing.T) {
 	t.Parallel()
-	b := newBroker(t)
-	dataDir := t.TempDir()
-	w1 := startWorker(t, "worker-1", b.addr, dataDir, nil)
-	w1.waitReady(60 * time.Second)
+	eachBroker(t, false, func(t *testing.T, e *env) {
+		dataDir := t.TempDir()
+		w1 := e.startWorker("worker-1", dataDir, nil)
+		w1.waitReady(60 * time.Second)
 
-	p := newProducer(t, b.addr)
-	events := makeEvents(5000, 3)
-	lines, wordTruth := makeLines(1000, 3)
-	p.mustSend("events", events)
-	p.mustSend("lines", lines)
-	truth := countKeys(events)
-	w1.waitTable(60*time.Second, "counts", truth)
-	w1.waitTable(60*time.Second, "word_counts", wordTruth)
-	w1.StopT(t, stopTimeout)
+		p := e.newProducer()
+		events := makeEvents(5000, 3)
+		lines, wordTruth := makeLines(1000, 3)
+		p.mustSend(e.topic("events"), events)
+		p.mustSend(e.topic("lines"), lines)
+		truth := countKeys(events)
+		w1.waitTable(60*time.Second, "counts", truth)
+		w1.waitTable(60*time.Second, "word_counts", wordTruth)
+		if e.kind == "kafka" {
+			// A real broker compacts: the shard must be rebuilt exactly from
+			// a changelog with offsets the cleaner removed.
+			events = append(events, compactChangelog(t, e, w1, p)...)
+			truth = countKeys(events)
+		}
+		w1.StopT(t, stopTimeout)
 
-	if err := os.RemoveAll(dataDir); err != nil {
+		if err := os.RemoveAll(dataDir); err != nil {
+			t.Fatal(err)
+		}
+		w2 := e.startWorker("worker-2", dataDir, nil)
+		w2.waitReady(60 * time.Second)
+		w2.waitTable(30*time.Second, "counts", truth)
+		w2.waitTable(30*time.Second, "word_counts", wordTruth)
+		if !strings.Contains(w2.Stderr(), "recovering table shard from changelog") {
+			t.Errorf("worker-2 does not log that it recovers its tables from the changelogs")
+		}
+
+		more := makeEvents(2000, 4)
+		p.mustSend(e.topic("events"), more)
+		truth = countKeys(events, more)
+		w2.waitTable(60*time.Second, "counts", truth)
+		all := append(append([]*record(nil), events...), more...)
+		e.waitCaughtUp("events")
+		w2.StopT(t, stopTimeout)
+		checkDataMatchesOffsets(t, readDisk(t, dataDir, "counts", e.topic("events")), all)
+	})
+}
+
+// compactChangelog makes the broker's log cleaner compact the counts
+// changelog while w counts: it sets the topic to roll a segment every
+// 100 ms and clean at the least dirt, then produces rounds of events until
+// some partition's log has offsets the cleaner removed (fewer records than
+// its offset range). It returns the events it produced.
+func compactChangelog(t *testing.T, e *env, w *workerProc, p *producer) []*record {
+	t.Helper()
+	topic := e.changelog("counts")
+	admin, err := sarama.NewClusterAdmin(addrs(e.addr), kafka.ClientConfig("systest-admin"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	w2 := startWorker(t, "worker-2", b.addr, dataDir, nil)
-	w2.waitReady(60 * time.Second)
-	w2.waitTable(30*time.Second, "counts", truth)
-	w2.waitTable(30*time.Second, "word_counts", wordTruth)
-	if !strings.Contains(w2.Stderr(), "recovering table shard from changelog") {
-		t.Errorf("worker-2 does not log that it recovers its tables from the changelogs")
+	defer admin.Close()
+	ms := func(s string) sarama.IncrementalAlterConfigsEntry {
+		return sarama.IncrementalAlterConfigsEntry{Operation: sarama.IncrementalAlterConfigsOperationSet, Value: &s}
 	}
+	if err := admin.IncrementalAlterConfig(sarama.TopicResource, topic, map[string]sarama.IncrementalAlterConfigsEntry{
+		"segment.ms": ms("100"), "min.cleanable.dirty.ratio": ms("0.01"), "min.compaction.lag.ms": ms("0"),
+		"delete.retention.ms": ms("0"),
+	}, false); err != nil {
+		t.Fatalf("set compaction settings of %s: %v", topic, err)
+	}
+	var sent []*record
+	var removed string
+	seed := uint64(100)
+	waitFor(t, 90*time.Second, topic+" compacted by the broker", func() (bool, string) {
+		more := makeEvents(200, seed)
+		seed++
+		p.mustSend(e.topic("events"), more)
+		sent = append(sent, more...)
+		if removed = compactedAway(t, e.addr, topic); removed != "" {
+			return true, ""
+		}
+		return false, "every offset of the changelog is still there"
+	})
+	t.Logf("compaction: %s", removed)
+	return sent
+}
 
-	more := makeEvents(2000, 4)
-	p.mustSend("events", more)
-	truth = countKeys(events, more)
-	w2.waitTable(60*time.Second, "counts", truth)
-	all := append(append([]*record(nil), events...), more...)
-	waitCaughtUp(t, b.addr, "events")
-	w2.StopT(t, stopTimeout)
-	checkDataMatchesOffsets(t, readDisk(t, dataDir, "counts", "events"), all)
+// compactedAway describes the offsets topic's log no longer holds ("" if
+// none): the records between its log start and end that compaction removed.
+func compactedAway(t *testing.T, addr, topic string) string {
+	t.Helper()
+	client, err := sarama.NewClient(addrs(addr), kafka.ClientConfig("systest-reader"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	var out []string
+	for p := int32(0); p < partitions; p++ {
+		oldest, hwm, err := kafka.Bounds(client, topic, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := int64(0)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = kafka.ReadRange(ctx, consumer, topic, p, oldest, hwm, func(*sarama.ConsumerMessage) error { n++; return nil })
+		cancel()
+		if err != nil {
+			t.Fatalf("read %s/%d: %v", topic, p, err)
+		}
+		if gone := hwm - oldest - n; gone > 0 {
+			out = append(out, fmt.Sprintf("partition %d holds %d records of offsets %d..%d (%d removed)", p, n, oldest, hwm-1, gone))
+		}
+	}
+	return strings.Join(out, "; ")
 }

@@ -11,7 +11,9 @@
 //     through a topic the app itself produces to).
 //
 // The app's name is "systest" unless SYSTEST_APP_NAME says otherwise (the
-// tests use that to write a data dir as another app).
+// tests use that to write a data dir as another app, and to give each test
+// a consumer group and changelogs of its own on a shared broker), and
+// SYSTEST_TOPIC_PREFIX, if set, prefixes the names of the three topics.
 package main
 
 import (
@@ -28,15 +30,16 @@ func main() {
 		name = "systest"
 	}
 	app := mephisto.New(name)
+	prefix := os.Getenv("SYSTEST_TOPIC_PREFIX")
 
-	events := mephisto.NewTopic(app, "events", codec.String(), codec.String())
+	events := mephisto.NewTopic(app, prefix+"events", codec.String(), codec.String())
 	counts := mephisto.NewTable(app, "counts", codec.String(), codec.Int64())
 	mephisto.NewAgent(app, "count", events, func(ctx mephisto.Context, key, _ string) error {
 		return counts.Update(ctx, key, func(n int64) int64 { return n + 1 })
 	})
 
-	lines := mephisto.NewTopic(app, "lines", codec.String(), codec.String())
-	words := mephisto.NewTopic(app, "words", codec.String(), codec.String())
+	lines := mephisto.NewTopic(app, prefix+"lines", codec.String(), codec.String())
+	words := mephisto.NewTopic(app, prefix+"words", codec.String(), codec.String())
 	wordCounts := mephisto.NewTable(app, "word_counts", codec.String(), codec.Int64())
 	mephisto.NewAgent(app, "split", lines, func(ctx mephisto.Context, _ string, line string) error {
 		for _, w := range strings.Fields(line) {
