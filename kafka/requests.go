@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
 
@@ -72,11 +74,33 @@ func NewRequester(cfg RequesterConfig) (*Requester, error) {
 		id = newID()
 	}
 	r := &Requester{producer: cfg.Producer, topic: topic, partition: Partition([]byte(id), parts), n: cfg.Partitions, waiting: map[string]chan reply{}}
-	if r.pc, err = cfg.Consumer.ConsumePartition(topic, r.partition, sarama.OffsetNewest); err != nil {
+	// A topic just created may show a leader in the metadata a moment
+	// before that broker serves the partition (Apache Kafka answers
+	// NOT_LEADER_OR_FOLLOWER then): wait for it, a while.
+	deadline := time.Now().Add(replyLeaderWait)
+	for {
+		r.pc, err = cfg.Consumer.ConsumePartition(topic, r.partition, sarama.OffsetNewest)
+		if err == nil || !leaderPending(err) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("listen for replies on %s/%d: %w", topic, r.partition, err)
 	}
 	go r.listen()
 	return r, nil
+}
+
+// replyLeaderWait bounds NewRequester's wait for its reply partition to be
+// served by its leader.
+const replyLeaderWait = 30 * time.Second
+
+// leaderPending reports whether err says a partition has no serving leader
+// yet, as a topic just created may for a moment.
+func leaderPending(err error) bool {
+	return errors.Is(err, sarama.ErrNotLeaderForPartition) || errors.Is(err, sarama.ErrLeaderNotAvailable) ||
+		errors.Is(err, sarama.ErrUnknownTopicOrPartition)
 }
 
 func (r *Requester) listen() {
