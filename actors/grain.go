@@ -63,7 +63,9 @@ type GrainConfig struct {
 // Deliver hands a batch of records, in offset order, to a grain. Done
 // receives nil once every record is processed, or ErrPartitionStopped.
 type Deliver struct {
-	Records []*partition.Record
+	// Records are read once, by the grain's machine, when the grain takes
+	// the batch.
+	Records partition.Input
 	Done    chan error
 	// CaughtUp says the batch ends at the partition's high watermark: the
 	// grain commits as soon as it may (see partition.Config.CommitInterval)

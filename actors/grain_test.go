@@ -123,10 +123,10 @@ func (sc script) agent() *partition.Agent {
 	}}
 }
 
-func msgs(from, to int64) []*partition.Record {
-	var out []*partition.Record
+func msgs(from, to int64) partition.Records {
+	var out partition.Records
 	for o := from; o < to; o++ {
-		out = append(out, &partition.Record{Topic: "t", Partition: 0, Offset: o})
+		out = append(out, partition.Record{Topic: "t", Partition: 0, Offset: o})
 	}
 	return out
 }

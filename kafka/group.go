@@ -58,7 +58,7 @@ type Claim interface {
 // A Batch is a run of fetched records of one topic partition, in offset
 // order.
 type Batch struct {
-	Records []*partition.Record
+	Records Records
 	// CaughtUp says the batch ends at the partition's high watermark as
 	// last fetched.
 	CaughtUp bool
@@ -343,7 +343,7 @@ func (h *session) ConsumeClaim(ss sarama.ConsumerGroupSession, claim sarama.Cons
 			}
 		}
 		last := batch[len(batch)-1].Offset
-		b := &Batch{Records: Records(batch), Done: make(chan error, 1), CaughtUp: last+1 >= claim.HighWaterMarkOffset()}
+		b := &Batch{Records: batch, Done: make(chan error, 1), CaughtUp: last+1 >= claim.HighWaterMarkOffset()}
 		c.Deliver(b)
 		inflight = append(inflight, inflightBatch{done: b.Done, last: last})
 		if len(inflight) < maxInflight {
@@ -366,20 +366,26 @@ type inflightBatch struct {
 	last int64 // offset of its last record
 }
 
-// Records converts fetched messages to records, in one allocation.
-func Records(ms []*sarama.ConsumerMessage) []*partition.Record {
-	rs := make([]partition.Record, len(ms))
-	out := make([]*partition.Record, len(ms))
-	for i, m := range ms {
-		r := &rs[i]
-		*r = partition.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Timestamp: m.Timestamp, Key: m.Key, Value: m.Value}
-		if len(m.Headers) > 0 {
-			r.Headers = make([]partition.Header, len(m.Headers))
-			for j, h := range m.Headers {
-				r.Headers[j] = partition.Header{Key: string(h.Key), Value: h.Value}
-			}
+// Records are fetched messages as a partition reads them
+// (partition.Input): each becomes a partition.Record when the partition
+// takes it, in place, so a batch costs no copy of its records before.
+type Records []*sarama.ConsumerMessage
+
+// Len returns the number of messages.
+func (ms Records) Len() int { return len(ms) }
+
+// Read converts message i into r.
+func (ms Records) Read(i int, r *partition.Record) {
+	m := ms[i]
+	// Field by field: assigning a whole Record would copy it through a
+	// temporary and a bulk write barrier.
+	r.Topic, r.Partition, r.Offset, r.Timestamp, r.Key, r.Value, r.Headers = m.Topic, m.Partition, m.Offset, m.Timestamp, m.Key, m.Value, nil
+	if len(m.Headers) > 0 {
+		r.Headers = make([]partition.Header, len(m.Headers))
+		for j, h := range m.Headers {
+			r.Headers[j] = partition.Header{Key: string(h.Key), Value: h.Value}
 		}
-		out[i] = r
 	}
-	return out
 }
+
+var _ partition.Input = Records(nil)

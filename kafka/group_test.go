@@ -17,7 +17,7 @@ import (
 type memberHandler struct {
 	mu       sync.Mutex // guards the fields below
 	assigned map[int32][]string
-	records  []*partition.Record
+	records  []partition.Record
 	lags     map[int32]int64
 	released int
 }
@@ -48,7 +48,11 @@ type memberClaim struct {
 
 func (c *memberClaim) Deliver(b *Batch) {
 	c.h.mu.Lock()
-	c.h.records = append(c.h.records, b.Records...)
+	for i := range b.Records.Len() {
+		var r partition.Record
+		b.Records.Read(i, &r)
+		c.h.records = append(c.h.records, r)
+	}
 	c.h.mu.Unlock()
 	c.s.Mark(c.topic, c.p, b.Records[len(b.Records)-1].Offset+1)
 	c.s.Commit()

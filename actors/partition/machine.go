@@ -135,7 +135,8 @@ const maxEagerSpacing = 50 * time.Millisecond
 
 // task is one record for one of the agents subscribed to its topic.
 type task struct {
-	rec   *Record
+	rec   *Record // in the machine's recordStore
+	n     uint64  // rec's number there
 	agent int
 }
 
@@ -185,9 +186,10 @@ type Machine struct {
 	gens   shard.Gens
 	ev     *Event
 
-	log      []task // records since the last stored commit
-	next     int    // index in log of the next task to process
-	current  int    // index of the task being processed, -1 if none
+	log      []task      // records since the last stored commit
+	recs     recordStore // the records log points to
+	next     int         // index in log of the next task to process
+	current  int         // index of the task being processed, -1 if none
 	attempts map[attemptKey]int
 	lastErr  map[attemptKey]error
 	stopped  error
@@ -241,6 +243,10 @@ func New(cfg Config) *Machine {
 		attempts: map[attemptKey]int{}, lastErr: map[attemptKey]error{},
 		srcDone: map[string]int64{}, srcStored: map[string]int64{}, batches: map[string]*batch{},
 		gens: shard.Gens{Open: 1},
+		// Enough for a log of twice MaxUncommitted records (which a
+		// commit then releases at once) to be refilled without
+		// allocating.
+		recs: recordStore{maxFree: 2*cfg.MaxUncommitted/recordChunk + 1},
 	}
 	for i, a := range cfg.Agents {
 		m.fanout[a.Topic] = append(m.fanout[a.Topic], i)
@@ -320,10 +326,11 @@ func (m *Machine) Restart(stored map[string]int64) Ready {
 	return m.rd
 }
 
-// Deliver appends records, in offset order, and processes what it can.
-// caughtUp says they end at the partition's high watermark: the partition
-// then commits as soon as it may.
-func (m *Machine) Deliver(recs []*Record, caughtUp bool) Ready {
+// Deliver appends the records of in, in offset order, and processes what
+// it can. caughtUp says they end at the partition's high watermark: the
+// partition then commits as soon as it may. The records are read (copied)
+// before Deliver returns.
+func (m *Machine) Deliver(in Input, caughtUp bool) Ready {
 	m.reset()
 	if m.stopped != nil {
 		m.reportStop()
@@ -331,12 +338,18 @@ func (m *Machine) Deliver(recs []*Record, caughtUp bool) Ready {
 	}
 	var topic string
 	var agents []int
-	for _, r := range recs {
+	for i, n := 0, in.Len(); i < n; i++ {
+		r := m.recs.peek()
+		in.Read(i, r)
 		if r.Topic != topic || agents == nil {
 			topic, agents = r.Topic, m.fanout[r.Topic]
 		}
+		if len(agents) == 0 {
+			continue // no agent takes it: its place is reused
+		}
+		num := m.recs.push()
 		for _, a := range agents {
-			m.log = append(m.log, task{rec: r, agent: a})
+			m.log = append(m.log, task{rec: r, n: num, agent: a})
 		}
 	}
 	m.eager = caughtUp
@@ -940,6 +953,11 @@ func (m *Machine) trim(n int) {
 	clear(m.log[len(m.log)-n:]) // drop the references the shift left behind
 	m.log = m.log[:len(m.log)-n]
 	m.next -= n
+	if len(m.log) > 0 {
+		m.recs.release(m.log[0].n)
+	} else {
+		m.recs.release(m.recs.next)
+	}
 }
 
 // fail drops the commit in flight (its records are replayed) and asks

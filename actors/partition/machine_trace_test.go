@@ -203,7 +203,7 @@ func (e *traceEnv) run(args []string) (string, error) {
 		rd = e.m.Restart(e.storedSources())
 	case "deliver":
 		caught := false
-		var recs []*Record
+		var recs Records
 		for _, a := range args[1:] {
 			if a == "caught-up" {
 				caught = true
@@ -218,7 +218,7 @@ func (e *traceEnv) run(args []string) (string, error) {
 			if len(parts) > 2 {
 				key = parts[2]
 			}
-			recs = append(recs, &Record{Topic: "t", Partition: 0, Offset: off, Key: []byte(key), Value: []byte(parts[1])})
+			recs = append(recs, Record{Topic: "t", Partition: 0, Offset: off, Key: []byte(key), Value: []byte(parts[1])})
 		}
 		rd = e.m.Deliver(recs, caught)
 	case "tick":
