@@ -1,14 +1,12 @@
 package systest
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/mephistohq/mephisto/kafka"
 )
 
 // TestBrokerUnreachableAtStart starts a worker before its broker: it must
@@ -157,40 +155,19 @@ func testBrokerLost(t *testing.T, e *env, long bool) {
 // worker consumes, across the broker's restart).
 func checkLogHolds(t testing.TB, addr, topic string, sent []*record) {
 	t.Helper()
-	client, err := sarama.NewClient(addrs(addr), kafka.ClientConfig("systest-reader"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Close()
 	want := map[[2]int64]*record{}
 	for _, r := range sent {
 		want[[2]int64{int64(r.partition), r.offset}] = r
 	}
 	n := 0
-	for p := int32(0); p < partitions; p++ {
-		_, hwm, err := kafka.Bounds(client, topic, p)
-		if err != nil {
-			t.Fatal(err)
+	scanTopic(t, addr, topic, func(int32, int64) int64 { return 0 }, func(p int32, m *sarama.ConsumerMessage) error {
+		n++
+		r := want[[2]int64{int64(p), m.Offset}]
+		if r == nil || r.key != string(m.Key) || r.value != string(m.Value) {
+			t.Errorf("%s/%d@%d holds %s=%s, which the producer did not send there", topic, p, m.Offset, m.Key, m.Value)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = kafka.ReadRange(ctx, consumer, topic, p, 0, hwm, func(m *sarama.ConsumerMessage) error {
-			n++
-			r := want[[2]int64{int64(p), m.Offset}]
-			if r == nil || r.key != string(m.Key) || r.value != string(m.Value) {
-				t.Errorf("%s/%d@%d holds %s=%s, which the producer did not send there", topic, p, m.Offset, m.Key, m.Value)
-			}
-			return nil
-		})
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+		return nil
+	})
 	if n != len(sent) {
 		t.Errorf("%s holds %d records, want %d", topic, n, len(sent))
 	}

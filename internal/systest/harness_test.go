@@ -689,9 +689,11 @@ func checkCommittedNotAhead(t testing.TB, addr, group, topic string, d diskState
 	return c
 }
 
-// changelogTails reads, for each partition, the changelog records after the
-// offset Pebble applied last, and returns the latest value per key.
-func changelogTails(t testing.TB, addr, topic string, d diskState) map[string]int64 {
+// scanTopic reads every partition of topic from from(p, oldest) to its
+// high watermark and calls f on each record; it returns each partition's
+// log start and end.
+func scanTopic(t testing.TB, addr, topic string, from func(p int32, oldest int64) int64,
+	f func(p int32, m *sarama.ConsumerMessage) error) (starts, ends [partitions]int64) {
 	t.Helper()
 	client, err := sarama.NewClient(addrs(addr), kafka.ClientConfig("systest-reader"))
 	if err != nil {
@@ -703,16 +705,33 @@ func changelogTails(t testing.TB, addr, topic string, d diskState) map[string]in
 		t.Fatal(err)
 	}
 	defer consumer.Close()
-	latest := map[string]int64{}
-	var tails [partitions]int64
 	for p := int32(0); p < partitions; p++ {
 		oldest, hwm, err := kafka.Bounds(client, topic, p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		from := max(d.parts[p].chg+1, oldest)
+		starts[p], ends[p] = oldest, hwm
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = kafka.ReadRange(ctx, consumer, topic, p, from, hwm, func(m *sarama.ConsumerMessage) error {
+		err = kafka.ReadRange(ctx, consumer, topic, p, from(p, oldest), hwm, func(m *sarama.ConsumerMessage) error { return f(p, m) })
+		cancel()
+		if err != nil {
+			t.Fatalf("read %s/%d: %v", topic, p, err)
+		}
+	}
+	return starts, ends
+}
+
+// fromOldest starts a scan at the log start.
+func fromOldest(_ int32, oldest int64) int64 { return oldest }
+
+// changelogTails reads, for each partition, the changelog records after the
+// offset Pebble applied last, and returns the latest value per key.
+func changelogTails(t testing.TB, addr, topic string, d diskState) map[string]int64 {
+	t.Helper()
+	latest := map[string]int64{}
+	var tails [partitions]int64
+	scanTopic(t, addr, topic, func(p int32, oldest int64) int64 { return max(d.parts[p].chg+1, oldest) },
+		func(p int32, m *sarama.ConsumerMessage) error {
 			if m.Value == nil {
 				return fmt.Errorf("unexpected tombstone for %q at %d", m.Key, m.Offset)
 			}
@@ -724,11 +743,6 @@ func changelogTails(t testing.TB, addr, topic string, d diskState) map[string]in
 			tails[p]++
 			return nil
 		})
-		cancel()
-		if err != nil {
-			t.Fatalf("read %s/%d: %v", topic, p, err)
-		}
-	}
 	t.Logf("changelog %s: records after Pebble's offsets per partition: %v", topic, tails)
 	return latest
 }
@@ -806,31 +820,10 @@ func waitCaughtUp(t testing.TB, addr, group string, topics ...string) {
 // readTopic counts the records of topic per key.
 func readTopic(t testing.TB, addr, topic string) map[string]int64 {
 	t.Helper()
-	client, err := sarama.NewClient(addrs(addr), kafka.ClientConfig("systest-reader"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Close()
 	out := map[string]int64{}
-	for p := int32(0); p < partitions; p++ {
-		oldest, hwm, err := kafka.Bounds(client, topic, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = kafka.ReadRange(ctx, consumer, topic, p, oldest, hwm, func(m *sarama.ConsumerMessage) error {
-			out[string(m.Key)]++
-			return nil
-		})
-		cancel()
-		if err != nil {
-			t.Fatalf("read %s/%d: %v", topic, p, err)
-		}
-	}
+	scanTopic(t, addr, topic, fromOldest, func(_ int32, m *sarama.ConsumerMessage) error {
+		out[string(m.Key)]++
+		return nil
+	})
 	return out
 }

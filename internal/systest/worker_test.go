@@ -1,7 +1,6 @@
 package systest
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -244,31 +243,15 @@ func compactChangelog(t *testing.T, e *env, w *workerProc, p *producer) []*recor
 // none): the records between its log start and end that compaction removed.
 func compactedAway(t *testing.T, addr, topic string) string {
 	t.Helper()
-	client, err := sarama.NewClient(addrs(addr), kafka.ClientConfig("systest-reader"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Close()
+	var held [partitions]int64
+	starts, ends := scanTopic(t, addr, topic, fromOldest, func(p int32, _ *sarama.ConsumerMessage) error {
+		held[p]++
+		return nil
+	})
 	var out []string
-	for p := int32(0); p < partitions; p++ {
-		oldest, hwm, err := kafka.Bounds(client, topic, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := int64(0)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = kafka.ReadRange(ctx, consumer, topic, p, oldest, hwm, func(*sarama.ConsumerMessage) error { n++; return nil })
-		cancel()
-		if err != nil {
-			t.Fatalf("read %s/%d: %v", topic, p, err)
-		}
-		if gone := hwm - oldest - n; gone > 0 {
-			out = append(out, fmt.Sprintf("partition %d holds %d records of offsets %d..%d (%d removed)", p, n, oldest, hwm-1, gone))
+	for p := range partitions {
+		if gone := ends[p] - starts[p] - held[p]; gone > 0 {
+			out = append(out, fmt.Sprintf("partition %d holds %d records of offsets %d..%d (%d removed)", p, held[p], starts[p], ends[p]-1, gone))
 		}
 	}
 	return strings.Join(out, "; ")
