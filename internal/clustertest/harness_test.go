@@ -29,19 +29,12 @@ const (
 	numPartitions  = 8
 	eventsTopic    = "events"
 	countsTable    = "counts"
-	changelogTopic = appName + "-" + countsTable + "-changelog"
 	commitInterval = 100 * time.Millisecond
 	sessionTimeout = 10 * time.Second
 )
 
 // Paths of the binaries TestMain builds.
 var testappBin, mephistoBin string
-
-func TestMain(m *testing.M) {
-	os.Exit(proctest.BuildMain(m, "clustertest",
-		proctest.Binary{Pkg: "github.com/mephistohq/mephisto/internal/clustertest/testapp", Out: &testappBin},
-		proctest.Binary{Pkg: "github.com/mephistohq/mephisto/cmd/mephisto", Out: &mephistoBin}))
-}
 
 // ---------------------------------------------------------------------------
 // Child processes, ports and waiting: the process harness the suites
@@ -51,11 +44,12 @@ func TestMain(m *testing.M) {
 type proc = proctest.Proc
 
 // startProc starts path with args, in the test's environment without
-// MEPHISTO_* variables (the binaries would read them as flag defaults).
-func startProc(t testing.TB, logDir, name, path string, args ...string) *proc {
+// MEPHISTO_* and CLUSTERTEST_* variables (the binaries would read them),
+// plus env.
+func startProc(t testing.TB, logDir string, env []string, name, path string, args ...string) *proc {
 	t.Helper()
 	return proctest.StartT(t, proctest.Spec{Name: name, Path: path, Args: args,
-		Env: proctest.Environ(nil, "MEPHISTO_"), LogDir: logDir})
+		Env: proctest.Environ(env, "MEPHISTO_", "CLUSTERTEST_"), LogDir: logDir})
 }
 
 var (
@@ -69,11 +63,17 @@ const pollEvery = proctest.PollEvery
 // The cluster: one broker and N workers.
 
 type cluster struct {
-	t       *testing.T
-	logDir  string
+	t      *testing.T
+	b      *broker
+	logDir string
+	// broker is the broker's process: `mephisto broker` on kfake, the
+	// shared Apache Kafka's JVM on Kafka.
 	broker  *proc
-	brokers string // the broker's address
+	brokers string // the bootstrap address
 	workers []*worker
+	// The names of the app, its input topic and the counts table's
+	// changelog on this broker (see eachBroker).
+	app, events, changelog string
 
 	clientOnce sync.Once
 	client     sarama.Client
@@ -93,16 +93,14 @@ type worker struct {
 	procs   []*proc // every incarnation, oldest first
 }
 
-// newCluster starts a broker and n workers and waits until they form one
-// cluster: every node ready, in one generation, every node in every
-// node's plan and alive.
-func newCluster(t *testing.T, n int) *cluster {
+// newCluster starts n workers on b (and, on kfake, the broker) and waits
+// until they form one cluster: every node ready, in one generation, every
+// node in every node's plan and alive.
+func newCluster(t *testing.T, b *broker, n int) *cluster {
 	t.Helper()
 	logDir := proctest.LogDir(t, "clustertest")
-	c := &cluster{t: t, logDir: logDir}
-	addr := freeAddr(t, false)
-	c.broker = startProc(t, logDir, "broker", mephistoBin, "broker", "--listen", addr, "--data-dir", t.TempDir())
-	c.brokers, _ = c.broker.WaitListeningT(t, 30*time.Second, addr)
+	c := &cluster{t: t, b: b, logDir: logDir, app: b.app, events: b.events, changelog: b.changelog()}
+	c.brokers, c.broker = b.start(t, logDir)
 	seed := ""
 	for i := range n {
 		w := &worker{c: c, id: fmt.Sprintf("n%d", i+1), web: freeAddr(t, false),
@@ -126,7 +124,7 @@ func (w *worker) start() {
 	if len(w.procs) > 0 {
 		name = fmt.Sprintf("%s.run%d", w.id, len(w.procs)+1)
 	}
-	w.proc = startProc(w.c.t, w.c.logDir, name, testappBin, "worker",
+	w.proc = startProc(w.c.t, w.c.logDir, w.c.b.env, name, testappBin, "worker",
 		"--brokers", w.c.brokers, "--node-id", w.id, "--web", w.web,
 		"--gossip", w.gossip, "--join", w.join, "--data-dir", w.dataDir,
 		"--partitions", strconv.Itoa(numPartitions), "--commit-interval", commitInterval.String(),
@@ -324,7 +322,7 @@ func (c *cluster) kafka() (sarama.Client, sarama.ClusterAdmin) {
 	c.clientOnce.Do(func() {
 		cfg := kafka.ClientConfig("clustertest-inspect")
 		var err error
-		if c.client, err = sarama.NewClient([]string{c.brokers}, cfg); err != nil {
+		if c.client, err = sarama.NewClient(strings.Split(c.brokers, ","), cfg); err != nil {
 			c.t.Fatalf("kafka client: %v", err)
 		}
 		if c.admin, err = sarama.NewClusterAdminFromClient(c.client); err != nil {
@@ -359,14 +357,14 @@ func (c *cluster) committed() map[int32]int64 {
 	for i := range ps {
 		ps[i] = int32(i)
 	}
-	resp, err := admin.ListConsumerGroupOffsets(appName, map[string][]int32{eventsTopic: ps})
+	resp, err := admin.ListConsumerGroupOffsets(c.app, map[string][]int32{c.events: ps})
 	if err != nil {
-		c.t.Fatalf("committed offsets of group %s: %v", appName, err)
+		c.t.Fatalf("committed offsets of group %s: %v", c.app, err)
 	}
 	out := map[int32]int64{}
 	for _, p := range ps {
 		out[p] = 0
-		if b := resp.GetBlock(eventsTopic, p); b != nil && b.Offset > 0 {
+		if b := resp.GetBlock(c.events, p); b != nil && b.Offset > 0 {
 			out[p] = b.Offset
 		}
 	}
@@ -376,7 +374,7 @@ func (c *cluster) committed() map[int32]int64 {
 // caughtUp reports whether the group has committed every record of the
 // events topic.
 func (c *cluster) caughtUp() (bool, string) {
-	end, com := c.endOffsets(eventsTopic), c.committed()
+	end, com := c.endOffsets(c.events), c.committed()
 	var lag int64
 	for p := range end {
 		lag += end[p] - com[p]
@@ -413,27 +411,33 @@ func (tr *truth) total() int64 {
 	return n
 }
 
-func newProducer(t testing.TB, brokers string) sarama.SyncProducer {
+// producer sends to the cluster's events topic.
+type producer struct {
+	sarama.SyncProducer
+	topic string
+}
+
+func (c *cluster) newProducer(t testing.TB) producer {
 	t.Helper()
-	prod, err := sarama.NewSyncProducer([]string{brokers}, kafka.ClientConfig("clustertest-producer"))
+	prod, err := sarama.NewSyncProducer(strings.Split(c.brokers, ","), kafka.ClientConfig("clustertest-producer"))
 	if err != nil {
 		t.Fatalf("producer: %v", err)
 	}
 	t.Cleanup(func() { _ = prod.Close() })
-	return prod
+	return producer{prod, c.events}
 }
 
-func message(key string, seq int64) *sarama.ProducerMessage {
-	return &sarama.ProducerMessage{Topic: eventsTopic, Partition: kafka.Partition([]byte(key), numPartitions),
+func message(topic, key string, seq int64) *sarama.ProducerMessage {
+	return &sarama.ProducerMessage{Topic: topic, Partition: kafka.Partition([]byte(key), numPartitions),
 		Key: sarama.StringEncoder(key), Value: sarama.StringEncoder(strconv.FormatInt(seq, 10))}
 }
 
 // send produces one record per key (in one batch) and adds what was
 // acknowledged to tr.
-func send(prod sarama.SyncProducer, tr *truth, keys []string) error {
+func send(prod producer, tr *truth, keys []string) error {
 	msgs := make([]*sarama.ProducerMessage, len(keys))
 	for i, k := range keys {
-		msgs[i] = message(k, int64(i))
+		msgs[i] = message(prod.topic, k, int64(i))
 	}
 	err := prod.SendMessages(msgs)
 	failed := map[*sarama.ProducerMessage]bool{}
@@ -460,7 +464,7 @@ func send(prod sarama.SyncProducer, tr *truth, keys []string) error {
 }
 
 // preload sends n records over keys (random keys, batches of 500).
-func preload(t testing.TB, prod sarama.SyncProducer, tr *truth, keys []string, n int, rng *rand.Rand) {
+func preload(t testing.TB, prod producer, tr *truth, keys []string, n int, rng *rand.Rand) {
 	t.Helper()
 	start := time.Now()
 	for sent := 0; sent < n; {
@@ -491,7 +495,7 @@ type load struct {
 
 const loadTick = 20 * time.Millisecond
 
-func startLoad(t testing.TB, prod sarama.SyncProducer, tr *truth, keys []string, perSecond int) *load {
+func startLoad(t testing.TB, prod producer, tr *truth, keys []string, perSecond int) *load {
 	l := &load{truth: tr, stopCh: make(chan struct{}), done: make(chan struct{})}
 	perTick := max(1, perSecond*int(loadTick)/int(time.Second))
 	rng := rand.New(rand.NewPCG(7, 11))
@@ -578,6 +582,7 @@ func (c *cluster) readChangelog() changelogReport {
 	}
 	defer consumer.Close()
 	rep := changelogReport{records: map[int32]int64{}, last: map[string]int64{}, ofPartition: map[string]int32{}}
+	changelogTopic := c.changelog
 	end := c.endOffsets(changelogTopic)
 	for p := int32(0); p < numPartitions; p++ {
 		if end[p] == 0 {
@@ -625,7 +630,7 @@ func (c *cluster) checkChangelog(served map[string]int64) {
 	for _, n := range rep.records {
 		total += n
 	}
-	c.t.Logf("changelog %s: %d records, %d keys", changelogTopic, total, len(rep.last))
+	c.t.Logf("changelog %s: %d records, %d keys", c.changelog, total, len(rep.last))
 	if len(rep.decreases) > 0 {
 		c.t.Errorf("the changelog goes backwards for %d records (two writers for one partition?); first: %v",
 			len(rep.decreases), rep.decreases[:min(10, len(rep.decreases))])
