@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,14 +28,6 @@ const (
 
 // Paths of the binaries TestMain builds.
 var testappBin, mephistoBin string
-
-func TestMain(m *testing.M) {
-	os.Exit(proctest.BuildMain(m, "agenttest",
-		// The test app is race-checked when the tests are: its tasks and
-		// the library's messaging paths run in it.
-		proctest.Binary{Pkg: "github.com/mephistohq/mephisto/internal/agenttest/testapp", Name: "atest", Out: &testappBin, Race: true},
-		proctest.Binary{Pkg: "github.com/mephistohq/mephisto/cmd/mephisto", Out: &mephistoBin}))
-}
 
 // ---------------------------------------------------------------------------
 // Child processes, ports and waiting: the process harness the suites
@@ -57,21 +50,25 @@ var (
 	waitFor  = proctest.WaitForT
 )
 
-// run runs the test app binary as a client command (ask, send …) to
-// completion, within a minute.
-func run(t testing.TB, env []string, args ...string) proctest.Result {
-	t.Helper()
-	return proctest.RunT(t, proctest.Spec{Name: "atest-" + args[0], Path: testappBin, Args: args, Env: childEnv(env)}, time.Minute)
+// run runs the test app binary as a client command (ask, send …) of the
+// cluster's app to completion, within a minute; --brokers is added.
+func (c *cluster) run(args ...string) proctest.Result {
+	c.t.Helper()
+	args = append(args, "--brokers", c.brokers)
+	return proctest.RunT(c.t, proctest.Spec{Name: "atest-" + args[0], Path: testappBin, Args: args, Env: childEnv(c.b.env)}, time.Minute)
 }
 
 // ---------------------------------------------------------------------------
 // The cluster: one broker and workers of the test app.
 
 type cluster struct {
-	t       *testing.T
-	logDir  string
+	t      *testing.T
+	b      *broker
+	logDir string
+	// broker is the broker's process: `mephisto broker` on kfake, the
+	// shared Apache Kafka's JVM on Kafka.
 	broker  *proc
-	brokers string // the broker's address
+	brokers string // the bootstrap address
 	seed    string // the first worker's gossip address
 	workers []*worker
 }
@@ -87,14 +84,13 @@ type worker struct {
 	proc   *proc
 }
 
-// newCluster starts a broker; add workers with start.
-func newCluster(t *testing.T) *cluster {
+// newCluster is the cluster on b (on kfake its broker starts now); add
+// workers with start.
+func newCluster(t *testing.T, b *broker) *cluster {
 	t.Helper()
 	logDir := proctest.LogDir(t, "agenttest")
-	c := &cluster{t: t, logDir: logDir}
-	addr := freeAddr(t, false)
-	c.broker = startProc(t, logDir, "broker", mephistoBin, nil, "broker", "--listen", addr, "--data-dir", t.TempDir())
-	c.brokers, _ = c.broker.WaitListeningT(t, 30*time.Second, addr)
+	c := &cluster{t: t, b: b, logDir: logDir}
+	c.brokers, c.broker = b.start(t, logDir)
 	return c
 }
 
@@ -107,7 +103,7 @@ func (c *cluster) start(id string, env ...string) *worker {
 	if c.seed == "" {
 		c.seed = w.gossip
 	}
-	w.proc = startProc(c.t, c.logDir, id, testappBin, env, "worker",
+	w.proc = startProc(c.t, c.logDir, id, testappBin, append(slices.Clone(c.b.env), env...), "worker",
 		"--brokers", c.brokers, "--node-id", id, "--web", w.web,
 		"--gossip", w.gossip, "--join", c.seed, "--actor", w.actor, "--data-dir", c.t.TempDir(),
 		"--partitions", strconv.Itoa(numPartitions), "--commit-interval", commitInterval.String(),

@@ -20,6 +20,13 @@
 //
 //	go test -count=1 ./internal/agenttest/
 //
+// Every test runs twice, from the same code (issue 10): subtest kfake on
+// a dev broker (`mephisto broker`) of its own, subtest kafka on Apache
+// Kafka in KRaft mode (internal/proctest), one broker the package's tests
+// share — each test's app, consumer group and topics are named after it
+// there (EnvAppName, EnvTopicPrefix). The kafka subtests skip, saying why,
+// without Java 17 and Maven or with MEPHISTO_KAFKA_OFF set.
+//
 // Every process's stdout and stderr go to files under
 // $TMPDIR/mephisto-agenttest-logs/<test>/; they are kept if the test fails
 // (the tail of each stderr is also logged) or if AGENTTEST_KEEP_LOGS is set.
@@ -47,6 +54,13 @@ const (
 	// EnvGo names the file whose creation lets the pid task go on after
 	// the test killed the other node.
 	EnvGo = "ATEST_GO"
+	// EnvAppName replaces the app's name "atest" (its consumer group and
+	// the prefix of its changelog and replies topics), and EnvTopicPrefix
+	// goes in front of its input topics adding and tally: each test names
+	// its own on a broker the tests share (Apache Kafka). Both are unset on
+	// kfake.
+	EnvAppName     = "ATEST_APP_NAME"
+	EnvTopicPrefix = "ATEST_TOPIC_PREFIX"
 )
 
 // DeadSuffix is appended to EnvOut for the pid task's second report.

@@ -8,6 +8,9 @@
 //   - agent tally on topic tally (string key, int64 value) adds the value to
 //     tallies[key].
 //
+// ATEST_APP_NAME replaces the app's name and ATEST_TOPIC_PREFIX goes in
+// front of the topics' names: each test names its own on a shared broker.
+//
 // Two tasks, off unless their environment variable is set, exercise the
 // messaging API from inside a worker and report what they saw as JSON
 // (the types of package agenttest):
@@ -52,12 +55,17 @@ type Add struct {
 }
 
 func main() {
-	app := mephisto.New("atest")
-	addingTopic := mephisto.NewTopic(app, "adding", codec.String(), codec.JSON[Add]())
+	name := "atest"
+	if n := os.Getenv(agenttest.EnvAppName); n != "" {
+		name = n
+	}
+	prefix := os.Getenv(agenttest.EnvTopicPrefix)
+	app := mephisto.New(name)
+	addingTopic := mephisto.NewTopic(app, prefix+"adding", codec.String(), codec.JSON[Add]())
 	adding := mephisto.NewReplyAgent(app, "adding", addingTopic, func(_ mephisto.Context, _ string, r Add) (int, error) {
 		return r.A + r.B, nil
 	})
-	tallyTopic := mephisto.NewTopic(app, "tally", codec.String(), codec.Int64())
+	tallyTopic := mephisto.NewTopic(app, prefix+"tally", codec.String(), codec.Int64())
 	tallies := mephisto.NewTable(app, "tallies", codec.String(), codec.Int64())
 	tally := mephisto.NewAgent(app, "tally", tallyTopic, func(ctx mephisto.Context, key string, n int64) error {
 		return tallies.Update(ctx, key, func(v int64) int64 { return v + n })
