@@ -65,6 +65,9 @@ func (rt *Node) readyLocked() (bool, string) {
 	if len(recovering) > 0 {
 		return false, fmt.Sprintf("partitions %v recovering tables from their changelogs", recovering)
 	}
+	if why := rt.globalsPendingLocked(); why != "" {
+		return false, why
+	}
 	return true, ""
 }
 
