@@ -8,21 +8,28 @@ import (
 
 // Message returns o as sarama sends it.
 func Message(o partition.Output) *sarama.ProducerMessage {
-	pm := &sarama.ProducerMessage{Topic: o.Topic, Partition: o.Partition, Key: bytesEncoder(o.Key), Value: bytesEncoder(o.Value)}
+	m := &message{key: o.Key, value: o.Value}
+	m.pm = sarama.ProducerMessage{Topic: o.Topic, Partition: o.Partition}
+	// A nil key stays nil on the wire (a non-nil Encoder of nil would be
+	// an empty, non-null key); a nil value is a tombstone.
+	if o.Key != nil {
+		m.pm.Key = &m.key
+	}
+	if o.Value != nil {
+		m.pm.Value = &m.value
+	}
 	if len(o.Headers) > 0 {
-		pm.Headers = make([]sarama.RecordHeader, len(o.Headers))
+		m.pm.Headers = make([]sarama.RecordHeader, len(o.Headers))
 		for i, h := range o.Headers {
-			pm.Headers[i] = sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value}
+			m.pm.Headers[i] = sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value}
 		}
 	}
-	return pm
+	return &m.pm
 }
 
-// bytesEncoder keeps a nil key nil on the wire (sarama.ByteEncoder(nil)
-// would be an empty, non-null key).
-func bytesEncoder(b []byte) sarama.Encoder {
-	if b == nil {
-		return nil
-	}
-	return sarama.ByteEncoder(b)
+// message is a record to produce with its key and value encoders, in one
+// allocation (an Encoder made of a []byte would be one more each).
+type message struct {
+	pm         sarama.ProducerMessage
+	key, value sarama.ByteEncoder
 }

@@ -884,12 +884,19 @@ func (m *Machine) startCommit(hold bool) {
 	m.seq++
 	c := &commit{seq: m.seq, upto: m.next, gen: m.gens.Open, src: m.srcDone, dead: m.dead, rows: make([][]shard.Row, len(m.shards))}
 	start := &CommitStart{Seq: c.seq}
+	n := 0
 	for i, sh := range m.shards {
 		if f := m.cfg.Observer.Tables; f != nil {
 			w, h, ms := sh.Stats()
 			f(i, w, h, ms)
 		}
 		c.rows[i] = sh.Freeze()
+		n += len(c.rows[i])
+	}
+	if n > 0 {
+		start.Changelog = make([]Output, 0, n)
+	}
+	for i := range m.shards {
 		for _, r := range c.rows[i] {
 			o := Output{Topic: m.cfg.Tables[i].Changelog, Partition: m.cfg.Partition, Key: []byte(r.Key)}
 			if !r.Absent {

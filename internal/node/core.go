@@ -61,12 +61,14 @@ func (c *partitionIO) Load(first bool) (map[string]int64, error) {
 
 // Send produces outs under the current epoch's tracker.
 func (c *partitionIO) Send(outs []partition.Output) {
-	for _, o := range outs {
+	for i := range outs {
+		o := &outs[i]
 		if o.From != nil { // a failure to produce it is laid at its input record's door
-			c.rt.producer.SendFrom(c.tracker, kafka.Message(o), &o)
+			origin := *o // outs is reused by the partition's next Ready
+			c.rt.producer.SendFrom(c.tracker, kafka.Message(origin), &origin)
 			continue
 		}
-		c.rt.producer.Send(c.tracker, kafka.Message(o))
+		c.rt.producer.Send(c.tracker, kafka.Message(*o))
 	}
 }
 
