@@ -1,6 +1,9 @@
 // Package harness runs Mephisto's benchmarks (issue #5): every workload
 // against `mephisto broker` in a separate process, each next to the raw
-// sarama client doing the same Kafka work, measured in the same run.
+// sarama client doing the same Kafka work, measured in the same run. Since
+// issue 10 the same workloads also run on Apache Kafka (brokers.go), and
+// count, pass, wordcount and the recover workloads next to the users'
+// alternatives, Kafka Streams and Faust (peers.go).
 //
 // The unit under test is always a separate OS process: the broker
 // (cmd/mephisto), the Mephisto worker (bench/app, or examples/wordcount)
@@ -68,6 +71,12 @@ type Options struct {
 	LatencyRate float64
 	// Workloads selects workloads by name; empty means all.
 	Workloads []string
+	// Brokers selects the brokers every workload runs on, in order
+	// (brokers.go: kfake, kafka); empty means kfake alone.
+	Brokers []string
+	// PeerOpts configures the peers (peers.go) that run next to Mephisto
+	// in count, pass, wordcount and the recover workloads.
+	PeerOpts PeerOptions
 	// WorkDir holds binaries, logs and data; "" makes a temporary one.
 	WorkDir string
 	// Keep keeps WorkDir (logs, data) after the run.
@@ -119,6 +128,10 @@ func (o *Options) defaults() {
 	if o.Log == nil {
 		o.Log = os.Stderr
 	}
+	if len(o.Brokers) == 0 {
+		o.Brokers = []string{brokerKfake}
+	}
+	o.PeerOpts.defaults()
 }
 
 // binaries are the programs a run starts.
@@ -132,8 +145,12 @@ type harness struct {
 	dir   string
 	bins  binaries
 	procs procs
-	rows  map[string]*Row
-	seq   int // numbers brokers and data dirs
+	rows  map[string]*Row // this broker's rows so far, by workload
+	seq   int             // numbers brokers and data dirs
+
+	brokerKind string    // the broker being measured (brokers.go)
+	tools      peerTools // what the peers run with (peers.go)
+	peerErrs   []error   // peers' failures: the run fails with them
 }
 
 // Run builds the binaries and runs the selected workloads. It returns the
@@ -144,6 +161,16 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	for _, w := range opts.Workloads {
 		if !slices.Contains(Workloads, w) {
 			return nil, fmt.Errorf("unknown workload %q (have %s)", w, strings.Join(Workloads, ", "))
+		}
+	}
+	for _, b := range opts.Brokers {
+		if !slices.Contains(Brokers, b) {
+			return nil, fmt.Errorf("unknown broker %q (have %s)", b, strings.Join(Brokers, ", "))
+		}
+	}
+	for _, p := range opts.PeerOpts.Peers {
+		if !slices.Contains(Peers, p) {
+			return nil, fmt.Errorf("unknown peer %q (have %s)", p, strings.Join(Peers, ", "))
 		}
 	}
 	dir := opts.WorkDir
@@ -169,32 +196,41 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err := h.build(ctx); err != nil {
 		return nil, err
 	}
+	h.preparePeers(ctx)
 	var errs []error
-	for _, name := range Workloads { // fixed order: latency needs count's result
-		if !slices.Contains(opts.Workloads, name) {
-			continue
+	for _, bk := range opts.Brokers {
+		h.brokerKind, h.rows = bk, map[string]*Row{}
+		for _, name := range Workloads { // fixed order: latency needs count's result
+			if !slices.Contains(opts.Workloads, name) {
+				continue
+			}
+			if ctx.Err() != nil {
+				errs = append(errs, ctx.Err())
+				break
+			}
+			h.logf("== %s on %s", name, bk)
+			start := time.Now()
+			row, err := h.workload(ctx, name)
+			if err != nil {
+				err = fmt.Errorf("%s on %s: %w", name, bk, err)
+				h.logf("%v", err)
+				errs = append(errs, err)
+				if row == nil {
+					row = &Row{Workload: name}
+				}
+				row.Failed = err.Error()
+			}
+			row.Broker = bk
+			row.Took, row.Load = time.Since(start), loadAverage()
+			h.rows[name] = row
+			rep.Rows = append(rep.Rows, row)
+			h.procs.killAll() // nothing outlives its workload
 		}
 		if ctx.Err() != nil {
-			errs = append(errs, ctx.Err())
 			break
 		}
-		h.logf("== %s", name)
-		start := time.Now()
-		row, err := h.workload(ctx, name)
-		if err != nil {
-			err = fmt.Errorf("%s: %w", name, err)
-			h.logf("%v", err)
-			errs = append(errs, err)
-			if row == nil {
-				row = &Row{Workload: name}
-			}
-			row.Failed = err.Error()
-		}
-		row.Took, row.Load = time.Since(start), loadAverage()
-		h.rows[name] = row
-		rep.Rows = append(rep.Rows, row)
-		h.procs.killAll() // nothing outlives its workload
 	}
+	errs = append(errs, h.peerErrs...)
 	rep.Took = time.Since(rep.Started)
 	if opts.Keep {
 		h.logf("logs and data kept in %s", dir)
@@ -254,10 +290,17 @@ func (h *harness) build(ctx context.Context) error {
 	return nil
 }
 
-// newBroker starts a fresh `mephisto broker` process and connects to it.
+// newBroker starts a fresh broker of the kind being measured (a `mephisto
+// broker` process, or Apache Kafka) and connects to it.
 func (h *harness) newBroker(name string) (*broker, *kclient, error) {
 	h.seq++
-	b, err := startBroker(h.dir, h.bins.mephisto, fmt.Sprintf("broker-%02d-%s", h.seq, name))
+	var b *broker
+	var err error
+	if h.brokerKind == brokerKafka {
+		b, err = startKafkaBroker(h.dir, fmt.Sprintf("kafka-%02d-%s", h.seq, name))
+	} else {
+		b, err = startBroker(h.dir, h.bins.mephisto, fmt.Sprintf("broker-%02d-%s", h.seq, name))
+	}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -64,10 +64,13 @@ func readProcStats(pid int) procStats {
 // Linux platform Go supports).
 const clockTicks = 100
 
-// broker is a `mephisto broker` process.
+// broker is a `mephisto broker` process, or an Apache Kafka broker (kind
+// brokerKafka, see brokers.go).
 type broker struct {
 	*proctest.Proc
-	addr string
+	addr  string
+	kind  string
+	kafka *proctest.Kafka // Apache Kafka only
 }
 
 // startBroker runs `mephisto broker` on a free port with a data dir under
@@ -86,12 +89,18 @@ func startBroker(dir, bin, name string) (*broker, error) {
 		_ = p.Kill()
 		return nil, err
 	}
-	return &broker{Proc: p, addr: addr}, nil
+	return &broker{Proc: p, addr: addr, kind: brokerKfake}, nil
 }
 
 // close ends the broker. Its state is scratch: SIGKILL, so that it does
 // not spend time persisting a million records nobody will read.
-func (b *broker) close() { _ = b.Kill() }
+func (b *broker) close() {
+	if b.kafka != nil {
+		_ = b.kafka.KillBroker(0)
+		return
+	}
+	_ = b.Kill()
+}
 
 // worker is a Mephisto worker process (the bench app or an example).
 type worker struct {

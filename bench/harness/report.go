@@ -16,6 +16,8 @@ import (
 // Row is one workload's result: a line of the table plus notes.
 type Row struct {
 	Workload string
+	// Broker is the broker kind it ran on (brokers.go).
+	Broker string
 	// N says what was processed ("1,000,000 events, 10,000 keys").
 	N string
 	// Unit of Mephisto and Raw ("events/s", "records/s", "s", "ms").
@@ -32,6 +34,9 @@ type Row struct {
 	PeakRSS, RawPeakRSS []int64
 	// CPUPerEvent and RawCPUPerEvent are CPU seconds per event, per run.
 	CPUPerEvent, RawCPUPerEvent []float64
+	// Peers are the peers' results of the same workload (peers.go), in
+	// Peers order; empty where the workload has no peer.
+	Peers []*PeerResult
 	// Notes explain the row.
 	Notes []string
 	// Failed is the error that stopped the workload, if any.
@@ -178,41 +183,97 @@ func (r *Row) cells() (meph, raw, ratio, rss, cpu string) {
 	return meph, raw, ratio, rss, cpu
 }
 
-// Markdown writes the report: a header naming the machine and the
-// options, the table, and the notes of each row.
+// Markdown writes the report: per broker the table (and, where peers ran,
+// the side-by-side table of peers.go), then the run's footer and the notes
+// of each row.
 func (rep *Report) Markdown(w io.Writer) {
 	o := rep.Options
-	fmt.Fprintf(w, "| workload | N | Mephisto (min / **median** / max) | raw client (median) | ratio | peak RSS Mephisto / raw | CPU µs per event Mephisto / raw |\n")
-	fmt.Fprintf(w, "| --- | --- | --- | --- | --- | --- | --- |\n")
-	for _, r := range rep.Rows {
-		meph, raw, ratio, rss, cpu := r.cells()
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", r.Workload, r.N, meph, raw, ratio, rss, cpu)
+	brokers := rep.brokers()
+	for _, b := range brokers {
+		rows := rep.rowsOn(b)
+		if len(brokers) > 1 || b != brokerKfake {
+			fmt.Fprintf(w, "**On %s**\n\n", brokerTitle(b))
+		}
+		fmt.Fprintf(w, "| workload | N | Mephisto (min / **median** / max) | raw client (median) | ratio | peak RSS Mephisto / raw | CPU µs per event Mephisto / raw |\n")
+		fmt.Fprintf(w, "| --- | --- | --- | --- | --- | --- | --- |\n")
+		for _, r := range rows {
+			meph, raw, ratio, rss, cpu := r.cells()
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", r.Workload, r.N, meph, raw, ratio, rss, cpu)
+		}
+		peerTable(w, rows)
+		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "\nRuns per workload: %d (failover %d, latency %d); %d partitions; %d-byte keys, %d-byte values. Total wall time %s.\n",
+	fmt.Fprintf(w, "Runs per workload: %d (failover %d, latency %d); %d partitions; %d-byte keys, %d-byte values. Total wall time %s.\n",
 		o.Runs, o.FailoverRuns, o.LatencyRuns, partitions, keySize, o.ValueSize, rep.Took.Round(time.Second))
+	if rep.hasPeers() {
+		fmt.Fprintln(w, peerConfig(o))
+	}
 	loads := make([]string, 0, len(rep.Rows))
 	for _, r := range rep.Rows {
-		loads = append(loads, fmt.Sprintf("%s %.1f", r.Workload, r.Load))
+		loads = append(loads, fmt.Sprintf("%s %.1f", r.label(len(brokers) > 1), r.Load))
 	}
 	fmt.Fprintf(w, "1-minute load average before the run %.1f; after each workload: %s (%d cores: much above that means other processes competed for the CPU).\n",
 		rep.LoadStart, strings.Join(loads, ", "), runtime.NumCPU())
 	fmt.Fprintln(w)
 	for _, r := range rep.Rows {
-		if len(r.Notes) == 0 && r.Failed == "" {
+		peerNotes := r.peerNotes()
+		if len(r.Notes) == 0 && r.Failed == "" && peerNotes == "" {
 			continue
 		}
-		fmt.Fprintf(w, "* **%s** (%s):", r.Workload, r.Took.Round(time.Second))
+		fmt.Fprintf(w, "* **%s** (%s):", r.label(len(brokers) > 1), r.Took.Round(time.Second))
 		for _, n := range r.Notes {
 			fmt.Fprintf(w, " %s", strings.TrimSpace(n))
 			if !strings.HasSuffix(n, ".") {
 				fmt.Fprint(w, ".")
 			}
 		}
+		fmt.Fprint(w, peerNotes)
 		if r.Failed != "" {
 			fmt.Fprintf(w, " Failed: `%s`.", strings.ReplaceAll(r.Failed, "\n", " "))
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// brokers returns the broker kinds of the rows, in the order they ran.
+func (rep *Report) brokers() []string {
+	var out []string
+	for _, r := range rep.Rows {
+		if b := r.brokerKind(); !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
+	if len(out) == 0 {
+		out = []string{brokerKfake}
+	}
+	return out
+}
+
+// rowsOn returns the rows measured on broker kind b.
+func (rep *Report) rowsOn(b string) []*Row {
+	var out []*Row
+	for _, r := range rep.Rows {
+		if r.brokerKind() == b {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (r *Row) brokerKind() string {
+	if r.Broker == "" {
+		return brokerKfake
+	}
+	return r.Broker
+}
+
+// label names the row in the footer and the notes: the workload, and its
+// broker when the run used more than one.
+func (r *Row) label(withBroker bool) string {
+	if withBroker {
+		return r.Workload + " on " + r.brokerKind()
+	}
+	return r.Workload
 }
 
 // Machine describes the machine for the report header: cores, memory,

@@ -183,6 +183,9 @@ func (h *harness) count(ctx context.Context, name string, keys int) (*Row, error
 		consumed = append(consumed, s.consumedRate)
 		h.logf("run %d: raw %s events/s; mephisto %s events/s (all consumed: %s events/s), peak RSS %s", r,
 			num(row.Raw[r-1]), num(s.rate), num(s.consumedRate), mib(s.rss))
+		if name == "count" {
+			h.countPeers(ctx, row, b, kc, r, hwm, n, keys)
+		}
 	}
 	row.note("Mephisto is timed from its first /readyz 200 to the group's committed offsets reaching the high watermarks; "+
 		"counting only until every event was consumed (mephisto_events_in_total = N, polled every 100 ms) gives a median %s events/s — the rest is the last commit and the group's offset commit", num(median(consumed)))
@@ -233,6 +236,7 @@ func (h *harness) pass(ctx context.Context) (*Row, error) {
 		row.addRun(s)
 		h.logf("run %d: raw %s events/s; mephisto %s events/s (all consumed: %s events/s), peak RSS %s", r,
 			num(row.Raw[r-1]), num(s.rate), num(s.consumedRate), mib(s.rss))
+		h.passPeers(ctx, row, b, kc, r, hwm, n, keys)
 	}
 	row.note("values upper-cased and sent on, same key; Mephisto's end is the input's committed offsets, which follow the acknowledgement of every output")
 	row.note("raw: a sarama consumer group feeding a sarama async producer (Mephisto's idempotent acks=all config), from its partitions' assignment to the last acknowledgement")
@@ -337,7 +341,11 @@ func (h *harness) wordcountRun(ctx context.Context, row *Row, r int, lines []str
 	row.Mephisto = append(row.Mephisto, float64(words)/elapsed)
 	row.PeakRSS = append(row.PeakRSS, st.PeakRSS)
 	row.CPUPerEvent = append(row.CPUPerEvent, st.CPU.Seconds()/float64(words))
-	return float64(words) / elapsed, float64(len(lines)) / elapsed, w.Stop(time.Minute)
+	if err := w.Stop(time.Minute); err != nil {
+		return 0, 0, err
+	}
+	h.wordcountPeers(ctx, row, b, kc, r, hwmLines, len(lines), truth, words)
+	return float64(words) / elapsed, float64(len(lines)) / elapsed, nil
 }
 
 // recover: rebuild a table from records changelog records over keys
@@ -420,6 +428,7 @@ func (h *harness) recover(ctx context.Context, name string, keys int) (*Row, err
 		walls = append(walls, tReady.Sub(w.StartedAt()).Seconds())
 		h.logf("run %d: raw %s records/s; mephisto replay %s records/s (%.2fs), process start to ready %.2fs, peak RSS %s", r,
 			num(row.Raw[r-1]), num(float64(records)/replay), replay, tReady.Sub(w.StartedAt()).Seconds(), mib(st.PeakRSS))
+		h.restorePeer(ctx, row, b, kc, r, records, keys)
 	}
 	row.note("changelog written directly with %s records (value = the key's running count), uncompacted; each run starts a worker on an empty data dir and all %s records are replayed (checked: mephisto_recovery_records_total)",
 		group(fmt.Sprint(records)), group(fmt.Sprint(records)))

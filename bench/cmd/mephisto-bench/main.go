@@ -1,13 +1,16 @@
 // Command mephisto-bench runs Mephisto's benchmarks (issue #5) and prints
 // the results as a markdown table.
 //
-// Every workload runs against `mephisto broker` in a separate process, and
-// each is measured next to the raw sarama client doing the same Kafka work
-// in the same run. From the repository root:
+// Every workload runs against `mephisto broker` and against Apache Kafka
+// (when Java and Maven are there), each broker in a separate process, and
+// each workload is measured next to the raw sarama client doing the same
+// Kafka work and next to the peers — Kafka Streams and Faust doing the same
+// work — in the same run. From the repository root:
 //
 //	go run ./bench/cmd/mephisto-bench                       # all workloads, 1,000,000 events, 3 runs (make bench)
 //	go run ./bench/cmd/mephisto-bench -n 50000 -runs 3 ...  # what make bench-quick runs
 //	go run ./bench/cmd/mephisto-bench -workloads count,pass -n 200000
+//	go run ./bench/cmd/mephisto-bench -brokers kafka -peers streams -workloads count
 //
 // The table goes to stdout and, with -out, to a file (with a header naming
 // the date, machine, commit and command). Progress goes to stderr.
@@ -29,7 +32,7 @@ import (
 
 func main() {
 	var o harness.Options
-	var workloads, out string
+	var workloads, out, brokers, peers string
 	flag.StringVar(&o.Root, "root", ".", "repository root to build from")
 	flag.IntVar(&o.N, "n", 1_000_000, "events per throughput workload")
 	flag.IntVar(&o.Runs, "runs", 3, "runs per workload (min / median / max are over the runs)")
@@ -47,6 +50,13 @@ func main() {
 	flag.StringVar(&o.WorkDir, "work-dir", "", "directory for binaries, logs and data (default: a temporary one)")
 	flag.BoolVar(&o.Keep, "keep", false, "keep the work dir (logs, data) afterwards")
 	flag.StringVar(&out, "out", "", "also write the report (with a header) to this markdown file")
+	flag.StringVar(&brokers, "brokers", "", "comma-separated brokers every workload runs on: kfake (mephisto broker), kafka (Apache Kafka, KRaft) (default both when Java and Maven can start Apache Kafka, else kfake)")
+	flag.StringVar(&peers, "peers", strings.Join(harness.Peers, ","), "comma-separated peers next to Mephisto: streams (Kafka Streams), faust; none for no peers")
+	flag.IntVar(&o.PeerOpts.StreamsThreads, "streams-threads", 2, "Kafka Streams num.stream.threads")
+	flag.Int64Var(&o.PeerOpts.StreamsCacheBytes, "streams-cache-bytes", 10<<20, "Kafka Streams statestore.cache.max.bytes")
+	flag.IntVar(&o.PeerOpts.FaustRuns, "faust-runs", 1, "how many of each workload's runs Faust takes part in (the first ones)")
+	flag.StringVar(&o.PeerOpts.FaustStore, "faust-store", "rocksdb://", "Faust's table store (rocksdb:// or memory://)")
+	flag.StringVar(&o.PeerOpts.FaustVenv, "faust-venv", "", "Faust's virtual environment (default: made on first use under the user cache dir)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "unexpected arguments: %v\n", flag.Args())
@@ -55,6 +65,20 @@ func main() {
 	}
 	if workloads != "" {
 		o.Workloads = strings.Split(workloads, ",")
+	}
+	switch peers {
+	case "none", "":
+		o.PeerOpts.Peers = []string{}
+	default:
+		o.PeerOpts.Peers = strings.Split(peers, ",")
+	}
+	if brokers != "" {
+		o.Brokers = strings.Split(brokers, ",")
+	} else {
+		var why string
+		if o.Brokers, why = harness.DefaultBrokers(); why != "" {
+			fmt.Fprintf(os.Stderr, "mephisto-bench: Apache Kafka skipped, kfake only: %s\n", why)
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
