@@ -44,6 +44,8 @@ type App struct {
 	mu     sync.Mutex // guards the fields below
 	topics map[string]*topicDef
 	tables map[string]*tableDef
+	// globals names the tables NewGlobalTable declared.
+	globals map[string]bool
 	agents map[string]*agentDef
 	order  []string // agent names in declaration order
 	tasks  []taskDef
@@ -392,9 +394,13 @@ func (a *App) spec() node.Spec {
 	for _, name := range names {
 		s.Topics = append(s.Topics, node.Topic{Name: name})
 	}
-	for _, d := range a.tables {
+	for name, d := range a.tables {
 		s.Tables[d.spec.Index] = d.spec
+		if a.globals[name] {
+			s.Global = append(s.Global, d.spec.Index)
+		}
 	}
+	sort.Ints(s.Global)
 	for _, name := range a.order {
 		s.Agents = append(s.Agents, a.agents[name].spec)
 	}
@@ -433,6 +439,8 @@ type TableInfo struct {
 	Changelog  string `json:"changelog"`
 	KeyCodec   string `json:"key_codec"`
 	ValueCodec string `json:"value_codec"`
+	// Global is set for a global table (NewGlobalTable).
+	Global bool `json:"global,omitempty"`
 }
 
 // AgentInfo describes a declared agent.
@@ -454,7 +462,8 @@ func (a *App) Topology() Topology {
 		t.Topics = append(t.Topics, TopicInfo{Name: d.name, KeyCodec: d.keyCodec, ValueCodec: d.valueCodec, Internal: d.internal})
 	}
 	for _, d := range a.tables {
-		t.Tables = append(t.Tables, TableInfo{Name: d.spec.Name, Changelog: d.spec.Changelog, KeyCodec: d.spec.KeyCodec, ValueCodec: d.spec.ValueCodec})
+		t.Tables = append(t.Tables, TableInfo{Name: d.spec.Name, Changelog: d.spec.Changelog, KeyCodec: d.spec.KeyCodec, ValueCodec: d.spec.ValueCodec,
+			Global: a.globals[d.spec.Name]})
 	}
 	for _, name := range a.order {
 		d := a.agents[name]

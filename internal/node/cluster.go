@@ -226,7 +226,7 @@ func (rt *Node) placeStandbys(active map[int32]bool) {
 		rt.mu.Unlock()
 	}
 	for _, p := range pl.Drop {
-		for _, d := range rt.tables {
+		for _, d := range rt.partitioned() { // a global table's copy stays
 			if _, held, err := rt.store.ChangelogOffset(rt.ids[d.Index], p); err == nil && held {
 				rt.log.Info("partition moved away and is no standby here: deleting its shard", "partition", p, "table", d.Name)
 				if err := rt.store.WipeShard(rt.ids[d.Index], p); err != nil {
@@ -247,8 +247,20 @@ func (rt *Node) stopStandbys() {
 	}
 }
 
-// Cluster returns this node's view of the cluster (a cluster.View).
+// clusterView is GET /cluster's answer: the cluster's view, and how far
+// behind this node's copies of the global tables are.
+type clusterView struct {
+	cluster.View
+	GlobalTables map[string]GlobalCopy `json:"global_tables,omitempty"`
+}
+
+// Cluster returns this node's view of the cluster (a cluster.View, with
+// the global tables' copies).
 func (rt *Node) Cluster() any {
+	return clusterView{View: rt.clusterView(), GlobalTables: rt.globalCopies()}
+}
+
+func (rt *Node) clusterView() cluster.View {
 	rt.mu.Lock()
 	plan := rt.plan
 	rt.mu.Unlock()

@@ -25,6 +25,7 @@ type metrics struct {
 	stopped           prometheus.Gauge
 	ready             prometheus.Gauge
 	standbyLag        *prometheus.GaugeVec
+	globalLag         *prometheus.GaugeVec
 	recoveryLast      *prometheus.GaugeVec
 	evictions         prometheus.Counter
 	generation        prometheus.Gauge
@@ -57,6 +58,7 @@ func newMetrics(app, node string) *metrics {
 		stopped:           prometheus.NewGauge(prometheus.GaugeOpts(f("partitions_stopped", "Partitions stopped by an error policy."))),
 		ready:             prometheus.NewGauge(prometheus.GaugeOpts(f("ready", "1 when every assigned partition is recovered and processing."))),
 		standbyLag:        prometheus.NewGaugeVec(prometheus.GaugeOpts(f("standby_lag_records", "Changelog records a standby shard is behind.")), []string{"table", "partition"}),
+		globalLag:         prometheus.NewGaugeVec(prometheus.GaugeOpts(f("global_table_lag_records", "Changelog records this node's copy of a global table's partition is behind.")), []string{"table", "partition"}),
 		recoveryLast:      prometheus.NewGaugeVec(prometheus.GaugeOpts(f("recovery_last_records", "Changelog records replayed by the shard's last recovery (a promoted standby replays only its tail).")), []string{"table", "partition"}),
 		evictions:         prometheus.NewCounter(prometheus.CounterOpts(f("dead_nodes_evicted_total", "Dead nodes this node removed from the consumer group to start a rebalance at once."))),
 		generation:        prometheus.NewGauge(prometheus.GaugeOpts(f("group_generation", "The consumer group generation of this node's current assignment."))),
@@ -69,7 +71,7 @@ func newMetrics(app, node string) *metrics {
 	}
 	reg.MustRegister(m.eventsIn, m.latency, m.lag, m.tableWrites, m.cacheHits, m.cacheMisses, m.recoveryRecords, m.recoveryRemaining,
 		m.restarts, m.deadLetters, m.skipped, m.commits, m.stopped, m.ready,
-		m.standbyLag, m.recoveryLast, m.evictions, m.generation, m.timerRuns, m.gossipDropped,
+		m.standbyLag, m.globalLag, m.recoveryLast, m.evictions, m.generation, m.timerRuns, m.gossipDropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

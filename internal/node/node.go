@@ -74,6 +74,7 @@ type Node struct {
 	plan       *cluster.Plan      // the latest assignment plan received
 	lastActive []int32            // partitions active in the current/last session
 	standbys   map[int32]*standby // standby shards being tailed
+	globals    map[int32]*standby // global tables' copies being tailed (global.go)
 	promoted   map[int32]bool     // standbys stopped because the partition became active here
 	phase      string             // why the node is not ready, "" once consuming
 	session    bool
@@ -101,6 +102,7 @@ func New(spec Spec, cfg Config) *Node {
 		counts:   map[string]int32{},
 		grains:   map[int32]*grainState{},
 		standbys: map[int32]*standby{},
+		globals:  map[int32]*standby{},
 		promoted: map[int32]bool{},
 		phase:    "starting",
 		fanout:   map[string][]int{},
@@ -222,6 +224,12 @@ func (rt *Node) Run(stop context.Context) (err error) {
 	}
 	if rt.rconsumer, err = sarama.NewConsumerFromClient(rt.rclient); err != nil {
 		return fmt.Errorf("start reply consumer: %w", err)
+	}
+	// Every partition's global copy catches up before the node is ready;
+	// the first assignment stops the copies of the partitions it makes
+	// active here.
+	if err := rt.placeGlobals(nil); err != nil {
+		return err
 	}
 	if rt.member, err = kafka.NewGroupMember(kafka.GroupMemberConfig{
 		Group: rt.spec.App, Client: rt.client, Handler: rt, Log: rt.log, Backoff: kafkaBackoff,
@@ -431,6 +439,9 @@ func (rt *Node) Assigned(sess *kafka.Session) error {
 		rt.log.Warn("remember active partitions", "err", err)
 	}
 	rt.placeStandbys(active)
+	if err := rt.placeGlobals(active); err != nil {
+		return err
+	}
 	for p, topics := range parts {
 		// Pebble may be ahead of the group's committed offsets (a crash
 		// between commit steps b and c): resume after what the tables hold.
@@ -565,6 +576,7 @@ func (rt *Node) shutdown() {
 		_ = rt.producer.Close()
 	}
 	rt.stopStandbys()
+	rt.stopGlobals()
 	if rt.consumer != nil {
 		_ = rt.consumer.Close()
 	}

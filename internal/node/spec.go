@@ -19,6 +19,10 @@ type Spec struct {
 	App    string
 	Topics []Topic
 	Tables []*partition.Table // by Index
+	// Global lists, by Index, the tables that are global: every node
+	// keeps a copy of every partition (global.go), not only of the
+	// partitions it is active or a standby for.
+	Global []int
 	Agents []*partition.Agent // in declaration order
 	Timers []Timer
 	Tasks  []Task
