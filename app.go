@@ -46,12 +46,13 @@ type App struct {
 	tables map[string]*tableDef
 	// globals names the tables NewGlobalTable declared.
 	globals map[string]bool
-	agents map[string]*agentDef
-	order  []string // agent names in declaration order
-	tasks  []taskDef
-	timers []*timerDef
+	agents  map[string]*agentDef
+	order   []string // agent names in declaration order
+	tasks   []taskDef
+	timers  []*timerDef
 	// chanAgents are the channel-backed agents, started with the worker.
 	chanAgents []chanDecl
+	pages      []pageDef  // HTTP pages (page.go), in declaration order
 	node       *node.Node // non-nil while a worker runs
 	errs       []error    // declaration errors, reported by Validate
 }
@@ -413,6 +414,7 @@ func (a *App) spec() node.Spec {
 	for _, c := range a.chanAgents {
 		s.Channels = append(s.Channels, c.spec)
 	}
+	s.Pages = a.webPagesLocked()
 	return s
 }
 
@@ -423,6 +425,7 @@ type Topology struct {
 	Topics []TopicInfo `json:"topics"`
 	Tables []TableInfo `json:"tables"`
 	Agents []AgentInfo `json:"agents"`
+	Pages  []PageInfo  `json:"pages"`
 }
 
 // TopicInfo describes a declared topic.
@@ -457,7 +460,7 @@ type AgentInfo struct {
 func (a *App) Topology() Topology {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	t := Topology{App: a.name, Topics: []TopicInfo{}, Tables: []TableInfo{}, Agents: []AgentInfo{}}
+	t := Topology{App: a.name, Topics: []TopicInfo{}, Tables: []TableInfo{}, Agents: []AgentInfo{}, Pages: a.pageInfosLocked()}
 	for _, d := range a.topics {
 		t.Topics = append(t.Topics, TopicInfo{Name: d.name, KeyCodec: d.keyCodec, ValueCodec: d.valueCodec, Internal: d.internal})
 	}

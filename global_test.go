@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,20 +15,27 @@ import (
 // globalApp is a node of an app whose agent counts every event of topic
 // users in global table globalusers (key "users", by Merge) and records
 // each user in it too (key "user:<id>", by Set).
-func globalApp(t testing.TB, broker, dataDir, id, gossip, seed string) (*mephisto.App, *mephisto.GlobalTable[string, int64]) {
+func globalApp(t testing.TB, broker, dataDir, id, gossip, seed string) (*mephisto.App, *mephisto.GlobalTable[string, int64], *atomic.Int64) {
 	app := mephisto.New("gt", mephisto.WithBrokers(broker), mephisto.WithDataDir(dataDir),
 		mephisto.WithWebAddr("127.0.0.1:0"), mephisto.WithPartitions(8), mephisto.WithLogger(testLogger(t)),
 		mephisto.WithCommitInterval(50*time.Millisecond), mephisto.WithNodeID(id),
 		mephisto.WithGossip(gossip), mephisto.WithJoin(seed), mephisto.WithSessionTimeout(6*time.Second))
 	users := mephisto.NewTopic(app, "users", codec.String(), codec.String())
 	g := mephisto.NewGlobalTable(app, "globalusers", codec.String(), codec.Int64(), mephisto.MergeWith(mephisto.Sum[int64]))
+	// The change hook follows the counter as this node's copy applies it.
+	var seen atomic.Int64
+	g.OnChange(func(key string, v int64, deleted bool) {
+		if key == "users" && !deleted {
+			seen.Store(v)
+		}
+	})
 	mephisto.NewAgent(app, "process", users, func(ctx mephisto.Context, id, _ string) error {
 		if err := g.Merge(ctx, "users", 1); err != nil {
 			return err
 		}
 		return g.Set(ctx, "user:"+id, 1)
 	})
-	return app, g
+	return app, g, &seen
 }
 
 // TestGlobalTableAcrossNodes: three nodes in one process increment one
@@ -38,8 +46,9 @@ func TestGlobalTableAcrossNodes(t *testing.T) {
 	b := startBroker(t)
 	seed := freeGossipAddr(t)
 	type node struct {
-		app *mephisto.App
-		g   *mephisto.GlobalTable[string, int64]
+		app  *mephisto.App
+		g    *mephisto.GlobalTable[string, int64]
+		seen *atomic.Int64 // the counter as the change hook saw it last
 	}
 	var nodes []node
 	for i, id := range []string{"n1", "n2", "n3"} {
@@ -47,8 +56,8 @@ func TestGlobalTableAcrossNodes(t *testing.T) {
 		if i > 0 {
 			gossip = freeGossipAddr(t)
 		}
-		app, g := globalApp(t, b.Addr(), t.TempDir(), id, gossip, seed)
-		nodes = append(nodes, node{app, g})
+		app, g, seen := globalApp(t, b.Addr(), t.TempDir(), id, gossip, seed)
+		nodes = append(nodes, node{app, g, seen})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, len(nodes))
@@ -93,6 +102,10 @@ func TestGlobalTableAcrossNodes(t *testing.T) {
 			}
 			return got == users, fmt.Sprintf("users = %d", got)
 		})
+		waitFor(t, 30*time.Second, n.app.Config().NodeID+"'s change hook saw the last increment", func() (bool, string) {
+			got := n.seen.Load()
+			return got == users, fmt.Sprintf("hook saw users = %d", got)
+		})
 		waitFor(t, 30*time.Second, n.app.Config().NodeID+"'s copy holds every user key", func() (bool, string) {
 			seen := 0
 			err := n.g.Range(context.Background(), func(k string, v int64) bool {
@@ -129,9 +142,9 @@ func TestGlobalTableAcrossNodes(t *testing.T) {
 
 	// A node that joins later is ready only once its copy has caught up:
 	// the moment it says ready, it reads what the others do.
-	app, g := globalApp(t, b.Addr(), t.TempDir(), "n4", freeGossipAddr(t), seed)
+	app, g, seen := globalApp(t, b.Addr(), t.TempDir(), "n4", freeGossipAddr(t), seed)
 	go func() { done <- app.Run(ctx) }()
-	nodes = append(nodes, node{app, g})
+	nodes = append(nodes, node{app, g, seen})
 	waitFor(t, 90*time.Second, "n4 ready", app.Ready)
 	if got, err := g.Get(context.Background(), "users"); err != nil || got != users {
 		t.Errorf("n4 says ready with users = %d (%v) in its copy, want %d", got, err, users)

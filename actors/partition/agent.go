@@ -92,4 +92,10 @@ type Table struct {
 	KeyText func(string) ([]byte, error)
 	// ValueJSON renders an encoded value as JSON.
 	ValueJSON func([]byte) (json.RawMessage, error)
+	// OnChange, if set, is told of each change applied to a copy of the
+	// table on this node (value nil: the key was deleted): by the grain
+	// once a commit's Pebble batch holds it, by a standby's or a global
+	// copy's tailer once its batch does. Not during a shard's recovery. An
+	// error (a change it cannot decode) is logged.
+	OnChange func(partition int32, key, value []byte) error
 }

@@ -133,7 +133,31 @@ func (c *partitionIO) Write(w *partition.Write) error {
 	}
 	c.rt.crashPoint("commit:stored")
 	c.wrote = true
+	for i, rows := range w.Rows {
+		if hook := c.rt.tables[i].OnChange; hook != nil {
+			for _, r := range rows {
+				value := r.Raw
+				if r.Absent {
+					value = nil
+				}
+				c.rt.changed(c.rt.tables[i], hook, c.p, []byte(r.Key), value)
+			}
+		}
+	}
 	return nil
+}
+
+// changed calls a table's change hook, containing a panic in it: a hook
+// is user code on the path of a commit or a tail.
+func (rt *Node) changed(d *partition.Table, hook func(int32, []byte, []byte) error, p int32, key, value []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			rt.log.Error("a table's change hook panicked; the change itself is stored", "table", d.Name, "partition", p, "panic", r)
+		}
+	}()
+	if err := hook(p, key, value); err != nil {
+		rt.log.Warn("a table's change hook failed; the change itself is stored", "table", d.Name, "partition", p, "err", err)
+	}
 }
 
 // Mark marks the next offsets for the group's commit and asks for it.

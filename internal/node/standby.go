@@ -109,8 +109,31 @@ func (s *standby) follow(ctx context.Context, d *partition.Table, lag prometheus
 	next := from // the offset after the last one applied
 	w := state.NewShardTail(s.rt.store, s.rt.ids[d.Index], s.p)
 	defer w.Discard()
-	err = kafka.Follow(ctx, s.rt.consumer, d.Changelog, s.p, from, 100*time.Millisecond, w.Apply, func(hwm int64) error {
+	// The changes a flush stores, for the table's change hook.
+	type change struct{ key, value []byte }
+	var changes []change
+	apply := w.Apply
+	if d.OnChange != nil {
+		apply = func(key, value []byte, offset int64) error {
+			if err := w.Apply(key, value, offset); err != nil {
+				return err
+			}
+			changes = append(changes, change{key, value})
+			return nil
+		}
+	}
+	flush := func() error {
 		if err := w.Flush(); err != nil {
+			return err
+		}
+		for _, c := range changes {
+			s.rt.changed(d, d.OnChange, s.p, c.key, c.value)
+		}
+		changes = changes[:0]
+		return nil
+	}
+	err = kafka.Follow(ctx, s.rt.consumer, d.Changelog, s.p, from, 100*time.Millisecond, apply, func(hwm int64) error {
+		if err := flush(); err != nil {
 			return err
 		}
 		if last := w.Last(); last >= 0 {
@@ -129,7 +152,7 @@ func (s *standby) follow(ctx context.Context, d *partition.Table, lag prometheus
 		return nil
 	})
 	// What was applied is consistent with its offset: keep it.
-	if ferr := w.Flush(); err == nil {
+	if ferr := flush(); err == nil {
 		err = ferr
 	}
 	return err
