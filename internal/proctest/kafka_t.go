@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 )
 
 // SharedKafka is a test package's Apache Kafka cluster: started by the
@@ -15,10 +16,11 @@ type SharedKafka struct {
 	// Close removes.
 	Spec KafkaSpec
 
-	once sync.Once
-	k    *Kafka
-	dir  string
-	err  error
+	once   sync.Once
+	k      *Kafka
+	dir    string
+	err    error
+	failed atomic.Bool // a test that used the cluster failed: keep its logs
 }
 
 // Get returns the running cluster, starting it on first use. Where the
@@ -43,11 +45,18 @@ func (s *SharedKafka) Get(t TB) *Kafka {
 	if s.err != nil {
 		t.Fatalf("start Apache Kafka %s: %v", KafkaVersion(), s.err)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			s.failed.Store(true)
+		}
+	})
 	return s.k
 }
 
 // Close stops the cluster if it was started and removes its temporary
-// directory; it returns an error if the brokers did not stop cleanly.
+// directory — unless a test that used it failed: then it keeps the
+// brokers' logs and data and says where. It returns an error if the
+// brokers did not stop cleanly.
 func (s *SharedKafka) Close() error {
 	var err error
 	if s.k != nil {
@@ -55,7 +64,11 @@ func (s *SharedKafka) Close() error {
 			err = fmt.Errorf("stop Apache Kafka: %w (its logs are in %s)", err, s.k.spec.LogDir)
 		}
 	}
-	if s.dir != "" && err == nil {
+	switch {
+	case s.dir == "" || err != nil:
+	case s.failed.Load():
+		fmt.Fprintf(os.Stderr, "a test on the shared Apache Kafka failed: its brokers' logs and data are in %s\n", s.dir)
+	default:
 		_ = os.RemoveAll(s.dir)
 	}
 	return err
