@@ -106,7 +106,8 @@ func (h *harness) askRun(ctx context.Context, r int) (askResult, error) {
 	}
 
 	// The two nodes: s1 serves, c1 asks.
-	dir := filepath.Join(h.dir, fmt.Sprintf("ask-%d", r))
+	// One dir per broker of the run: a stale client.json would pass for this run's.
+	dir := filepath.Join(h.dir, fmt.Sprintf("ask-%s-%d", h.brokerKind, r))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
 	}
