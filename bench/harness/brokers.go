@@ -43,9 +43,18 @@ func startKafkaBroker(dir, name string) (*broker, error) {
 	if _, err := exec.LookPath("java"); err != nil {
 		return nil, fmt.Errorf("Apache Kafka: java is not on PATH")
 	}
-	k, err := proctest.StartKafka(proctest.KafkaSpec{Name: name, Brokers: 1, Dir: filepath.Join(dir, name+"-data"), LogDir: dir})
+	spec := proctest.KafkaSpec{Name: name, Brokers: 1, Dir: filepath.Join(dir, name+"-data"), LogDir: dir}
+	k, err := proctest.StartKafka(spec)
 	if err != nil {
-		return nil, err
+		// Once more, on fresh ports and a fresh cluster id: a random id
+		// that starts with '-' is taken by kafka-storage for an option
+		// (about one start in 64), and a free port can be taken before
+		// the broker binds it.
+		spec.Name += "-retry"
+		spec.Dir += "-retry"
+		if k, err = proctest.StartKafka(spec); err != nil {
+			return nil, err
+		}
 	}
 	return &broker{Proc: k.Proc(0), addr: k.Bootstrap(), kind: brokerKafka, kafka: k}, nil
 }
