@@ -49,15 +49,20 @@ proto: ## regenerate actors/envelopepb from its .proto (needs protoc and protoc-
 clean: ## remove bin/ and the `make run` state (./.run by default)
 	rm -rf bin $(RUN_DIR)
 
-# Benchmarks (issue #5): every workload against `mephisto broker` in its own
-# process, next to the raw sarama client measured in the same run. Extra
-# flags for the harness: make bench BENCH_ARGS='-workloads count,pass -keep'.
+# Benchmarks (issues #5, 10): every workload against `mephisto broker` and,
+# when Java and Maven are there, against Apache Kafka, each broker in its own
+# process, next to the raw sarama client and the peers (Kafka Streams from
+# bench/streams, Faust from a virtual environment the harness makes) measured
+# in the same run; a peer whose toolchain is missing is skipped with the
+# reason. Extra flags for the harness:
+#   make bench BENCH_ARGS='-workloads count,pass -keep'
+#   make bench BENCH_ARGS='-brokers kfake -peers streams'   # no Apache Kafka, no Faust
 BENCH_ARGS ?=
 
 .PHONY: bench bench-quick
 
-bench: ## all benchmark workloads, 1,000,000 events, 3 runs each (~5 min on 2 cores); table on stdout and in bench/results/bench.md
+bench: ## all benchmark workloads on kfake and Apache Kafka, with the peers, 1,000,000 events, 3 runs each (Faust 1); table on stdout and in bench/results/bench.md
 	$(GO) run ./bench/cmd/mephisto-bench -n 1000000 -runs 3 -out bench/results/bench.md $(BENCH_ARGS)
 
-bench-quick: ## the same on 100,000 events, 3 runs each, in under two minutes; table in bench/results/quick.md
+bench-quick: ## the same on 100,000 events, 3 runs each (Faust 1); table in bench/results/quick.md
 	$(GO) run ./bench/cmd/mephisto-bench -n 100000 -runs 3 -failover-warmup 2s -latency-duration 3s -out bench/results/quick.md $(BENCH_ARGS)
