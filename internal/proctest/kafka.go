@@ -282,11 +282,18 @@ func tailString(b []byte, n int) string {
 }
 
 // newClusterID returns a KRaft cluster id: 16 random bytes, URL-safe
-// base64 without padding (what kafka-storage random-uuid prints).
+// base64 without padding (what kafka-storage random-uuid prints), never
+// starting with '-'.
 func newClusterID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	for {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		// kafka-storage would take an id that starts with '-' for an
+		// option (Kafka's own random ids never do).
+		if id := base64.RawURLEncoding.EncodeToString(b[:]); id[0] != '-' {
+			return id
+		}
+	}
 }
 
 // StartKafka formats and starts the cluster spec describes and waits until

@@ -205,3 +205,14 @@ func TestRunning(t *testing.T) {
 		t.Errorf("one exited: %v", err)
 	}
 }
+
+// TestNewClusterID: a KRaft cluster id is 22 URL-safe base64 characters
+// and never starts with '-' (kafka-storage would read it as an option).
+func TestNewClusterID(t *testing.T) {
+	for range 2000 {
+		id := newClusterID()
+		if len(id) != 22 || id[0] == '-' {
+			t.Fatalf("cluster id %q", id)
+		}
+	}
+}
