@@ -13,10 +13,13 @@ var (
 	// ErrNotRunning: the operation needs a running worker (such as
 	// Topic.Send outside a handler) and the app is not running.
 	ErrNotRunning = errors.New("mephisto: app is not running")
-	// ErrNotInAgent: a table operation was called outside an agent's
-	// handler; tables are read and written only by the grain that owns
-	// the partition.
-	ErrNotInAgent = errors.New("mephisto: table access outside an agent handler")
+	// ErrNotInAgent: a write (Set, Update, Delete) to a partitioned table
+	// outside an agent's handler. A partitioned table is written only by
+	// the grain of the event's partition; from a timer, a task or a page,
+	// send a record to the topic of an agent that writes it, or use a
+	// global table. (Reads work anywhere: see Table.)
+	ErrNotInAgent = errors.New("mephisto: partitioned tables are written only in an agent's handler; " +
+		"from elsewhere, send a record to the topic of the agent that writes the table, or use a global table")
 	// ErrReadOnly: a table write from a handler that runs with
 	// Concurrency > 1.
 	ErrReadOnly = errors.New("mephisto: table writes need Concurrency 1 (the partition's grain)")
@@ -35,6 +38,12 @@ var (
 	// ErrNoOwner: no node is active for the key's partition right now (a
 	// rebalance is under way); retry shortly.
 	ErrNoOwner = node.ErrNoOwner
+	// ErrPartitionMoving: a table read outside a handler (Get, Lookup,
+	// Range, a TableRoute page) found no node serving the key's
+	// partition: it is moving between nodes, being recovered from its
+	// changelog, or its owner just died. Retry shortly, or read a standby
+	// copy with AllowStale.
+	ErrPartitionMoving = node.ErrMoving
 	// ErrRemote wraps the error a handler returned for a request.
 	ErrRemote = node.ErrRemote
 	// ErrNoRemote: the node owning the key does not accept messages from

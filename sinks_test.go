@@ -82,7 +82,10 @@ func TestSendNeedsARunningApp(t *testing.T) {
 		t.Fatalf("Send on an idle app: %v, want ErrNotRunning", err)
 	}
 	table := mephisto.NewTable(app, "tb", codec.String(), codec.Int64())
-	if _, err := table.Get(context.Background(), "k"); !errors.Is(err, mephisto.ErrNotInAgent) {
-		t.Fatalf("Get outside a handler: %v, want ErrNotInAgent", err)
+	if _, err := table.Get(context.Background(), "k"); !errors.Is(err, mephisto.ErrNotRunning) {
+		t.Fatalf("Get on an idle app: %v, want ErrNotRunning", err)
+	}
+	if err := table.Set(context.Background(), "k", 1); !errors.Is(err, mephisto.ErrNotInAgent) {
+		t.Fatalf("Set outside a handler: %v, want ErrNotInAgent", err)
 	}
 }

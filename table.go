@@ -22,10 +22,19 @@ type tableDef struct {
 // Every write goes to the compacted changelog topic <app>-<table>-changelog,
 // from which the shard is rebuilt on any node.
 //
-// Reads are served from an in-memory cache of each shard (see
-// Config.TableCacheKeys) in front of Pebble. A value read is the handler's
-// own: changing a map or slice it read does not change the table until it
-// is Set.
+// Inside a handler, reads are served from an in-memory cache of the
+// event's shard (see Config.TableCacheKeys) in front of Pebble, and see
+// the handler's own writes not yet committed. A value read is the
+// handler's own: changing a map or slice it read does not change the
+// table until it is Set.
+//
+// Anywhere else on a running worker — a timer, a task, a page, a channel
+// agent, any goroutine — Get and Lookup return the committed value of the
+// key's partition (the partition the key hashes to): from this node's
+// store when it is active for that partition, otherwise from the node that
+// is, one hop by actor message. AllowStale lets a standby copy here answer
+// instead. Range and RangePrefix iterate the partitions this node is
+// active for. Writes happen only in handlers (ErrNotInAgent elsewhere).
 type Table[K, V any] struct {
 	app  *App
 	def  *tableDef
@@ -131,10 +140,23 @@ func (t *Table[K, V]) shardOf(ctx context.Context, op string) (*partition.Event,
 }
 
 // Lookup returns the value of key and whether the key has one.
+//
+// In an agent's handler it reads the event's shard, the handler's
+// uncommitted writes included. Elsewhere on a running worker it returns
+// the committed value of the key's partition, here or from the node
+// active for it (see Table); the error then wraps ErrPartitionMoving while
+// no node serves that partition (a rebalance, a recovery; retry),
+// ErrNoRemote when the owner cannot be asked (a node without an actor
+// address), ErrTimeout when ctx ends first, and ErrNotRunning when no
+// worker runs.
 func (t *Table[K, V]) Lookup(ctx context.Context, key K) (V, bool, error) {
-	ev, sh, err := t.shardOf(ctx, "get")
-	if err != nil {
-		return t.zero(), false, err
+	ev := partition.From(ctx)
+	var sh *shard.Shard
+	if ev != nil {
+		sh = ev.Shard(t.def.spec.Index)
+	}
+	if sh == nil {
+		return t.committed(ctx, key)
 	}
 	kb, err := t.key(key)
 	if err != nil {
@@ -144,10 +166,57 @@ func (t *Table[K, V]) Lookup(ctx context.Context, key K) (V, bool, error) {
 	return v, ok, err
 }
 
-// Get returns the value of key, or the default when it has none.
+// Get returns the value of key, or the default when it has none. Where it
+// reads from is as for Lookup.
 func (t *Table[K, V]) Get(ctx context.Context, key K) (V, error) {
 	v, _, err := t.Lookup(ctx, key)
 	return v, err
+}
+
+// committed reads the committed value of key outside a handler.
+func (t *Table[K, V]) committed(ctx context.Context, key K) (V, bool, error) {
+	n := t.app.running()
+	if n == nil {
+		return t.zero(), false, fmt.Errorf("table %s: get: %w", t.def.spec.Name, ErrNotRunning)
+	}
+	kb, err := t.key(key)
+	if err != nil {
+		return t.zero(), false, err
+	}
+	raw, found, err := n.TableGet(ctx, t.def.spec.Index, kb, staleOK(ctx))
+	if err != nil {
+		return t.zero(), false, fmt.Errorf("table %s: get %q: %w", t.def.spec.Name, kb, err)
+	}
+	if !found {
+		return t.zero(), false, nil
+	}
+	v, err := t.vc.Decode(raw)
+	if err != nil {
+		return t.zero(), false, fmt.Errorf("table %s: stored value of key %q: %w", t.def.spec.Name, kb, err)
+	}
+	return v, true, nil
+}
+
+type staleKey struct{}
+
+// AllowStale returns a context under which a table read outside a handler
+// (Get, Lookup, Range) may be answered by this node's standby copy of the
+// key's partition instead of the node active for it: no network hop, and
+// an answer while the partition moves, at the price of a value that may
+// lag the owner's by the standby's changelog lag (the metric
+// mephisto_standby_lag_records), or be older still while the standby
+// catches up after a restart. Where this node is active for the partition
+// it answers as always; where it keeps no copy the read goes to the owner
+// as without AllowStale. Range under AllowStale also visits the standby
+// partitions here. It is GET /tables/{t}/{k}?stale=ok for code. Inside a
+// handler it changes nothing: handlers read their own shard.
+func AllowStale(ctx context.Context) context.Context {
+	return context.WithValue(ctx, staleKey{}, true)
+}
+
+func staleOK(ctx context.Context) bool {
+	ok, _ := ctx.Value(staleKey{}).(bool)
+	return ok
 }
 
 // Set sets the value of key.
@@ -266,5 +335,76 @@ func (t *Table[K, V]) write(ev *partition.Event, sh *shard.Shard, kb []byte, e *
 		return fmt.Errorf("table %s: key %q: %w", t.def.spec.Name, kb, err)
 	}
 	sh.Put(kb, e, t.cached(value), vb, false)
+	return nil
+}
+
+// Range calls fn for each key of the table and its committed value, in
+// key order, until fn returns false (Faust's items()). It visits the
+// partitions this node is active for (with AllowStale, also those it
+// keeps standby copies of) — not the whole table: run it on every node,
+// or serve it through a page on each, for all of it. It reads the
+// committed state, one snapshot of it: inside a handler, the handler's
+// writes not yet committed are not in it.
+//
+// Key order is the byte order of the encoded keys: lexicographic for
+// codec.String and codec.Bytes, numeric for non-negative codec.Int64
+// keys. A key written from several partitions (a table not keyed like
+// its input: writes follow the event's partition) comes once per
+// partition holding it. Rows are read one at a time from a Pebble
+// iterator per partition, merged, so a large table is not loaded into
+// memory; fn may read tables (Get) but a handler must not wait in it for
+// something its own partition does.
+//
+// It fails, wrapping ErrPartitionMoving, while the node is between
+// assignments or recovering a partition it was given (the rows would be
+// incomplete); with ctx's error when ctx ends; with ErrNotRunning when no
+// worker runs; and when a stored key or value does not decode.
+func (t *Table[K, V]) Range(ctx context.Context, fn func(key K, value V) bool) error {
+	return t.scan(ctx, nil, fn)
+}
+
+// RangePrefix is Range over the keys that start with prefix, for tables
+// whose key codec keeps prefixes (codec.String, codec.Bytes: the
+// encoding of a prefix is a prefix of the encoding); other key codecs
+// fail with an error.
+func (t *Table[K, V]) RangePrefix(ctx context.Context, prefix K, fn func(key K, value V) bool) error {
+	if name := t.kc.Name(); name != "string" && name != "bytes" {
+		return fmt.Errorf("table %s: prefix scans need string or bytes keys (codec.String, codec.Bytes), not codec %s", t.def.spec.Name, name)
+	}
+	pb, err := t.kc.Encode(prefix)
+	if err != nil {
+		return fmt.Errorf("table %s: encode prefix: %w", t.def.spec.Name, err)
+	}
+	if len(pb) == 0 {
+		pb = nil
+	}
+	return t.scan(ctx, pb, fn)
+}
+
+func (t *Table[K, V]) scan(ctx context.Context, prefix []byte, fn func(K, V) bool) error {
+	n := t.app.running()
+	if n == nil {
+		return fmt.Errorf("table %s: range: %w", t.def.spec.Name, ErrNotRunning)
+	}
+	var derr error
+	err := n.TableRange(ctx, t.def.spec.Index, prefix, staleOK(ctx), func(kb, vb []byte) bool {
+		k, err := t.kc.Decode(kb)
+		if err != nil {
+			derr = fmt.Errorf("table %s: stored key %q: %w", t.def.spec.Name, kb, err)
+			return false
+		}
+		v, err := t.vc.Decode(vb)
+		if err != nil {
+			derr = fmt.Errorf("table %s: stored value of key %q: %w", t.def.spec.Name, kb, err)
+			return false
+		}
+		return fn(k, v)
+	})
+	if derr != nil {
+		return derr
+	}
+	if err != nil {
+		return fmt.Errorf("table %s: range: %w", t.def.spec.Name, err)
+	}
 	return nil
 }

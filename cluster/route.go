@@ -8,18 +8,26 @@ import (
 // Routing and placement decisions over a Plan, as one node takes them.
 // They only read the plan and their arguments.
 
+// ActiveFor returns the routing entry of the node active for partition
+// (of the table co-partition group), if the plan names one that is in it.
+// Like ServedBy it trusts the assignment, not gossip.
+func (p *Plan) ActiveFor(partition int32) (NodeInfo, bool) {
+	i, ok := slices.BinarySearchFunc(p.Partitions, partition, func(pp PartitionPlan, t int32) int {
+		return int(pp.Partition) - int(t)
+	})
+	if !ok {
+		return NodeInfo{}, false
+	}
+	return p.Node(p.Partitions[i].Active)
+}
+
 // ServedBy returns the web address of the node active for partition (of
 // the table co-partition group), or "" when self is, or nobody is. It
 // trusts the assignment, not gossip: a node cut off from gossip may still
 // own and process the partition.
 func (p *Plan) ServedBy(partition int32, self string) string {
-	for _, pp := range p.Partitions {
-		if pp.Partition != partition || pp.Active == self {
-			continue
-		}
-		if n, ok := p.Node(pp.Active); ok {
-			return n.Web
-		}
+	if n, ok := p.ActiveFor(partition); ok && n.NodeID != self {
+		return n.Web
 	}
 	return ""
 }

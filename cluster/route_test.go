@@ -53,6 +53,29 @@ func TestServedBy(t *testing.T) {
 	}
 }
 
+func TestActiveFor(t *testing.T) {
+	plan := routePlan()
+	for _, tc := range []struct {
+		partition int32
+		want      string // node id, "" for none
+	}{
+		{0, "n1"}, {1, "n2"}, {2, "n1"}, {3, "n2"}, {4, ""}, {-1, ""},
+	} {
+		n, ok := plan.ActiveFor(tc.partition)
+		if ok != (tc.want != "") || n.NodeID != tc.want {
+			t.Errorf("ActiveFor(%d) = %+v, %v; want %q", tc.partition, n, ok, tc.want)
+		}
+	}
+	if n, _ := plan.ActiveFor(1); n.Actor != "h2:90" || n.Web != "h2:80" {
+		t.Errorf("ActiveFor(1) = %+v, want n2's addresses", n)
+	}
+	orphan := routePlan()
+	orphan.Partitions[2].Active = "gone"
+	if n, ok := orphan.ActiveFor(2); ok {
+		t.Errorf("ActiveFor of a partition whose active node is not in the plan = %+v", n)
+	}
+}
+
 func peers(alive ...string) []Peer {
 	var ps []Peer
 	for _, id := range alive {

@@ -1,5 +1,7 @@
 // Package web serves a Mephisto node's HTTP endpoints: health, readiness,
-// Prometheus metrics, table reads and the topology.
+// Prometheus metrics, table reads, the topology and the cluster view, and
+// the app's own pages (see Page), forwarding a request to the node that
+// serves it where one must (Forward).
 package web
 
 import (
@@ -7,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -56,55 +57,77 @@ type ElsewhereError struct{ Web string }
 
 func (e *ElsewhereError) Error() string { return "served by the node at " + e.Web }
 
-// forwardedHeader marks a proxied request so it is not proxied again.
-const forwardedHeader = "X-Mephisto-Forwarded"
-
-var proxyClient = &http.Client{Timeout: 5 * time.Second}
-
-// Handler returns the node's HTTP routes.
-func Handler(b Backend) http.Handler {
+// Handler returns the node's HTTP routes followed by the app's pages. A
+// page whose pattern is invalid, conflicts with a built-in route or an
+// earlier page, or would take requests a built-in route serves is an error
+// naming both patterns (see CheckPage); nothing is served then.
+func Handler(b Backend, pages ...Page) (http.Handler, error) {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		ok, why := b.Ready()
-		if !ok {
-			w.Header().Set("Retry-After", "1")
-			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
-			return
+	for _, r := range builtins(b) {
+		mux.Handle(r.Pattern, r.Handler)
+	}
+	for i, pg := range pages {
+		if err := CheckPage(pg.Pattern, pages[:i]); err != nil {
+			return nil, err
 		}
-		_, _ = fmt.Fprintln(w, "ready")
-	})
-	mux.Handle("GET /metrics", b.Metrics())
-	mux.HandleFunc("GET /topology", func(w http.ResponseWriter, _ *http.Request) {
-		JSON(w, http.StatusOK, b.Topology())
-	})
-	mux.HandleFunc("GET /cluster", func(w http.ResponseWriter, _ *http.Request) {
-		JSON(w, http.StatusOK, b.Cluster())
-	})
-	// A key goes in the path, or — the only spelling of the empty key (a
-	// JSON null field after GroupBy), and the safe one for keys with
-	// slashes or other characters proxies rewrite — in ?key=.
-	mux.HandleFunc("GET /tables/{table}/{key}", func(w http.ResponseWriter, r *http.Request) {
-		table, key := r.PathValue("table"), r.PathValue("key")
-		if r.URL.Query().Has("key") {
-			JSON(w, http.StatusBadRequest, map[string]any{"table": table, "key": key,
-				"error": "the key twice, in the path and in ?key=: give it once"})
-			return
+		if pg.Handler == nil {
+			return nil, fmt.Errorf("page %q has no handler", pg.Pattern)
 		}
-		tableRead(w, r, b, table, key)
-	})
-	mux.HandleFunc("GET /tables/{table}", func(w http.ResponseWriter, r *http.Request) {
-		table := r.PathValue("table")
-		if !r.URL.Query().Has("key") {
-			JSON(w, http.StatusBadRequest, map[string]any{"table": table,
-				"error": "no key: GET /tables/{table}/{key}, or /tables/{table}?key= (URL-encoded; empty for the empty key)"})
-			return
-		}
-		tableRead(w, r, b, table, r.URL.Query().Get("key"))
-	})
-	return mux
+		mux.Handle(pg.Pattern, pg.Handler)
+	}
+	return mux, nil
+}
+
+// builtins are the node's own routes, which keep their paths whatever
+// pages an app adds.
+// With b nil (only patterns wanted), metrics are not asked for.
+func builtins(b Backend) []Page {
+	metrics := noHandler
+	if b != nil {
+		metrics = b.Metrics()
+	}
+	return []Page{
+		{"GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = fmt.Fprintln(w, "ok")
+		})},
+		{"GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			ok, why := b.Ready()
+			if !ok {
+				w.Header().Set("Retry-After", "1")
+				http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = fmt.Fprintln(w, "ready")
+		})},
+		{"GET /metrics", metrics},
+		{"GET /topology", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			JSON(w, http.StatusOK, b.Topology())
+		})},
+		{"GET /cluster", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			JSON(w, http.StatusOK, b.Cluster())
+		})},
+		// A key goes in the path, or — the only spelling of the empty key
+		// (a JSON null field after GroupBy), and the safe one for keys
+		// with slashes or other characters proxies rewrite — in ?key=.
+		{"GET /tables/{table}/{key}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			table, key := r.PathValue("table"), r.PathValue("key")
+			if r.URL.Query().Has("key") {
+				JSON(w, http.StatusBadRequest, map[string]any{"table": table, "key": key,
+					"error": "the key twice, in the path and in ?key=: give it once"})
+				return
+			}
+			tableRead(w, r, b, table, key)
+		})},
+		{"GET /tables/{table}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			table := r.PathValue("table")
+			if !r.URL.Query().Has("key") {
+				JSON(w, http.StatusBadRequest, map[string]any{"table": table,
+					"error": "no key: GET /tables/{table}/{key}, or /tables/{table}?key= (URL-encoded; empty for the empty key)"})
+				return
+			}
+			tableRead(w, r, b, table, r.URL.Query().Get("key"))
+		})},
+	}
 }
 
 // tableRead answers a read of key in table: from this node, or proxied to
@@ -113,8 +136,10 @@ func tableRead(w http.ResponseWriter, r *http.Request, b Backend, table, key str
 	v, err := b.TableValue(table, key, r.URL.Query().Get("stale") == "ok")
 	var elsewhere *ElsewhereError
 	if errors.As(err, &elsewhere) {
-		if r.Header.Get(forwardedHeader) == "" {
-			proxy(w, r, elsewhere.Web)
+		if !Forwarded(r) {
+			ctx, cancel := context.WithTimeout(r.Context(), tableReadTimeout)
+			defer cancel()
+			Forward(w, r.WithContext(ctx), elsewhere.Web)
 			return
 		}
 		err = fmt.Errorf("%w: ownership is changing", ErrUnavailable)
@@ -134,30 +159,6 @@ func tableRead(w http.ResponseWriter, r *http.Request, b Backend, table, key str
 	default:
 		JSON(w, http.StatusInternalServerError, map[string]any{"table": table, "key": key, "error": err.Error()})
 	}
-}
-
-// proxy forwards a table read to the node that serves it and relays the
-// answer; if that node cannot be reached the partition counts as moving.
-func proxy(w http.ResponseWriter, r *http.Request, web string) {
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+web+r.URL.RequestURI(), nil)
-	if err == nil {
-		req.Header.Set(forwardedHeader, "1")
-		var resp *http.Response
-		if resp, err = proxyClient.Do(req); err == nil {
-			defer resp.Body.Close()
-			for _, h := range []string{"Content-Type", "Retry-After"} {
-				if v := resp.Header.Get(h); v != "" {
-					w.Header().Set(h, v)
-				}
-			}
-			w.Header().Set("X-Mephisto-Served-By", web)
-			w.WriteHeader(resp.StatusCode)
-			_, _ = io.Copy(w, resp.Body)
-			return
-		}
-	}
-	w.Header().Set("Retry-After", "1")
-	JSON(w, http.StatusServiceUnavailable, map[string]any{"error": fmt.Sprintf("%v: the node at %s does not answer: %v", ErrUnavailable, web, err)})
 }
 
 // JSON writes v as a JSON response.

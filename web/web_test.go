@@ -46,6 +46,16 @@ func (f fakeBackend) TableValue(table, key string, stale bool) (Value, error) {
 	return Value{}, ErrNotFound
 }
 
+// handler is Handler(b, pages...), failing the test on an error.
+func handler(t testing.TB, b Backend, pages ...Page) http.Handler {
+	t.Helper()
+	h, err := Handler(b, pages...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 func TestHandler(t *testing.T) {
 	cases := []struct {
 		backend    fakeBackend
@@ -81,7 +91,7 @@ func TestHandler(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.path, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			Handler(c.backend).ServeHTTP(rec, httptest.NewRequest("GET", c.path, nil))
+			handler(t, c.backend).ServeHTTP(rec, httptest.NewRequest("GET", c.path, nil))
 			body, _ := io.ReadAll(rec.Body)
 			if rec.Code != c.code || !strings.Contains(string(body), c.body) {
 				t.Errorf("GET %s = %d %q, want %d containing %q", c.path, rec.Code, body, c.code, c.body)
@@ -109,14 +119,14 @@ func TestListenNamesTakenAddress(t *testing.T) {
 // request already forwarded is not forwarded again; an unreachable owner is
 // a 503 with Retry-After.
 func TestProxyOneHop(t *testing.T) {
-	owner := httptest.NewServer(Handler(fakeBackend{}))
+	owner := httptest.NewServer(handler(t, fakeBackend{}))
 	defer owner.Close()
 	// A node that thinks "far" is on itself-elsewhere would loop; forwarded
 	// requests must stop.
 	looping := httptest.NewServer(nil)
-	looping.Config.Handler = Handler(fakeBackend{other: strings.TrimPrefix(looping.URL, "http://")})
+	looping.Config.Handler = handler(t, fakeBackend{other: strings.TrimPrefix(looping.URL, "http://")})
 	defer looping.Close()
-	front := httptest.NewServer(Handler(fakeBackend{other: strings.TrimPrefix(owner.URL, "http://")}))
+	front := httptest.NewServer(handler(t, fakeBackend{other: strings.TrimPrefix(owner.URL, "http://")}))
 	defer front.Close()
 
 	get := func(url string) (int, string, http.Header) {
@@ -138,7 +148,7 @@ func TestProxyOneHop(t *testing.T) {
 	if code, _, h := get(looping.URL + "/tables/counts/far"); code != 503 || h.Get("Retry-After") == "" {
 		t.Errorf("second hop: %d, want 503 with Retry-After", code)
 	}
-	dead := httptest.NewServer(Handler(fakeBackend{other: "127.0.0.1:1"}))
+	dead := httptest.NewServer(handler(t, fakeBackend{other: "127.0.0.1:1"}))
 	defer dead.Close()
 	if code, _, h := get(dead.URL + "/tables/counts/far"); code != 503 || h.Get("Retry-After") == "" {
 		t.Errorf("unreachable owner: %d, want 503 with Retry-After", code)

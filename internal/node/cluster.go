@@ -298,29 +298,6 @@ func (rt *Node) groupLag() map[int32]int64 {
 	return kafka.GroupLag(rt.admin, rt.client, rt.spec.App, topics)
 }
 
-// routeOf says where key's partition p of a table is served: here, by
-// another node (its web address), or nowhere right now.
-func (rt *Node) routeOf(p int32) (local bool, remote string) {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if gs, ok := rt.grains[p]; ok && gs.loaded {
-		return true, ""
-	}
-	if rt.plan == nil {
-		return false, ""
-	}
-	// If the node serving it is really gone, the proxy's failure answers
-	// 503 with Retry-After.
-	return false, rt.plan.ServedBy(p, rt.cfg.NodeID)
-}
-
-// isStandby reports whether this node keeps a standby copy of partition p.
-func (rt *Node) isStandby(p int32) bool {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	return rt.standbys[p] != nil
-}
-
 // sourceTopics returns the topics the node subscribes to (SpawnAgent may
 // replace the list).
 func (rt *Node) sourceTopics() []string {

@@ -8,8 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/mephistohq/mephisto/actors/partition"
-	"github.com/mephistohq/mephisto/kafka"
 	"github.com/mephistohq/mephisto/web"
 )
 
@@ -80,12 +78,7 @@ func (rt *Node) Metrics() http.Handler {
 // partition the key hashes to: here if this node is active for it (or, with
 // stale, keeps a standby copy), else it names the node that is.
 func (rt *Node) TableValue(table, key string, stale bool) (web.Value, error) {
-	var d *partition.Table
-	for _, t := range rt.tables {
-		if t.Name == table {
-			d = t
-		}
-	}
+	d := rt.tableNamed(table)
 	if d == nil {
 		return web.Value{}, fmt.Errorf("%w: %s", web.ErrNoTable, table)
 	}
@@ -93,17 +86,17 @@ func (rt *Node) TableValue(table, key string, stale bool) (web.Value, error) {
 	if err != nil {
 		return web.Value{}, fmt.Errorf("%w: %v", web.ErrBadKey, err)
 	}
-	n, err := rt.partitionCount(d.Changelog)
+	p, err := rt.tablePartition(d, kb)
 	if err != nil {
 		return web.Value{}, fmt.Errorf("%w: %v", web.ErrUnavailable, err)
 	}
-	p := kafka.Partition(kb, n)
-	local, remote := rt.routeOf(p)
-	fromStandby := !local && stale && rt.isStandby(p)
+	loc := rt.locate(p, stale)
 	switch {
-	case local, fromStandby:
-	case remote != "":
-		return web.Value{}, &web.ElsewhereError{Web: remote}
+	case loc.local, loc.standby:
+	case loc.owned && loc.owner.NodeID != rt.cfg.NodeID && loc.owner.Web != "":
+		// If the node serving it is really gone, the proxy's failure
+		// answers 503 with Retry-After.
+		return web.Value{}, &web.ElsewhereError{Web: loc.owner.Web}
 	default:
 		return web.Value{}, fmt.Errorf("%w: partition %d of table %s is moving or recovering", web.ErrUnavailable, p, table)
 	}
@@ -115,7 +108,7 @@ func (rt *Node) TableValue(table, key string, stale bool) (web.Value, error) {
 		return web.Value{}, web.ErrNotFound
 	}
 	v, err := d.ValueJSON(raw)
-	return web.Value{JSON: v, Stale: fromStandby}, err
+	return web.Value{JSON: v, Stale: loc.standby}, err
 }
 
 // Topology returns the app's topology.

@@ -182,12 +182,15 @@ func (rt *Node) Run(stop context.Context) (err error) {
 	}
 
 	if rt.cfg.WebAddr != "" {
-		rt.web, err = web.Listen(rt.cfg.WebAddr, web.Handler(rt), rt.log)
+		h, err := web.Handler(rt, rt.spec.Pages...)
 		if err != nil {
 			return err
 		}
+		if rt.web, err = web.Listen(rt.cfg.WebAddr, h, rt.log); err != nil {
+			return err
+		}
 		rt.log.Info("HTTP server listening", "url", "http://"+rt.web.Addr(),
-			"endpoints", "/healthz /readyz /metrics /tables/{table}/{key} /tables/{table}?key= /topology /cluster")
+			"endpoints", "/healthz /readyz /metrics /tables/{table}/{key} /tables/{table}?key= /topology /cluster", "pages", len(rt.spec.Pages))
 	}
 
 	rt.store, err = state.Open(state.Options{Dir: filepath.Join(rt.cfg.DataDir, "state"), Logger: rt.log, CacheBytes: rt.cfg.CacheBytes})
@@ -257,6 +260,9 @@ func (rt *Node) Run(stop context.Context) (err error) {
 			return err
 		}
 		rt.log.Info("actor system reachable", "actor", rt.system.Address())
+	}
+	if err := rt.startTableServer(); err != nil {
+		return err
 	}
 	if rt.requests, err = kafka.NewRequester(kafka.RequesterConfig{
 		Consumer: rt.rconsumer, Producer: rt.producer, App: rt.spec.App, ID: rt.cfg.NodeID, Partitions: rt.partitionCount,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mephistohq/mephisto/actors/partition"
 	"github.com/mephistohq/mephisto/timer"
+	"github.com/mephistohq/mephisto/web"
 )
 
 // Spec is what an app declares, as the node runs it.
@@ -30,6 +31,8 @@ type Spec struct {
 	Channels []*ChannelAgent
 	// Topology renders the app's declarations (GET /topology).
 	Topology func() any
+	// Pages are the app's own HTTP routes, served after the built-in ones.
+	Pages []web.Page
 }
 
 // Topic is a declared topic.
