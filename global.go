@@ -185,32 +185,49 @@ func (g *GlobalTable[K, V]) Merge(ctx context.Context, key K, delta V) error {
 	return g.updates.Send(ctx, key, globalWrite[V]{op: opMerge, value: delta})
 }
 
-// Range calls fn on every key and value of this node's copy, partition by
-// partition (keys in order within a partition), until fn returns false.
+// Range calls fn on every key and value of this node's copy, in key
+// order, until fn returns false. It reads one snapshot of the copy and
+// holds no more than a key per partition in memory.
 func (g *GlobalTable[K, V]) Range(ctx context.Context, fn func(key K, value V) bool) error {
+	return g.scan(ctx, nil, fn)
+}
+
+// RangePrefix is Range over the keys that start with prefix, for string
+// and bytes keys (see Table.RangePrefix).
+func (g *GlobalTable[K, V]) RangePrefix(ctx context.Context, prefix K, fn func(key K, value V) bool) error {
+	if name := g.owner.kc.Name(); name != "string" && name != "bytes" {
+		return fmt.Errorf("global table %s: prefix scans need string or bytes keys (codec.String, codec.Bytes), not codec %s", g.Name(), name)
+	}
+	pb, err := g.owner.kc.Encode(prefix)
+	if err != nil {
+		return fmt.Errorf("global table %s: encode prefix: %w", g.Name(), err)
+	}
+	if len(pb) == 0 {
+		pb = nil
+	}
+	return g.scan(ctx, pb, fn)
+}
+
+func (g *GlobalTable[K, V]) scan(ctx context.Context, prefix []byte, fn func(K, V) bool) error {
 	n := g.app.running()
 	if n == nil {
 		return fmt.Errorf("global table %s: %w", g.owner.Name(), ErrNotRunning)
 	}
 	var derr error
-	err := n.ScanGlobal(g.owner.def.spec.Index, func(kb, vb []byte) bool {
-		if ctx.Err() != nil {
-			derr = ctx.Err()
-			return false
-		}
+	err := n.ScanGlobal(ctx, g.owner.def.spec.Index, prefix, func(kb, vb []byte) bool {
 		k, err := g.owner.kc.Decode(kb)
 		if err != nil {
-			derr = fmt.Errorf("global table %s: key: %w", g.owner.Name(), err)
+			derr = fmt.Errorf("global table %s: stored key %q: %w", g.owner.Name(), kb, err)
 			return false
 		}
 		v, err := g.owner.vc.Decode(vb)
 		if err != nil {
-			derr = fmt.Errorf("global table %s: value: %w", g.owner.Name(), err)
+			derr = fmt.Errorf("global table %s: stored value of key %q: %w", g.owner.Name(), kb, err)
 			return false
 		}
 		return fn(k, v)
 	})
-	return errors.Join(err, derr)
+	return errors.Join(derr, err)
 }
 
 // A write to a global table on its way to the key's grain: one byte for

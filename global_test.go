@@ -107,11 +107,13 @@ func TestGlobalTableAcrossNodes(t *testing.T) {
 			return got == users, fmt.Sprintf("hook saw users = %d", got)
 		})
 		waitFor(t, 30*time.Second, n.app.Config().NodeID+"'s copy holds every user key", func() (bool, string) {
-			seen := 0
-			err := n.g.Range(context.Background(), func(k string, v int64) bool {
-				if k != "users" {
-					seen++
+			seen, last := 0, ""
+			err := n.g.RangePrefix(context.Background(), "user:", func(k string, v int64) bool {
+				if k <= last {
+					t.Fatalf("RangePrefix gave %q after %q: not in key order", k, last)
 				}
+				last = k
+				seen++
 				return true
 			})
 			if err != nil {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sort"
@@ -160,22 +161,31 @@ func (rt *Node) ReadGlobal(index int, key []byte) (value []byte, found bool, err
 }
 
 // ScanGlobal calls fn on every row of global table index in this node's
-// copy, partition by partition, until fn returns false.
-func (rt *Node) ScanGlobal(index int, fn func(key, value []byte) bool) error {
+// copy whose key starts with prefix (nil: all), in key order across its
+// partitions, from one Pebble snapshot, until fn returns false or ctx
+// ends. key and value are valid during the call only.
+func (rt *Node) ScanGlobal(ctx context.Context, index int, prefix []byte, fn func(key, value []byte) bool) error {
 	d := rt.tables[index]
 	n, err := rt.partitionCount(d.Changelog)
 	if err != nil {
 		return err
 	}
-	more := true
-	for p := int32(0); p < n && more; p++ {
-		err := rt.store.Scan(rt.ids[index], p, func(k, v []byte) bool {
-			more = fn(k, v)
-			return more
-		})
-		if err != nil {
-			return err
-		}
+	parts := make([]int32, n)
+	for p := range parts {
+		parts[p] = int32(p)
 	}
-	return nil
+	var i int
+	var cerr error
+	err = rt.store.Merge(rt.ids[index], parts, prefix, func(_ int32, k, v []byte) bool {
+		if i++; i%256 == 0 {
+			if cerr = ctx.Err(); cerr != nil {
+				return false
+			}
+		}
+		return fn(k, v)
+	})
+	if err == nil {
+		err = cerr
+	}
+	return err
 }
