@@ -504,18 +504,26 @@ func (k *Kafka) RestartBroker(i int) error {
 	return k.waitStarted(i)
 }
 
-// Stop stops every broker cleanly, all at once (controllers shut down
-// together), and returns the first error.
+// Stop stops every broker, one after the other: each but the last
+// cleanly (SIGTERM; it hands its partitions off with the controllers'
+// approval, which needs a quorum of them). The last broker of a cluster
+// of several is alone by then, with no quorum to approve its controlled
+// shutdown — it would wait for one for minutes — so it gets a short grace
+// and is then killed, which is no error. It returns the first error.
 func (k *Kafka) Stop() error {
-	errs := make([]error, len(k.nodes))
-	var wg sync.WaitGroup
+	var errs []error
 	for i := range k.nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = k.StopBroker(i)
-		}()
+		if i == len(k.nodes)-1 && len(k.nodes) > 1 {
+			if p := k.nodes[i].proc; p != nil {
+				k.nodes[i].proc = nil
+				_ = p.Signal(syscall.SIGTERM)
+				if _, _, err := p.Wait(10 * time.Second); err != nil {
+					errs = append(errs, p.Kill())
+				}
+			}
+			continue
+		}
+		errs = append(errs, k.StopBroker(i))
 	}
-	wg.Wait()
 	return errors.Join(errs...)
 }
