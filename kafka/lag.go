@@ -1,11 +1,17 @@
 package kafka
 
-import "github.com/IBM/sarama"
+import (
+	"errors"
+
+	"github.com/IBM/sarama"
+)
 
 // GroupLag returns, per partition index summed over topics (topic →
 // partition count), the records beyond group's committed offsets; a
 // partition whose end cannot be read counts nothing, and so does every
-// partition when the offsets cannot be listed.
+// partition when the offsets cannot be listed. It asks one request for the
+// committed offsets and one per partition leader for the ends (GET /cluster
+// calls it: one request per partition made that page take a second).
 func GroupLag(admin sarama.ClusterAdmin, client sarama.Client, group string, topics map[string]int32) map[int32]int64 {
 	lags := map[int32]int64{}
 	committed := map[string][]int32{}
@@ -18,10 +24,11 @@ func GroupLag(admin sarama.ClusterAdmin, client sarama.Client, group string, top
 	if err != nil {
 		return lags
 	}
+	ends := EndOffsets(client, committed)
 	for t, ps := range committed {
 		for _, p := range ps {
-			_, hwm, err := Bounds(client, t, p)
-			if err != nil {
+			hwm, ok := ends[t][p]
+			if !ok {
 				continue
 			}
 			off := int64(0)
@@ -32,4 +39,45 @@ func GroupLag(admin sarama.ClusterAdmin, client sarama.Client, group string, top
 		}
 	}
 	return lags
+}
+
+// EndOffsets returns the high watermark of each partition of parts (topic
+// → partitions), asking each partition's leader once for all of its
+// partitions; a partition whose end cannot be read is missing from the
+// answer.
+func EndOffsets(client sarama.Client, parts map[string][]int32) map[string]map[int32]int64 {
+	type tp struct {
+		topic string
+		p     int32
+	}
+	byLeader := map[*sarama.Broker][]tp{}
+	for t, ps := range parts {
+		for _, p := range ps {
+			if b, err := client.Leader(t, p); err == nil {
+				byLeader[b] = append(byLeader[b], tp{t, p})
+			}
+		}
+	}
+	out := map[string]map[int32]int64{}
+	for b, tps := range byLeader {
+		req := &sarama.OffsetRequest{Version: 1}
+		for _, x := range tps {
+			req.AddBlock(x.topic, x.p, sarama.OffsetNewest, 1)
+		}
+		resp, err := b.GetAvailableOffsets(req)
+		if err != nil {
+			continue
+		}
+		for _, x := range tps {
+			blk := resp.GetBlock(x.topic, x.p)
+			if blk == nil || !errors.Is(blk.Err, sarama.ErrNoError) {
+				continue
+			}
+			if out[x.topic] == nil {
+				out[x.topic] = map[int32]int64{}
+			}
+			out[x.topic][x.p] = blk.Offset
+		}
+	}
+	return out
 }
