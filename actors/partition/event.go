@@ -98,14 +98,26 @@ func (e *Event) Send(topic string, key, value []byte, keyed bool, headers ...Hea
 // producer's size limit (a table write checks its changelog record). The
 // error wraps ErrTooLarge.
 func (e *Event) CheckSize(topic string, key, value []byte) error {
-	return e.fits(&Output{Topic: topic, Key: key, Value: value})
+	if e.maxBytes <= 0 {
+		return nil
+	}
+	// Output.Size of a record without headers, without building one: a
+	// table write checks every time.
+	return e.tooLarge(len(topic)+len(key)+len(value)+recordOverhead, topic)
 }
 
 func (e *Event) fits(o *Output) error {
-	if e.maxBytes > 0 {
-		if n := o.Size(); n > e.maxBytes {
-			return fmt.Errorf("%w: %d bytes for topic %s, the producer's limit is %d", ErrTooLarge, n, o.Topic, e.maxBytes)
-		}
+	if e.maxBytes <= 0 {
+		return nil
+	}
+	return e.tooLarge(o.Size(), o.Topic)
+}
+
+// tooLarge returns the error of a record of n bytes for topic over the
+// producer's limit, or nil if it fits.
+func (e *Event) tooLarge(n int, topic string) error {
+	if n > e.maxBytes {
+		return fmt.Errorf("%w: %d bytes for topic %s, the producer's limit is %d", ErrTooLarge, n, topic, e.maxBytes)
 	}
 	return nil
 }
