@@ -5,6 +5,7 @@
 //	count  topic in (string key, bytes value) ──▶ agent count ──▶ table counts (string → int64, +1 per event)
 //	pass   topic in (string key, bytes value) ──▶ agent pass  ──▶ topic out (same key, value upper-cased)
 //	ask    topic in (string key, bytes value) ──▶ reply agent ask ──▶ the value, as the reply, to whoever asked
+//	global topic in (string key, bytes value) ──▶ agent global ──▶ global table global, Merge("k", 1) per event
 //
 // BENCH_APP sets the app name (default "bench"): the consumer group id and
 // the prefix of the changelog topic <app>-counts-changelog. The harness gives
@@ -17,6 +18,12 @@
 // once the file BENCH_ASK_GO exists, for BENCH_ASK_DURATION each, with
 // values of BENCH_ASK_VALUE_SIZE bytes (default 100), and writes what it
 // measured as JSON to BENCH_ASK_OUT (see ask.go).
+//
+// In global mode every node serves GET /bench/global (its copy of the
+// counter, and with ?probes=1 what its change hook saw of the probe key),
+// and the node started with BENCH_GLOBAL_PROBE_EVERY writes the probe: the
+// wall clock, by Set, at that interval, between the files BENCH_GLOBAL_GO
+// and BENCH_GLOBAL_STOP appearing (see global.go).
 //
 // Everything else is the ordinary app binary (app.Main): worker, send,
 // agents, tables, reset, with the usual flags and MEPHISTO_* variables.
@@ -38,6 +45,13 @@ func main() {
 		var ask *mephisto.ReplyAgent[string, []byte, []byte]
 		app, ask = benchapp.NewAsk(name, in)
 		app.Task("ask-client", func(ctx context.Context) error { return askClient(ctx, app, ask) })
+	} else if mode == "global" {
+		var g *mephisto.GlobalTable[string, int64]
+		app, g = benchapp.NewGlobal(name, in)
+		if err := setupGlobal(app, g); err != nil {
+			fmt.Fprintln(os.Stderr, "bench app:", err)
+			os.Exit(2)
+		}
 	} else {
 		var err error
 		if app, err = benchapp.New(mode, name, in, envOr("BENCH_OUT", "out")); err != nil {

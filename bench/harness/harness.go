@@ -27,7 +27,7 @@ import (
 )
 
 // Workloads lists every workload, in the order they run.
-var Workloads = []string{"count", "count-1m-keys", "pass", "wordcount", "recover-10k-keys", "recover-1m-keys", "failover", "ask", "latency"}
+var Workloads = []string{"count", "count-1m-keys", "pass", "wordcount", "recover-10k-keys", "recover-1m-keys", "failover", "ask", "latency", "global", "global-3-nodes"}
 
 // Options configures a benchmark run. Zero fields take the defaults of
 // issue #5.
@@ -258,6 +258,10 @@ func (h *harness) workload(ctx context.Context, name string) (*Row, error) {
 		return h.ask(ctx)
 	case "latency":
 		return h.latency(ctx)
+	case "global":
+		return h.global(ctx, name, 1)
+	case "global-3-nodes":
+		return h.global(ctx, name, 3)
 	}
 	return nil, fmt.Errorf("unknown workload %q", name)
 }

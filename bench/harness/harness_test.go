@@ -25,21 +25,26 @@ func TestHarnessSmoke(t *testing.T) {
 		N:           1000,
 		Runs:        1,
 		AskDuration: 300 * time.Millisecond,
-		Workloads:   []string{"count", "pass", "wordcount", "recover-10k-keys", "ask"},
+		Workloads:   []string{"count", "pass", "wordcount", "recover-10k-keys", "ask", "global"},
 		WorkDir:     t.TempDir(),
 		Log:         &log,
 	})
 	if err != nil {
 		t.Fatalf("%v\nprogress:\n%s", err, log.String())
 	}
-	if len(rep.Rows) != 5 {
-		t.Fatalf("%d rows, want 5", len(rep.Rows))
+	if len(rep.Rows) != 6 {
+		t.Fatalf("%d rows, want 6", len(rep.Rows))
 	}
 	for _, r := range rep.Rows {
 		// ask: Mephisto and Raw are the p50 round trips of Ask and of the
 		// raw request/reply; the cell adds the paths' percentiles.
 		if r.Workload == "ask" && (!strings.Contains(r.Cell, "Ask p50") || !strings.Contains(r.Cell, "by PID p50") || !strings.Contains(r.RawCell, "p99")) {
 			t.Errorf("ask row: cell %q, raw %q: want both paths' and raw's percentiles", r.Cell, r.RawCell)
+		}
+		// global: Raw is count's rate (the ratio's base); the cell adds
+		// the probe's visibility percentiles.
+		if r.Workload == "global" && (!strings.Contains(r.Cell, "visible in its own copy p50") || !strings.Contains(r.RawCell, "count ")) {
+			t.Errorf("global row: cell %q, raw %q: want the visibility percentiles and count's rate", r.Cell, r.RawCell)
 		}
 		if len(r.Mephisto) != 1 || r.Mephisto[0] <= 0 || len(r.Raw) != 1 || r.Raw[0] <= 0 {
 			t.Errorf("%s: Mephisto %v, raw %v: want one positive result each", r.Workload, r.Mephisto, r.Raw)
@@ -50,7 +55,7 @@ func TestHarnessSmoke(t *testing.T) {
 	}
 	var md bytes.Buffer
 	rep.Markdown(&md)
-	for _, want := range []string{"| count |", "| pass |", "| wordcount |", "| recover-10k-keys |", "| ask |"} {
+	for _, want := range []string{"| count |", "| pass |", "| wordcount |", "| recover-10k-keys |", "| ask |", "| global |"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, md.String())
 		}
