@@ -352,8 +352,8 @@ func (t *Table[K, V]) write(ev *partition.Event, sh *shard.Shard, kb []byte, e *
 // its input: writes follow the event's partition) comes once per
 // partition holding it. Rows are read one at a time from a Pebble
 // iterator per partition, merged, so a large table is not loaded into
-// memory; fn may read tables (Get) but a handler must not wait in it for
-// something its own partition does.
+// memory. fn runs on the caller's goroutine and may read tables; in a
+// handler it holds up the partition like any handler code.
 //
 // It fails, wrapping ErrPartitionMoving, while the node is between
 // assignments or recovering a partition it was given (the rows would be

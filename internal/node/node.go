@@ -599,6 +599,9 @@ func (rt *Node) shutdown() {
 	} else if rt.client != nil {
 		_ = rt.client.Close()
 	}
+	if rt.web != nil { // before the store: pages read it
+		_ = rt.web.Close()
+	}
 	if rt.store != nil {
 		if err := rt.store.Close(); err != nil {
 			rt.log.Warn("close table state", "err", err)
@@ -606,9 +609,6 @@ func (rt *Node) shutdown() {
 	}
 	if rt.broker != nil {
 		_ = rt.broker.Close()
-	}
-	if rt.web != nil {
-		_ = rt.web.Close()
 	}
 	rt.log.Info("worker stopped")
 }
