@@ -23,8 +23,8 @@ import (
 // ranges over counts from its handler when topic report gets a record;
 // page GET /count/{word} (a TableRoute) and GET /near/{word} (a plain
 // page: 503 when the read fails with ErrPartitionMoving, 504 with
-// ErrTimeout, 500 otherwise) read counts; GET /local ranges over this
-// node's partitions.
+// ErrTimeout, 500 otherwise) read counts; GET /time/{word} times 200
+// such reads; GET /local ranges over this node's partitions.
 type sharing struct {
 	app     *mephisto.App
 	node    string
@@ -73,6 +73,17 @@ func newSharing(t testing.TB, broker, node string, opts ...mephisto.Option) *sha
 		default:
 			writeJSON(w, map[string]any{"node": node, "count": n})
 		}
+	})
+	app.PageFunc("GET /time/{word}", func(w http.ResponseWriter, r *http.Request) {
+		const reads = 200 // what one Get costs from here, for the test's log
+		began := time.Now()
+		for range reads {
+			if _, err := s.counts.Get(r.Context(), r.PathValue("word")); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		writeJSON(w, map[string]any{"per_read": (time.Since(began) / reads).String()})
 	})
 	app.PageFunc("GET /local", func(w http.ResponseWriter, r *http.Request) {
 		seen, err := rangeAll(r.Context(), s.counts)

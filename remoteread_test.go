@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -139,6 +140,19 @@ func TestReadFromOwnerByActor(t *testing.T) {
 	}
 	if code, n, body, err := nearRead(web1, absent); err != nil || code != 200 || n != 0 {
 		t.Errorf("GET n1/near/%s, never written, n2's = %d %d %s %v", absent, code, n, body, err)
+	}
+
+	var near string
+	for k := range fruit {
+		if _, ok := far[k]; !ok {
+			near = k
+		}
+	}
+	for _, k := range []string{near, firstKey(far)} {
+		if code, _, body := httpGet(t, "http://"+web1+"/time/"+k); code == 200 {
+			owner, _ := ownerOf(web1, k)
+			t.Logf("Get on n1 of %q (active on %s): %s", k, owner, strings.TrimSpace(body))
+		}
 	}
 
 	n2.KillT(t)
