@@ -3,8 +3,6 @@ package agenttest_test
 import (
 	"fmt"
 	"os"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,29 +39,11 @@ func eachBroker(t *testing.T, f func(t *testing.T, b *broker)) {
 	})
 	t.Run("kafka", func(t *testing.T) {
 		k := sharedKafka.Get(t)
-		app := uniqueName("atest-" + strings.ToLower(strings.TrimPrefix(strings.Split(t.Name(), "/")[0], "Test")))
+		app := proctest.SharedName(t, "atest")
 		prefix := app + "-"
 		f(t, &broker{name: "kafka", kafka: k, topicPrefix: prefix,
 			env: []string{agenttest.EnvAppName + "=" + app, agenttest.EnvTopicPrefix + "=" + prefix}})
 	})
-}
-
-var (
-	namesMu sync.Mutex
-	names   = map[string]int{} // uses of each name in this process (-count > 1)
-)
-
-// uniqueName is name, or name-<n> if this process used it before: a
-// test run again (-count) on the same shared broker gets a fresh group
-// and fresh topics.
-func uniqueName(name string) string {
-	namesMu.Lock()
-	defer namesMu.Unlock()
-	names[name]++
-	if n := names[name]; n > 1 {
-		return fmt.Sprintf("%s-%d", name, n)
-	}
-	return name
 }
 
 // start gives the cluster its broker: on kfake a `mephisto broker` of the

@@ -3,8 +3,6 @@ package clustertest
 import (
 	"fmt"
 	"os"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -48,7 +46,7 @@ func eachBroker(t *testing.T, f func(t *testing.T, b *broker)) {
 	t.Run("kfake", func(t *testing.T) { f(t, kfake()) })
 	t.Run("kafka", func(t *testing.T) {
 		k := sharedKafka.Get(t)
-		app := uniqueName(appName + "-" + strings.ToLower(strings.TrimPrefix(strings.Split(t.Name(), "/")[0], "Test")))
+		app := proctest.SharedName(t, appName)
 		prefix := app + "-"
 		f(t, &broker{name: "kafka", kafka: k, app: app, events: prefix + eventsTopic,
 			env: []string{envAppName + "=" + app, envTopicPrefix + "=" + prefix}})
@@ -58,24 +56,6 @@ func eachBroker(t *testing.T, f func(t *testing.T, b *broker)) {
 // kfake is the broker of a test that runs on kfake only: a `mephisto
 // broker` of its own, and the app's own names.
 func kfake() *broker { return &broker{name: "kfake", app: appName, events: eventsTopic} }
-
-var (
-	namesMu sync.Mutex
-	names   = map[string]int{} // uses of each name in this process (-count > 1)
-)
-
-// uniqueName is name, or name-<n> if this process used it before: a
-// test run again (-count) on the same shared broker gets a fresh group
-// and fresh topics.
-func uniqueName(name string) string {
-	namesMu.Lock()
-	defer namesMu.Unlock()
-	names[name]++
-	if n := names[name]; n > 1 {
-		return fmt.Sprintf("%s-%d", name, n)
-	}
-	return name
-}
 
 // start gives the cluster its broker: on kfake a `mephisto broker` of the
 // test's own, on Apache Kafka the shared one.

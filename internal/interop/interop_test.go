@@ -130,7 +130,7 @@ func eachBroker(t *testing.T, f func(t *testing.T, e env)) {
 				e.addr, _ = b.WaitListeningT(t, 30*time.Second, addr)
 			} else {
 				e.addr = sharedKafka.Get(t).Bootstrap()
-				e.app = "it-" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+				e.app = proctest.SharedName(t, "it")
 				e.prefix = e.app + "."
 			}
 			f(t, e)

@@ -174,18 +174,5 @@ func (rt *Node) ScanGlobal(ctx context.Context, index int, prefix []byte, fn fun
 	for p := range parts {
 		parts[p] = int32(p)
 	}
-	var i int
-	var cerr error
-	err = rt.store.Merge(rt.ids[index], parts, prefix, func(_ int32, k, v []byte) bool {
-		if i++; i%256 == 0 {
-			if cerr = ctx.Err(); cerr != nil {
-				return false
-			}
-		}
-		return fn(k, v)
-	})
-	if err == nil {
-		err = cerr
-	}
-	return err
+	return rt.mergeRows(ctx, index, parts, prefix, fn)
 }

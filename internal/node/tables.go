@@ -231,9 +231,16 @@ func (rt *Node) TableRange(ctx context.Context, idx int, prefix []byte, stale bo
 	if err != nil || len(parts) == 0 {
 		return err
 	}
+	return rt.mergeRows(ctx, idx, parts, prefix, fn)
+}
+
+// mergeRows calls fn on the rows of table index idx in parts whose key
+// starts with prefix, in key order, from one Pebble snapshot, until fn
+// returns false or ctx ends (checked every 256 rows).
+func (rt *Node) mergeRows(ctx context.Context, idx int, parts []int32, prefix []byte, fn func(key, value []byte) bool) error {
 	var n int
 	var cerr error
-	err = rt.store.Merge(rt.ids[idx], parts, prefix, func(_ int32, k, v []byte) bool {
+	err := rt.store.Merge(rt.ids[idx], parts, prefix, func(_ int32, k, v []byte) bool {
 		if n++; n%256 == 0 {
 			if cerr = ctx.Err(); cerr != nil {
 				return false

@@ -3,6 +3,8 @@ package proctest
 import (
 	"fmt"
 	"os"
+	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -95,4 +97,30 @@ func StartKafkaT(t TB, spec KafkaSpec) *Kafka {
 		}
 	})
 	return k
+}
+
+var (
+	sharedNamesMu sync.Mutex
+	sharedNames   = map[string]int{} // uses of each name in this process
+)
+
+// nonName matches what a topic or group name should not hold.
+var nonName = regexp.MustCompile(`[^a-z0-9]+`)
+
+// SharedName returns a name for test t's consumer group, changelogs and
+// topics on a broker that tests share: prefix-<t's name> in lower case
+// with every run of other characters a '-' (TestFoo/bar → prefix-foo-bar),
+// and -2, -3 … when this process named that test before (go test
+// -count), so that a test run again starts from a fresh group and empty
+// topics.
+func SharedName(t TB, prefix string) string {
+	name := strings.TrimPrefix(t.Name(), "Test")
+	name = prefix + "-" + strings.Trim(nonName.ReplaceAllString(strings.ToLower(name), "-"), "-")
+	sharedNamesMu.Lock()
+	defer sharedNamesMu.Unlock()
+	sharedNames[name]++
+	if n := sharedNames[name]; n > 1 {
+		return fmt.Sprintf("%s-%d", name, n)
+	}
+	return name
 }

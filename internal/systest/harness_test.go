@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -152,7 +151,7 @@ func newEnv(t testing.TB, kind string, own bool) *env {
 			e.kafka = proctest.StartKafkaT(t, proctest.KafkaSpec{LogDir: proctest.LogDir(t, "systest")})
 		} else {
 			e.kafka = sharedKafka.Get(t)
-			e.app = "st-" + strings.Trim(nonName.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
+			e.app = proctest.SharedName(t, "st")
 			e.prefix = e.app + "."
 		}
 		e.addr = e.kafka.Bootstrap()
@@ -161,8 +160,6 @@ func newEnv(t testing.TB, kind string, own bool) *env {
 	}
 	return e
 }
-
-var nonName = regexp.MustCompile(`[^a-z0-9]+`)
 
 // topic is the name of the test app's topic name.
 func (e *env) topic(name string) string { return e.prefix + name }
