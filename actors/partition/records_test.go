@@ -2,8 +2,11 @@ package partition
 
 import (
 	"fmt"
+	"runtime"
 	"strconv"
 	"testing"
+
+	"github.com/mephistohq/mephisto/state/shard"
 )
 
 // TestRecordStore checks that records keep their place while the log
@@ -135,5 +138,52 @@ func TestMachineRecordsAcrossChunks(t *testing.T) {
 		if seen[o] != want {
 			t.Fatalf("record %d handled %d times, want %d", o, seen[o], want)
 		}
+	}
+}
+
+// TestDeliverAllocations checks that a running partition allocates
+// nothing per record it is delivered: records go to reused chunks, the
+// log and the Ready's outputs keep their capacity (issue 9).
+func TestDeliverAllocations(t *testing.T) {
+	one := []byte("1")
+	a := &Agent{Name: "a", Topic: "t"}
+	a.Run = func(ev *Event) error {
+		ev.Shard(0).Put(ev.Record().Key, nil, nil, one, false)
+		return nil
+	}
+	m := New(Config{Agents: []*Agent{a}, Tables: []*Table{{Name: "counts", Changelog: "counts-changelog"}},
+		Readers: []shard.Reader{func([]byte) ([]byte, bool, error) { return nil, false, nil }}, CacheKeys: 100,
+		Route: func(string, []byte, bool, int32) (int32, error) { return 0, nil }})
+	m.Restart(nil)
+	keys := make([][]byte, 10)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "k%d", i)
+	}
+	const n = 4 * recordChunk
+	recs := make(Records, n)
+	var off int64
+	cycle := func() {
+		for i := range recs {
+			recs[i] = Record{Topic: "t", Offset: off, Key: keys[off%int64(len(keys))]}
+			off++
+		}
+		m.Deliver(recs, false)
+		rd := m.Tick()
+		rd = m.Acked(rd.Commit.Seq, nil)
+		m.Stored(rd.Write.Seq)
+	}
+	cycle() // the log, the chunks and the shard's entries are made once
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const cycles = 20
+	for range cycles {
+		cycle()
+	}
+	runtime.ReadMemStats(&after)
+	mallocs := float64(after.Mallocs-before.Mallocs) / cycles
+	perRecord := float64(after.TotalAlloc-before.TotalAlloc) / cycles / n
+	t.Logf("a cycle of %d records: %.1f allocations, %.1f bytes per record", n, mallocs, perRecord)
+	if mallocs > 40 || perRecord > 8 {
+		t.Errorf("a cycle of %d records allocates %.0f times, %.1f bytes per record: want a few allocations per commit, none per record", n, mallocs, perRecord)
 	}
 }
