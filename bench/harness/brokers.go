@@ -46,10 +46,10 @@ func startKafkaBroker(dir, name string) (*broker, error) {
 	spec := proctest.KafkaSpec{Name: name, Brokers: 1, Dir: filepath.Join(dir, name+"-data"), LogDir: dir}
 	k, err := proctest.StartKafka(spec)
 	if err != nil {
-		// Once more, on fresh ports and a fresh cluster id: a random id
-		// that starts with '-' is taken by kafka-storage for an option
-		// (about one start in 64), and a free port can be taken before
-		// the broker binds it.
+		// Once more, on fresh ports and a fresh cluster id: a free port
+		// can be taken by another process before the broker binds it (and
+		// before c253c7b a random cluster id starting with '-' failed the
+		// format).
 		spec.Name += "-retry"
 		spec.Dir += "-retry"
 		if k, err = proctest.StartKafka(spec); err != nil {
