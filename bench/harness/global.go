@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mephistohq/mephisto/internal/proctest"
@@ -32,13 +33,17 @@ import (
 //   - global (one node) starts like count: from the worker's first /readyz
 //     200, on the preloaded input topic in.
 //   - global-3-nodes starts three workers, gossip joined (as failover
-//     does), on an empty input topic, waits until every node's /cluster
-//     shows the same settled plan, and then the clock starts and the
-//     harness produces the N events (its preloading producer): a gate
-//     that held a preloaded backlog back until the cluster settled would
-//     have to block handlers, and a blocked handler blocks the rebalances
-//     that settle it. The production overlaps the processing; the note
-//     gives how long it took.
+//     does), on an empty input topic and waits until every node's
+//     /cluster shows the same settled plan. Then it freezes the three
+//     processes (SIGSTOP), preloads the N events, thaws them (SIGCONT),
+//     and the clock starts: three settled nodes on a backlog, as count's
+//     one node starts on one. (A preloaded backlog would be eaten by the
+//     first node up while the others join; holding it back in the app
+//     would take a handler that blocks, which blocks the rebalances that
+//     settle the cluster; producing while the clock runs measured the
+//     harness's producer, not the nodes.) The freeze lasts less than the
+//     group's session timeout; the run fails if the cluster's generation
+//     moved by the end (gossip declaring a thawed node dead, say).
 //
 // Visibility: a task of node g1 Sets the global table's key "probe" to the
 // wall clock (ns) every globalProbeEvery from the start of the clock to
@@ -121,8 +126,8 @@ func (h *harness) global(ctx context.Context, name string, nodes int) (*Row, err
 			"timed like count from the first /readyz 200, to the group's commit of the input's high watermarks and the node's copy of %q showing N (GET /bench/global, a local Lookup)",
 			group(fmt.Sprint(o.Keys)), globalKey, kafka.Partition([]byte(globalKey), partitions), globalKey)
 	} else {
-		row.note("three workers gossip joined, the cluster settled on an empty input topic; then the clock starts and the harness produces N events (%s keys, 8 partitions), each of which Merges 1 into global table global, key %q (partition %d), from whichever node owns the event's partition; "+
-			"timed to the group's commit of the input's high watermarks and every node's copy of %q showing N; CPU per event is the three processes' together, peak RSS the largest",
+		row.note("three workers gossip joined, the cluster settled on an empty input topic, then frozen (SIGSTOP) while the harness preloaded N events (%s keys, 8 partitions), each of which Merges 1 into global table global, key %q (partition %d), from whichever node owns the event's partition; "+
+			"timed from the thaw (SIGCONT) to the group's commit of the input's high watermarks and every node's copy of %q showing N, the cluster's generation unchanged; CPU per event is the three processes' together (their start and settling included), peak RSS the largest",
 			group(fmt.Sprint(o.Keys)), globalKey, kafka.Partition([]byte(globalKey), partitions), globalKey)
 	}
 	row.note("visibility: a task of %s Sets key %q (partition %d) to the wall clock every %v (acknowledged before the next), from the start of the clock to %v after the end; each node's change hook records when its copy applies which value; "+
@@ -251,6 +256,7 @@ func (h *harness) globalRun(ctx context.Context, name string, r, count int, b *b
 	}()
 
 	var t0 time.Time
+	gen0 := int32(-1)
 	if count == 1 {
 		var err error
 		if t0, err = nodes[globalWriter].waitReady(ctx, 2*time.Minute, 5*time.Millisecond); err != nil {
@@ -260,21 +266,34 @@ func (h *harness) globalRun(ctx context.Context, name string, r, count int, b *b
 			return res, err
 		}
 	} else {
-		if _, err := waitStablePlan(ctx, nodes, viewsAgree); err != nil {
-			return res, err
-		}
-		if err := os.WriteFile(goFile, nil, 0o644); err != nil {
-			return res, err
-		}
-		t0 = time.Now()
-		err := kc.preload(topic, n, func(i int) record { return record{key: keyOf(i, o.Keys), value: valueOf(i, o.ValueSize)} })
+		settled, err := waitStablePlan(ctx, nodes, viewsAgree)
 		if err != nil {
 			return res, err
 		}
-		res.produced = fmt.Sprintf(" (the harness produced the N events in %.2f s of it)", time.Since(t0).Seconds())
-		if hwm, err = kc.highWatermarks(topic); err != nil {
+		gen0 = settled.Generation
+		// The gate: the settled cluster frozen while the input is
+		// preloaded, then thawed at once, so that three nodes start on a
+		// backlog as count's one does.
+		defer signalAll(nodes, syscall.SIGCONT) // never leave one stopped
+		frozen := time.Now()
+		if err := signalAll(nodes, syscall.SIGSTOP); err != nil {
 			return res, err
 		}
+		err = kc.preload(topic, n, func(i int) record { return record{key: keyOf(i, o.Keys), value: valueOf(i, o.ValueSize)} })
+		if err == nil {
+			hwm, err = kc.highWatermarks(topic)
+		}
+		if err == nil {
+			err = os.WriteFile(goFile, nil, 0o644)
+		}
+		if err != nil {
+			return res, err
+		}
+		if err := signalAll(nodes, syscall.SIGCONT); err != nil {
+			return res, err
+		}
+		t0 = time.Now()
+		res.produced = fmt.Sprintf(" (frozen %.2f s while the input was preloaded)", t0.Sub(frozen).Seconds())
 	}
 
 	committed, visible, err := h.waitGlobal(ctx, nodes, ids, kc, app, topic, hwm, n)
@@ -339,6 +358,9 @@ func (h *harness) globalRun(ctx context.Context, name string, r, count int, b *b
 	if owner, err = nodes[globalWriter].cluster(); err != nil {
 		return res, err
 	}
+	if gen0 >= 0 && owner.Generation != gen0 {
+		return res, fmt.Errorf("the cluster rebalanced during the run (generation %d → %d): not a settled %d-node run; see the workers' logs (gossip after the freeze?)", gen0, owner.Generation, count)
+	}
 	active := map[int32]string{}
 	for _, p := range owner.Partitions {
 		active[p.Partition] = p.Active
@@ -387,6 +409,15 @@ func (h *harness) globalRun(ctx context.Context, name string, r, count int, b *b
 		delete(nodes, id)
 	}
 	return res, errors.Join(errs...)
+}
+
+// signalAll sends sig to every node, each at once after the other.
+func signalAll(nodes map[string]*worker, sig syscall.Signal) error {
+	var errs []error
+	for _, w := range nodes {
+		errs = append(errs, w.Signal(sig))
+	}
+	return errors.Join(errs...)
 }
 
 // waitGlobal polls until group has committed hwm of topic and then until
