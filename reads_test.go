@@ -395,7 +395,7 @@ func TestStaleReadsAndTableRoute(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &topo); code != 200 || err != nil {
 		t.Fatalf("GET /topology = %d %s", code, body)
 	}
-	want := []mephisto.PageInfo{{Pattern: "GET /count/{word}", Table: "counts", KeyParam: "word"}, {Pattern: "GET /near/{word}"}, {Pattern: "GET /local"}}
+	want := []mephisto.PageInfo{{Pattern: "GET /count/{word}", Table: "counts", KeyParam: "word"}, {Pattern: "GET /near/{word}"}, {Pattern: "GET /time/{word}"}, {Pattern: "GET /local"}}
 	if !slices.Equal(topo.Pages, want) {
 		t.Errorf("/topology pages = %+v, want %+v", topo.Pages, want)
 	}
