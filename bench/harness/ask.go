@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/mephistohq/mephisto/internal/proctest"
@@ -141,7 +140,7 @@ func (h *harness) askRun(ctx context.Context, r int) (askResult, error) {
 			_ = w.Stop(time.Minute)
 		}
 	}()
-	if _, err := waitStablePlan(ctx, nodes, everyViewSettled); err != nil {
+	if _, err := waitStablePlan(ctx, nodes, viewsAgree); err != nil {
 		return res, err
 	}
 	if err := os.WriteFile(goFile, nil, 0o644); err != nil {
@@ -195,38 +194,6 @@ func (h *harness) askRun(ctx context.Context, r int) (askResult, error) {
 		return res, errors.New("raw requester measured no round trip")
 	}
 	return res, nil
-}
-
-// everyViewSettled says whether both nodes of the ask workload are ready
-// and each one's /cluster shows the same settled plan (both alive, both
-// active; the app has no tables, so no standbys): the client looks PIDs up
-// in its own view.
-func everyViewSettled(nodes map[string]*worker) (bool, clusterView, string) {
-	var first clusterView
-	var actives string
-	for _, id := range []string{"s1", "c1"} {
-		w := nodes[id]
-		if !w.ready() {
-			return false, first, id + " not ready"
-		}
-		v, err := w.cluster()
-		if err != nil {
-			return false, v, id + ": " + err.Error()
-		}
-		if why := v.unsettled(len(nodes), false); why != "" {
-			return false, v, id + "'s view: " + why
-		}
-		var a []string
-		for _, p := range v.Partitions {
-			a = append(a, fmt.Sprintf("%d:%s", p.Partition, p.Active))
-		}
-		if s := strings.Join(a, " "); actives == "" {
-			first, actives = v, s
-		} else if s != actives {
-			return false, v, fmt.Sprintf("the views differ: s1 %s, c1 %s", actives, s)
-		}
-	}
-	return true, first, ""
 }
 
 // waitJSON waits until path exists and decodes it into v, failing if a

@@ -495,8 +495,9 @@ func waitProbesSeen(ctx context.Context, nodes map[string]*worker, ids []string)
 }
 
 // viewsAgree says whether every node is ready and each one's /cluster
-// shows the same settled plan (all alive, all active; the global app has
-// no partitioned table, so no standbys).
+// shows the same settled plan (all alive, all active, no standbys: the
+// ask and global apps have no partitioned table). The ask client looks
+// PIDs up in its own view, so the views must agree.
 func viewsAgree(nodes map[string]*worker) (bool, clusterView, string) {
 	ids := make([]string, 0, len(nodes))
 	for id := range nodes {
