@@ -128,6 +128,15 @@ type Config struct {
 	// waits for a silent node when gossip does not report it dead first.
 	// Default 10s. Flag --session-timeout.
 	SessionTimeout time.Duration
+	// ProcessingGuarantee is AtLeastOnce (the default) or ExactlyOnce: see
+	// Guarantee. Flag --processing-guarantee, env
+	// MEPHISTO_PROCESSING_GUARANTEE.
+	ProcessingGuarantee Guarantee
+	// TransactionTimeout is how long the broker lets one partition's
+	// transaction stay open before it aborts it (ExactlyOnce only; at most
+	// the broker's transaction.max.timeout.ms). Default 10s. Flag
+	// --transaction-timeout.
+	TransactionTimeout time.Duration
 
 	// clock drives timers and batch windows; nil is the wall clock (see
 	// WithClock).
@@ -188,6 +197,12 @@ func (c Config) Validate() error {
 	if c.SessionTimeout <= 0 {
 		bad("--session-timeout must be positive, got %v", c.SessionTimeout)
 	}
+	if c.ProcessingGuarantee != AtLeastOnce && c.ProcessingGuarantee != ExactlyOnce {
+		bad("--processing-guarantee must be %s or %s, got %q", AtLeastOnce, ExactlyOnce, c.ProcessingGuarantee)
+	}
+	if c.TransactionTimeout <= 0 {
+		bad("--transaction-timeout must be positive, got %v", c.TransactionTimeout)
+	}
 	if len(c.Brokers) == 0 && c.EmbeddedBroker == "" {
 		bad("--brokers is empty and --embedded-broker too: give brokers, or an address for the embedded broker")
 	}
@@ -206,6 +221,7 @@ func (c Config) node(app string) node.Config {
 		CommitInterval: c.CommitInterval, MaxAttempts: c.MaxAttempts, CacheBytes: c.CacheBytes,
 		TableCacheKeys: c.TableCacheKeys, Logger: log, Gossip: c.Gossip, Join: c.Join, Advertise: c.Advertise,
 		GossipKey: c.GossipKey, Standbys: c.Standbys, ActorAddr: c.ActorAddr, SessionTimeout: c.SessionTimeout,
+		ExactlyOnce: c.ProcessingGuarantee == ExactlyOnce, TxnTimeout: c.TransactionTimeout,
 		Clock: c.clock, Crash: c.crash,
 	}
 }
@@ -275,6 +291,34 @@ func WithStandbys(n int) Option { return func(c *Config) { c.Standbys = n } }
 // WithSessionTimeout sets the consumer group session timeout (default 10s).
 func WithSessionTimeout(d time.Duration) Option { return func(c *Config) { c.SessionTimeout = d } }
 
+// Guarantee is what a worker promises about the effects of each input
+// record: its table writes, the records its handler sends, its replies and
+// its dead letters.
+type Guarantee string
+
+const (
+	// AtLeastOnce: nothing is lost; after a crash or a rebalance the
+	// records since the partition's last commit are processed again, so
+	// their sends can be duplicated (tables stay exact: changelog records
+	// carry values, not deltas).
+	AtLeastOnce Guarantee = "at_least_once"
+	// ExactlyOnce: each partition commits its sends, its changelog records
+	// and its input offsets in one Kafka transaction, and every topic is
+	// read read_committed, so every effect happens once as seen by a
+	// read_committed consumer, whatever crashes. It needs brokers with
+	// transactions (see docs/exactly-once.md).
+	ExactlyOnce Guarantee = "exactly_once"
+)
+
+// ProcessingGuarantee sets the processing guarantee (default AtLeastOnce).
+func ProcessingGuarantee(g Guarantee) Option { return func(c *Config) { c.ProcessingGuarantee = g } }
+
+// WithTransactionTimeout sets the transaction timeout under ExactlyOnce
+// (default 10s).
+func WithTransactionTimeout(d time.Duration) Option {
+	return func(c *Config) { c.TransactionTimeout = d }
+}
+
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
 
 // New declares an app. name is the Kafka consumer group id and prefixes
@@ -302,6 +346,9 @@ func New(name string, opts ...Option) *App {
 		Join:              []string{"127.0.0.1:7946"},
 		Standbys:          1,
 		SessionTimeout:    10 * time.Second,
+
+		ProcessingGuarantee: AtLeastOnce,
+		TransactionTimeout:  10 * time.Second,
 	}
 	for _, o := range opts {
 		o(&a.cfg)

@@ -85,6 +85,8 @@ type cliFlags struct {
 	gossipKey      string
 	standbys       int
 	sessionTimeout time.Duration
+	guarantee      string
+	txnTimeout     time.Duration
 }
 
 func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
@@ -126,6 +128,7 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 				WithMaxAttempts(f.maxAttempts), WithCacheSize(f.cacheBytes), WithTableCache(f.tableCache),
 				WithGossip(f.gossip), WithJoin(f.join...), WithAdvertise(f.advertise), WithGossipKey(f.gossipKey),
 				WithStandbys(f.standbys), WithSessionTimeout(f.sessionTimeout), WithActorAddr(f.actor),
+				ProcessingGuarantee(Guarantee(f.guarantee)), WithTransactionTimeout(f.txnTimeout),
 			}
 			if cfg.Logger == nil || cmd.Flags().Changed("log-level") || cmd.Flags().Changed("log-format") {
 				opts = append(opts, WithLogger(log))
@@ -165,6 +168,8 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 	wf.StringVar(&f.gossipKey, "gossip-key", cfg.GossipKey, "encrypt gossip with this key (16, 24 or 32 bytes; the same on every node)")
 	wf.IntVar(&f.standbys, "standbys", cfg.Standbys, "standby copies of each table shard kept on other nodes (capped at nodes-1)")
 	wf.DurationVar(&f.sessionTimeout, "session-timeout", cfg.SessionTimeout, "consumer group session timeout (how long Kafka waits for a silent node)")
+	wf.StringVar(&f.guarantee, "processing-guarantee", string(cfg.ProcessingGuarantee), "at_least_once, or exactly_once: each partition commits through one Kafka transaction")
+	wf.DurationVar(&f.txnTimeout, "transaction-timeout", cfg.TransactionTimeout, "how long the broker lets a partition's transaction stay open (exactly_once)")
 	logFlags(wf)
 
 	send := &cobra.Command{

@@ -31,15 +31,21 @@ type IO interface {
 	Load(first bool) (stored map[string]int64, err error)
 	// Send produces records as part of the current epoch.
 	Send(outs []partition.Output)
-	// Seal ends the current epoch: idle is closed once every record sent
-	// in it is acknowledged, and wait then returns the last offset
-	// acknowledged per topic on this partition, or the first error.
-	Seal() (idle <-chan struct{}, wait func() (map[string]int64, error))
+	// Seal ends the current epoch, which commits the input offsets
+	// sources (the last processed per source topic): idle is closed once
+	// every record sent in it is acknowledged (and, transactional, the
+	// epoch's transaction is committed), and wait then returns the last
+	// offset acknowledged per topic on this partition, or the first
+	// error.
+	Seal(sources map[string]int64) (idle <-chan struct{}, wait func() (map[string]int64, error))
 	// Write stores a commit's write, synced.
 	Write(w *partition.Write) error
 	// Mark marks the next offsets of the source topics for the consumer
 	// group and has them committed.
 	Mark(next map[string]int64)
+	// Close releases what the partition holds outside its machine once the
+	// grain stops for good (not between restarts).
+	Close()
 }
 
 // GrainConfig configures a grain.
@@ -171,6 +177,7 @@ func (g *grain) Receive(c actor.Context) {
 		case <-s.done:
 		default:
 			close(s.done)
+			s.cfg.IO.Close()
 		}
 	case proto.Message:
 		// A protobuf message of a type grains do not know (from another
@@ -210,7 +217,7 @@ func (g *grain) apply(c actor.Context, rd partition.Ready) {
 		}
 		if rd.Commit != nil {
 			s.cfg.IO.Send(rd.Commit.Changelog)
-			idle, wait := s.cfg.IO.Seal()
+			idle, wait := s.cfg.IO.Seal(rd.Commit.Sources)
 			self, root, seq, done := c.Self(), c.ActorSystem().Root, rd.Commit.Seq, s.done
 			go func() {
 				select {

@@ -56,7 +56,7 @@ func (m *memIO) Send(outs []partition.Output) {
 	}
 }
 
-func (m *memIO) Seal() (<-chan struct{}, func() (map[string]int64, error)) {
+func (m *memIO) Seal(map[string]int64) (<-chan struct{}, func() (map[string]int64, error)) {
 	idle := make(chan struct{})
 	close(idle)
 	return idle, func() (map[string]int64, error) { return map[string]int64{}, nil }
@@ -75,6 +75,7 @@ func (m *memIO) Write(w *partition.Write) error {
 }
 
 func (m *memIO) Mark(map[string]int64) {}
+func (m *memIO) Close()                {}
 
 func (m *memIO) read(key []byte) ([]byte, bool, error) {
 	m.mu.Lock()

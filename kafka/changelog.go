@@ -9,14 +9,17 @@ import (
 	"github.com/IBM/sarama"
 )
 
-// Bounds returns the first offset still in a partition's log and its high
-// watermark (the offset the next record will get).
+// Bounds returns the first offset still in a partition's log and its end
+// as the client reads it: the high watermark (the offset the next record
+// will get) or, if the client reads committed records only, the last
+// stable offset. The record before the end may be a transaction marker,
+// which no consumer is given: see DataEnd.
 func Bounds(client sarama.Client, topic string, partition int32) (oldest, hwm int64, err error) {
 	oldest, err = client.GetOffset(topic, partition, sarama.OffsetOldest)
 	if err != nil {
 		return 0, 0, fmt.Errorf("read start of %s/%d: %w", topic, partition, err)
 	}
-	hwm, err = client.GetOffset(topic, partition, sarama.OffsetNewest)
+	hwm, err = stableEnd(client, topic, partition)
 	if err != nil {
 		return 0, 0, fmt.Errorf("read end of %s/%d: %w", topic, partition, err)
 	}

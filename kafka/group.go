@@ -343,7 +343,13 @@ func (h *session) ConsumeClaim(ss sarama.ConsumerGroupSession, claim sarama.Cons
 			}
 		}
 		last := batch[len(batch)-1].Offset
-		b := &Batch{Records: batch, Done: make(chan error, 1), CaughtUp: last+1 >= claim.HighWaterMarkOffset()}
+		// A transactional producer's records are followed by a marker,
+		// which takes an offset no consumer is given: one record short of
+		// the high watermark with nothing buffered counts as caught up too
+		// (committing early costs a commit, never a record).
+		hwm := claim.HighWaterMarkOffset()
+		caught := last+1 >= hwm || last+2 >= hwm && len(claim.Messages()) == 0
+		b := &Batch{Records: batch, Done: make(chan error, 1), CaughtUp: caught}
 		c.Deliver(b)
 		inflight = append(inflight, inflightBatch{done: b.Done, last: last})
 		if len(inflight) < maxInflight {
@@ -389,3 +395,15 @@ func (ms Records) Read(i int, r *partition.Record) {
 }
 
 var _ partition.Input = Records(nil)
+
+// TxnGroup returns the group membership a transaction that commits this
+// session's offsets names: the group fences the commit if the member has
+// lost its generation meanwhile.
+func (s *Session) TxnGroup(group, instanceID string) *sarama.ConsumerGroupMetadata {
+	md := sarama.NewConsumerGroupMetadata(group)
+	md.GenerationID, md.MemberID = s.s.GenerationID(), s.s.MemberID()
+	if instanceID != "" {
+		md.GroupInstanceID = &instanceID
+	}
+	return md
+}

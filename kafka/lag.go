@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/IBM/sarama"
 )
@@ -80,4 +81,34 @@ func EndOffsets(client sarama.Client, parts map[string][]int32) map[string]map[i
 		}
 	}
 	return out
+}
+
+// CommittedOffsets returns group's committed offset (the next to read) of
+// partition p of each topic that has one.
+func CommittedOffsets(admin sarama.ClusterAdmin, group string, topics []string, p int32) (map[string]int64, error) {
+	parts := make(map[string][]int32, len(topics))
+	for _, t := range topics {
+		parts[t] = []int32{p}
+	}
+	resp, err := admin.ListConsumerGroupOffsets(group, parts)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Err != sarama.ErrNoError {
+		return nil, resp.Err
+	}
+	next := map[string]int64{}
+	for _, t := range topics {
+		b := resp.GetBlock(t, p)
+		if b == nil {
+			continue
+		}
+		if b.Err != sarama.ErrNoError {
+			return nil, fmt.Errorf("%s/%d: %w", t, p, b.Err)
+		}
+		if b.Offset >= 0 {
+			next[t] = b.Offset
+		}
+	}
+	return next, nil
 }

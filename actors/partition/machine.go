@@ -100,10 +100,12 @@ type Ready struct {
 }
 
 // CommitStart begins commit Seq: its changelog records, one per key
-// written since the last commit.
+// written since the last commit, and the last input offset per source
+// topic it covers (which a transactional driver commits with it).
 type CommitStart struct {
 	Seq       uint64
 	Changelog []Output
+	Sources   map[string]int64
 }
 
 // Write is what commit Seq writes to the store in one synced batch: the
@@ -883,7 +885,7 @@ func (m *Machine) startCommit(hold bool) {
 	}
 	m.seq++
 	c := &commit{seq: m.seq, upto: m.next, gen: m.gens.Open, src: m.srcDone, dead: m.dead, rows: make([][]shard.Row, len(m.shards))}
-	start := &CommitStart{Seq: c.seq}
+	start := &CommitStart{Seq: c.seq, Sources: c.src}
 	n := 0
 	for i, sh := range m.shards {
 		if f := m.cfg.Observer.Tables; f != nil {

@@ -31,12 +31,36 @@ type partitionIO struct {
 	commit  func()
 	tracker *kafka.Tracker // the records produced in the current epoch
 	wrote   bool           // a commit was stored since the last Mark
+	// Under exactly-once: the partition's transactional producer (started
+	// anew by every Load, which fences its predecessor and aborts what it
+	// left open) and the group membership its offset commits name.
+	txn   *kafka.TxnProducer
+	group *sarama.ConsumerGroupMetadata
 }
+
+// TxnID is the transactional id of partition p's producer: one per app
+// and partition, the same on every node, so that the producer a node
+// starts when it takes the partition fences the one of the node that had
+// it ("/" cannot occur in an app's name).
+func TxnID(app string, p int32) string { return "partition/" + app + "/" + strconv.Itoa(int(p)) }
 
 // Load recovers the tables' shards on the first start, then reads the
 // last input offsets the store reflects.
 func (c *partitionIO) Load(first bool) (map[string]int64, error) {
-	if first {
+	eos := c.rt.cfg.ExactlyOnce
+	if eos {
+		// Before anything is read: the new producer fences the old one
+		// and aborts its open transaction, so what is committed (the
+		// changelogs, the group's offsets) stops moving.
+		if err := c.startTxn(); err != nil {
+			return nil, err
+		}
+	}
+	c.tracker = kafka.NewTracker() // what the last incarnation sent is dropped with it
+	// Under exactly-once every load replays the changelogs' tails: a
+	// transaction may have committed without its rows reaching Pebble
+	// (a crash, a failed write), and Pebble is then behind Kafka.
+	if first || eos {
 		for _, d := range c.rt.tables {
 			if err := c.recoverShard(d); err != nil {
 				return nil, fmt.Errorf("recover table %s: %w", d.Name, err)
@@ -56,40 +80,130 @@ func (c *partitionIO) Load(first bool) (map[string]int64, error) {
 			stored[topic] = off
 		}
 	}
+	if eos {
+		// The group's offsets, committed by the transactions, are ahead
+		// of Pebble's after such a crash: what they cover is done.
+		next, err := kafka.CommittedOffsets(c.rt.admin, c.rt.spec.App, c.topics, c.p)
+		if err != nil {
+			return nil, fmt.Errorf("read the group's committed offsets: %w", err)
+		}
+		for topic, n := range next {
+			if off, ok := stored[topic]; !ok || n-1 > off {
+				stored[topic] = n - 1
+			}
+		}
+	}
 	return stored, nil
 }
 
-// Send produces outs under the current epoch's tracker.
+// startTxn replaces the partition's transactional producer.
+func (c *partitionIO) startTxn() error {
+	if c.txn != nil {
+		_ = c.txn.Close()
+		c.txn = nil
+	}
+	rt := c.rt
+	cfg := kafka.TxnConfig(rt.spec.App+"-"+rt.cfg.NodeID+"-txn-"+strconv.Itoa(int(c.p)), TxnID(rt.spec.App, c.p), rt.cfg.TxnTimeout)
+	txn, err := kafka.NewTxnProducer(rt.brokers, cfg, c.log)
+	if err != nil {
+		return err
+	}
+	c.txn = txn
+	return nil
+}
+
+// Close stops the transactional producer, if any: an open transaction is
+// aborted.
+func (c *partitionIO) Close() {
+	if c.txn != nil {
+		_ = c.txn.Close()
+		c.txn = nil
+	}
+}
+
+// Send produces outs under the current epoch's tracker (and, under
+// exactly-once, in the epoch's transaction).
 func (c *partitionIO) Send(outs []partition.Output) {
+	type sender interface {
+		Send(*kafka.Tracker, *sarama.ProducerMessage)
+		SendFrom(*kafka.Tracker, *sarama.ProducerMessage, any)
+	}
+	var p sender = c.rt.producer
+	if c.txn != nil {
+		p = c.txn
+	}
 	for i := range outs {
 		o := &outs[i]
 		if o.From != nil { // a failure to produce it is laid at its input record's door
 			origin := *o // outs is reused by the partition's next Ready
-			c.rt.producer.SendFrom(c.tracker, kafka.Message(origin), &origin)
+			p.SendFrom(c.tracker, kafka.Message(origin), &origin)
 			continue
 		}
-		c.rt.producer.Send(c.tracker, kafka.Message(*o))
+		p.Send(c.tracker, kafka.Message(*o))
 	}
 }
 
 // Seal ends the current epoch; its tracker reports when every record is
-// acknowledged, with the changelog offsets the commit stores.
-func (c *partitionIO) Seal() (<-chan struct{}, func() (map[string]int64, error)) {
+// acknowledged, with the changelog offsets the commit stores. Under
+// exactly-once the epoch's transaction is then committed with the input
+// offsets, and the commit counts as acknowledged once it is.
+func (c *partitionIO) Seal(sources map[string]int64) (<-chan struct{}, func() (map[string]int64, error)) {
 	t := c.tracker
 	c.tracker = kafka.NewTracker()
-	return t.Idle(), func() (map[string]int64, error) {
-		acked, err := t.Wait(c.rt.ctx)
-		if err != nil {
-			return nil, produceError(err) // the grain fails; its restart drops the commit and replays its records
-		}
+	ours := func(acked map[kafka.TopicPartition]int64) map[string]int64 {
 		offsets := make(map[string]int64, len(acked))
 		for tp, off := range acked {
 			if tp.Partition == c.p {
 				offsets[tp.Topic] = off
 			}
 		}
-		return offsets, nil
+		return offsets
 	}
+	if c.txn == nil {
+		return t.Idle(), func() (map[string]int64, error) {
+			acked, err := t.Wait(c.rt.ctx)
+			if err != nil {
+				return nil, produceError(err) // the grain fails; its restart drops the commit and replays its records
+			}
+			return ours(acked), nil
+		}
+	}
+	txn, group := c.txn, c.group
+	txn.Seal() // what the grain sends from now on goes into the next transaction
+	next := make(map[string]map[int32]int64, len(sources))
+	for topic, off := range sources {
+		next[topic] = map[int32]int64{c.p: off + 1}
+	}
+	done := make(chan struct{})
+	var offsets map[string]int64
+	var err error
+	go func() {
+		defer close(done)
+		acked, werr := t.Wait(c.rt.ctx)
+		if werr != nil {
+			err = produceError(werr) // the restart's new producer aborts the transaction
+			return
+		}
+		c.rt.crashPoint("txn:produced")
+		if cerr := txn.Commit(next, group); cerr != nil {
+			err = c.txnFailed(cerr)
+			return
+		}
+		offsets = ours(acked)
+	}()
+	return done, func() (map[string]int64, error) { return offsets, err }
+}
+
+// txnFailed says why a transaction could not commit, for the log and the
+// node's readiness: the grain restarts from its last commit with a new
+// producer either way.
+func (c *partitionIO) txnFailed(err error) error {
+	if kafka.Fenced(err) {
+		c.rt.metrics.txnAborts.WithLabelValues("fenced").Inc()
+		return fmt.Errorf("%w (another producer took over partition %d's transactional id, or the broker aborted the transaction after --transaction-timeout %v: the partition restarts from its last commit)", err, c.p, c.rt.cfg.TxnTimeout)
+	}
+	c.rt.metrics.txnAborts.WithLabelValues("error").Inc()
+	return fmt.Errorf("%w (the transaction is aborted: the partition restarts from its last commit)", err)
 }
 
 // produceError is a tracker's error as the partition machine takes it: a
@@ -161,7 +275,16 @@ func (rt *Node) changed(d *partition.Table, hook func(int32, []byte, []byte) err
 }
 
 // Mark marks the next offsets for the group's commit and asks for it.
+// Under exactly-once the offsets went with the commit's transaction: a
+// second, plain commit could move them back after a later transaction.
 func (c *partitionIO) Mark(next map[string]int64) {
+	if c.rt.cfg.ExactlyOnce {
+		if c.wrote {
+			c.wrote = false
+			c.rt.crashPoint("commit:marked")
+		}
+		return
+	}
 	for topic, off := range next {
 		c.mark(topic, c.p, off)
 	}
@@ -173,7 +296,9 @@ func (c *partitionIO) Mark(next map[string]int64) {
 }
 
 // replayFrom returns the changelog offset from which the shard (d, p) must
-// be replayed and the changelog's end. A shard whose stored offset does not
+// be replayed and the offset after the last record to replay (the end of
+// what the node's changelog reader is given: read committed under
+// exactly-once). A shard whose stored offset does not
 // fit the changelog (ahead of its end: the topic was recreated; before its
 // start: retention dropped records it never applied) is wiped, logged at
 // level as what, and replayed from the start.
@@ -187,22 +312,28 @@ func (rt *Node) replayFrom(d *partition.Table, p int32, level slog.Level, what s
 	if err != nil {
 		return 0, 0, err
 	}
+	// The replay ends after the last record it is given: the changelog
+	// may end with a transaction marker.
+	upto := func(from int64) (int64, int64, error) {
+		end, err := kafka.DataEnd(rt.cclient, d.Changelog, p, from, hwm)
+		return from, end, err
+	}
 	var why string
 	switch {
 	case !ok:
-		return oldest, hwm, nil
+		return upto(oldest)
 	case stored >= hwm:
 		why = what + " is AHEAD of its changelog (was the changelog topic deleted or recreated?): wiping the shard and rebuilding it from the changelog"
 	case stored+1 < oldest:
 		why = "changelog no longer holds the records after the " + what + "'s offset (retention?): wiping the shard and rebuilding it"
 	default:
-		return stored + 1, hwm, nil
+		return upto(stored + 1)
 	}
 	rt.log.Log(rt.ctx, level, why, "table", d.Name, "partition", p, "stored_offset", stored, "changelog_start", oldest, "changelog_end", hwm)
 	if err := st.WipeShard(rt.ids[d.Index], p); err != nil {
 		return 0, 0, err
 	}
-	return oldest, hwm, nil
+	return upto(oldest)
 }
 
 // recoverShard replays the table's changelog partition from the last

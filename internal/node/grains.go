@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/IBM/sarama"
+
 	"github.com/mephistohq/mephisto/actors"
 	"github.com/mephistohq/mephisto/actors/partition"
 	"github.com/mephistohq/mephisto/kafka"
@@ -12,8 +14,9 @@ import (
 
 // spawnGrain starts the grain of partition p under the supervisor. Its
 // commits mark each source partition's next offset with mark and then call
-// commit, which commits the marks to the group.
-func (rt *Node) spawnGrain(p int32, mark func(topic string, p int32, next int64), commit func()) error {
+// commit, which commits the marks to the group; under exactly-once its
+// transactions commit the offsets instead, naming group's membership.
+func (rt *Node) spawnGrain(p int32, mark func(topic string, p int32, next int64), commit func(), group *sarama.ConsumerGroupMetadata) error {
 	rt.mu.Lock()
 	agents := rt.agents // replaced, never modified, when agents are spawned
 	rt.mu.Unlock()
@@ -35,7 +38,7 @@ func (rt *Node) spawnGrain(p int32, mark func(topic string, p int32, next int64)
 		Parallel: actors.Parallel, Observer: rt.observer(agents),
 	})
 	io := &partitionIO{rt: rt, p: p, log: rt.log.With("partition", p), topics: m.Topics(),
-		mark: mark, commit: commit, tracker: kafka.NewTracker()}
+		mark: mark, commit: commit, tracker: kafka.NewTracker(), group: group}
 	props := actors.NewGrainProps(actors.GrainConfig{
 		Machine:        m,
 		IO:             io,

@@ -31,6 +31,7 @@ type metrics struct {
 	generation        prometheus.Gauge
 	timerRuns         *prometheus.CounterVec
 	gossipDropped     *prometheus.CounterVec
+	txnAborts         *prometheus.CounterVec
 }
 
 func newMetrics(app, node string) *metrics {
@@ -65,13 +66,15 @@ func newMetrics(app, node string) *metrics {
 		timerRuns:         prometheus.NewCounterVec(prometheus.CounterOpts(f("timer_runs_total", "Timer and crontab runs on this node.")), []string{"timer"}),
 		gossipDropped: prometheus.NewCounterVec(prometheus.CounterOpts(f("gossip_dropped_total",
 			"Gossip messages dropped: malformed, unauthenticated (not under the gossip key), or naming a member nobody can address.")), []string{"reason"}),
+		txnAborts: prometheus.NewCounterVec(prometheus.CounterOpts(f("transaction_aborts_total",
+			"Partition transactions that could not commit (exactly_once): fenced (another producer took the partition, or the broker timed the transaction out) or error; each partition restarts from its last commit.")), []string{"reason"}),
 	}
 	for _, r := range cluster.DropReasons {
 		m.gossipDropped.WithLabelValues(string(r))
 	}
 	reg.MustRegister(m.eventsIn, m.latency, m.lag, m.tableWrites, m.cacheHits, m.cacheMisses, m.recoveryRecords, m.recoveryRemaining,
 		m.restarts, m.deadLetters, m.skipped, m.commits, m.stopped, m.ready,
-		m.standbyLag, m.globalLag, m.recoveryLast, m.evictions, m.generation, m.timerRuns, m.gossipDropped,
+		m.standbyLag, m.globalLag, m.recoveryLast, m.evictions, m.generation, m.timerRuns, m.gossipDropped, m.txnAborts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

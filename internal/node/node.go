@@ -300,7 +300,7 @@ func (rt *Node) Run(stop context.Context) (err error) {
 // the cluster id.
 func (rt *Node) connect(stop context.Context) (string, error) {
 	rt.strategy = cluster.NewStrategy(rt.localMember, rt.onPlan)
-	cfg := kafka.GroupConfig(rt.spec.App+"-"+rt.cfg.NodeID, rt.cfg.NodeID, rt.cfg.SessionTimeout, rt.strategy)
+	cfg := rt.isolated(kafka.GroupConfig(rt.spec.App+"-"+rt.cfg.NodeID, rt.cfg.NodeID, rt.cfg.SessionTimeout, rt.strategy))
 	for attempt := 1; ; attempt++ {
 		rt.setPhase("connecting to Kafka at " + strings.Join(rt.brokers, ","))
 		client, err := sarama.NewClient(rt.brokers, cfg)
@@ -319,10 +319,10 @@ func (rt *Node) connect(stop context.Context) (string, error) {
 			if rt.pclient, err = sarama.NewClient(rt.brokers, kafka.ClientConfig(prefix+"-producer")); err != nil {
 				return "", fmt.Errorf("kafka producer client: %w", err)
 			}
-			if rt.cclient, err = sarama.NewClient(rt.brokers, kafka.ChangelogConfig(prefix+"-changelogs")); err != nil {
+			if rt.cclient, err = sarama.NewClient(rt.brokers, rt.isolated(kafka.ChangelogConfig(prefix+"-changelogs"))); err != nil {
 				return "", fmt.Errorf("kafka changelog client: %w", err)
 			}
-			if rt.rclient, err = sarama.NewClient(rt.brokers, kafka.ConsumerConfig(prefix+"-replies")); err != nil {
+			if rt.rclient, err = sarama.NewClient(rt.brokers, rt.isolated(kafka.ConsumerConfig(prefix+"-replies"))); err != nil {
 				return "", fmt.Errorf("kafka reply client: %w", err)
 			}
 			rt.log.Info("connected to Kafka", "brokers", strings.Join(rt.brokers, ","), "cluster_id", id)
@@ -338,6 +338,17 @@ func (rt *Node) connect(stop context.Context) (string, error) {
 		case <-time.After(d):
 		}
 	}
+}
+
+// isolated sets the isolation level of a consuming client: under
+// exactly-once every topic is read read_committed (inputs, changelogs for
+// restores, standbys and global copies, replies), so that nothing of an
+// aborted transaction is ever applied.
+func (rt *Node) isolated(cfg *sarama.Config) *sarama.Config {
+	if rt.cfg.ExactlyOnce {
+		cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	}
+	return cfg
 }
 
 func kafkaBackoff(attempt int) time.Duration {
@@ -451,14 +462,18 @@ func (rt *Node) Assigned(sess *kafka.Session) error {
 	for p, topics := range parts {
 		// Pebble may be ahead of the group's committed offsets (a crash
 		// between commit steps b and c): resume after what the tables hold.
-		for _, topic := range topics {
-			if off, ok, err := rt.store.SourceOffset(topic, p); err == nil && ok {
-				sess.Mark(topic, p, off+1)
+		// Under exactly-once it never is (Pebble is written after the
+		// transaction commits), and the offsets are the transactions'.
+		if !rt.cfg.ExactlyOnce {
+			for _, topic := range topics {
+				if off, ok, err := rt.store.SourceOffset(topic, p); err == nil && ok {
+					sess.Mark(topic, p, off+1)
+				}
 			}
 		}
 		// Grains mark offsets as their commits reach Pebble and ask for
 		// them to be committed to the group at once.
-		if err := rt.spawnGrain(p, sess.Mark, sess.Commit); err != nil {
+		if err := rt.spawnGrain(p, sess.Mark, sess.Commit, sess.TxnGroup(rt.spec.App, rt.cfg.NodeID)); err != nil {
 			return err
 		}
 	}

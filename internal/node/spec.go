@@ -76,6 +76,11 @@ type Config struct {
 	Standbys          int
 	ActorAddr         string
 	SessionTimeout    time.Duration
+	// ExactlyOnce commits each partition through one Kafka transaction
+	// and reads every topic read_committed.
+	ExactlyOnce bool
+	// TxnTimeout is the transaction timeout under ExactlyOnce.
+	TxnTimeout time.Duration
 	// Clock drives timers and batch windows (nil: the wall clock).
 	Clock timer.Clock
 	// Crash, when set, is called at named points of the commit protocol

@@ -1,0 +1,93 @@
+package mephisto_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/mephistohq/mephisto"
+	"github.com/mephistohq/mephisto/codec"
+	"github.com/mephistohq/mephisto/kafka"
+)
+
+// readCommitted returns every record of topic a read_committed consumer
+// is given, partition by partition.
+func readCommitted(t testing.TB, addr, topic string) []*sarama.ConsumerMessage {
+	t.Helper()
+	cfg := kafka.ConsumerConfig("test-read-committed")
+	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	client, err := sarama.NewClient([]string{addr}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*sarama.ConsumerMessage
+	for _, p := range parts {
+		oldest, end, err := kafka.Bounds(client, topic, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end, err = kafka.DataEnd(client, topic, p, oldest, end); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = kafka.ReadRange(ctx, consumer, topic, p, oldest, end, func(m *sarama.ConsumerMessage) error {
+			out = append(out, m)
+			return nil
+		})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+func TestExactlyOnceCountsAndEchoes(t *testing.T) {
+	b := startBroker(t)
+	app := mephisto.New("eos", mephisto.WithBrokers(b.Addr()), mephisto.WithDataDir(t.TempDir()),
+		mephisto.WithWebAddr("127.0.0.1:0"), mephisto.WithPartitions(2), mephisto.WithLogger(testLogger(t)),
+		mephisto.ProcessingGuarantee(mephisto.ExactlyOnce), mephisto.WithCommitInterval(50*time.Millisecond))
+	events := mephisto.NewTopic(app, "events", codec.String(), codec.String())
+	echo := mephisto.NewTopic(app, "echo", codec.String(), codec.String())
+	counts := mephisto.NewTable(app, "counts", codec.String(), codec.Int64())
+	mephisto.NewAgent(app, "count", events, func(ctx mephisto.Context, key, value string) error {
+		if err := counts.Update(ctx, key, func(n int64) int64 { return n + 1 }); err != nil {
+			return err
+		}
+		return echo.Send(ctx, key, value)
+	})
+	runApp(t, app)
+	truth := map[string]int64{}
+	var recs [][2]string
+	for i := range 2000 {
+		k := fmt.Sprintf("k%02d", i%50)
+		recs = append(recs, [2]string{k, fmt.Sprint(i)})
+		truth[k]++
+	}
+	produce(t, b.Addr(), "events", recs)
+	waitFor(t, 60*time.Second, "counts", func() (bool, string) { return tableEquals(app.WebAddr(), "counts", truth) })
+	waitFor(t, 30*time.Second, "echoes", func() (bool, string) {
+		got := readCommitted(t, b.Addr(), "echo")
+		return len(got) == len(recs), fmt.Sprintf("%d echoes of %d", len(got), len(recs))
+	})
+	seen := map[string]bool{}
+	for _, m := range readCommitted(t, b.Addr(), "echo") {
+		if seen[string(m.Value)] {
+			t.Errorf("echo %s twice", m.Value)
+		}
+		seen[string(m.Value)] = true
+	}
+}

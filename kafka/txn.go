@@ -1,0 +1,237 @@
+package kafka
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// TxnConfig returns the configuration of a transactional producer's
+// client: ClientConfig with the transactional id (which fences any older
+// producer that used it, and aborts its open transaction, when the
+// producer starts) and the transaction timeout (how long the broker lets
+// one transaction stay open before aborting it).
+func TxnConfig(clientID, txnID string, timeout time.Duration) *sarama.Config {
+	cfg := ClientConfig(clientID)
+	cfg.Producer.Transaction.ID = txnID
+	cfg.Producer.Transaction.Timeout = timeout
+	// EndTxn and AddPartitionsToTxn answer CONCURRENT_TRANSACTIONS while
+	// the coordinator finishes the previous transaction: retry for about
+	// as long as a broker takes to move a coordinator.
+	cfg.Producer.Transaction.Retry.Max = 100
+	cfg.Producer.Transaction.Retry.Backoff = 50 * time.Millisecond
+	return cfg
+}
+
+// TxnProducer is the transactional producer of one partition: everything
+// it sends between two commits, and the input offsets given to Commit,
+// become visible to read_committed consumers together or not at all.
+//
+// Its transactions follow the partition's commits: the first send after a
+// commit begins one; Seal closes it to further sends (which wait, in
+// order, for the next one); Commit adds the offsets and commits it, then
+// begins the next one with the sends that waited. It is safe for use by
+// one sender and one committer at once.
+type TxnProducer struct {
+	*Producer
+	client sarama.Client
+	id     string
+
+	mu      sync.Mutex // guards the fields below
+	open    bool       // a transaction is begun
+	sealed  bool       // the open transaction takes no more sends
+	broken  error      // a commit failed: the producer must be replaced
+	waiting []waitingSend
+}
+
+// waitingSend is a send made while a commit is in progress.
+type waitingSend struct {
+	t      *Tracker
+	msg    *sarama.ProducerMessage
+	origin any
+	from   bool
+}
+
+// NewTxnProducer starts a transactional producer on a client of its own
+// (cfg from TxnConfig). Starting it fences the previous producer of the
+// same transactional id: that one's open transaction is aborted, and its
+// later sends and commits fail.
+func NewTxnProducer(brokers []string, cfg *sarama.Config, log *slog.Logger) (*TxnProducer, error) {
+	id := cfg.Producer.Transaction.ID
+	client, err := sarama.NewClient(brokers, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("transactional producer %s: %w", id, err)
+	}
+	p, err := NewProducer(client, log)
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("transactional producer %s: %w", id, err)
+	}
+	return &TxnProducer{Producer: p, client: client, id: id}, nil
+}
+
+// ID returns the transactional id.
+func (p *TxnProducer) ID() string { return p.id }
+
+// Send queues msg under t in the open transaction, beginning one if need
+// be, or, while a commit is in progress, for the next transaction.
+func (p *TxnProducer) Send(t *Tracker, msg *sarama.ProducerMessage) { p.send(t, msg, nil, false) }
+
+// SendFrom is Send with an origin, as Producer.SendFrom.
+func (p *TxnProducer) SendFrom(t *Tracker, msg *sarama.ProducerMessage, origin any) {
+	p.send(t, msg, origin, true)
+}
+
+func (p *TxnProducer) send(t *Tracker, msg *sarama.ProducerMessage, origin any, from bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.broken != nil {
+		t.add()
+		t.ack(msg.Topic, msg.Partition, -1, fmt.Errorf("transactional producer %s: %w", p.id, p.broken), origin)
+		return
+	}
+	if p.sealed {
+		p.waiting = append(p.waiting, waitingSend{t, msg, origin, from})
+		return
+	}
+	if err := p.begin(); err != nil {
+		t.add()
+		t.ack(msg.Topic, msg.Partition, -1, err, origin)
+		return
+	}
+	p.queue(waitingSend{t, msg, origin, from})
+}
+
+func (p *TxnProducer) queue(s waitingSend) {
+	if s.from {
+		p.Producer.SendFrom(s.t, s.msg, s.origin)
+	} else {
+		p.Producer.Send(s.t, s.msg)
+	}
+}
+
+// begin begins a transaction unless one is open. p.mu is held.
+func (p *TxnProducer) begin() error {
+	if p.open {
+		return nil
+	}
+	if err := p.Producer.ap.BeginTxn(); err != nil {
+		p.broken = err
+		return fmt.Errorf("begin transaction %s: %w", p.id, err)
+	}
+	p.open = true
+	return nil
+}
+
+// Seal closes the open transaction to sends: sends made from now on wait
+// for the next transaction, which Commit begins.
+func (p *TxnProducer) Seal() {
+	p.mu.Lock()
+	p.sealed = true
+	p.mu.Unlock()
+}
+
+// Commit commits the sealed transaction with next, the input offsets to
+// resume from (topic → partition → offset), committed to group's offsets
+// as part of it (group's generation and member fence a member that has
+// lost the partition), and then begins the next transaction with the
+// sends that waited. The caller must have waited for every record of the
+// transaction to be acknowledged. After an error the producer is broken:
+// every later send fails, and the caller must close it and start another.
+func (p *TxnProducer) Commit(next map[string]map[int32]int64, group *sarama.ConsumerGroupMetadata) error {
+	p.mu.Lock()
+	if p.broken != nil {
+		p.mu.Unlock()
+		return p.broken
+	}
+	err := p.commit(next, group)
+	p.sealed = false
+	if err != nil {
+		p.broken = err
+		for _, s := range p.waiting {
+			s.t.add()
+			s.t.ack(s.msg.Topic, s.msg.Partition, -1, err, s.origin)
+		}
+		p.waiting = nil
+		p.mu.Unlock()
+		return err
+	}
+	waiting := p.waiting
+	p.waiting = nil
+	if len(waiting) > 0 {
+		if berr := p.begin(); berr != nil {
+			for _, s := range waiting {
+				s.t.add()
+				s.t.ack(s.msg.Topic, s.msg.Partition, -1, berr, s.origin)
+			}
+			waiting = nil
+		}
+	}
+	for _, s := range waiting {
+		p.queue(s)
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// commit commits the open transaction (beginning one if only offsets are
+// to be committed). p.mu is held: sends wait, since they are sealed.
+func (p *TxnProducer) commit(next map[string]map[int32]int64, group *sarama.ConsumerGroupMetadata) error {
+	if len(next) > 0 {
+		if err := p.begin(); err != nil {
+			return err
+		}
+		offsets := make(map[string][]*sarama.PartitionOffsetMetadata, len(next))
+		for topic, ps := range next {
+			for part, off := range ps {
+				offsets[topic] = append(offsets[topic], &sarama.PartitionOffsetMetadata{Partition: part, Offset: off, LeaderEpoch: -1})
+			}
+		}
+		if err := p.Producer.ap.AddOffsetsToTxnWithGroupMetadata(offsets, group); err != nil {
+			return fmt.Errorf("add offsets to transaction %s: %w", p.id, err)
+		}
+	}
+	if !p.open {
+		return nil // nothing was sent and no offset moved
+	}
+	if err := p.Producer.ap.CommitTxn(); err != nil {
+		return fmt.Errorf("commit transaction %s: %w", p.id, err)
+	}
+	p.open = false
+	return nil
+}
+
+// Close aborts the open transaction, if the producer can still do so
+// (else the next producer of its id aborts it when it starts), and stops
+// the producer.
+func (p *TxnProducer) Close() error {
+	p.mu.Lock()
+	if p.open && p.broken == nil && p.Producer.ap.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
+		_ = p.Producer.ap.AbortTxn()
+	}
+	p.open, p.broken = false, errors.New("closed")
+	p.mu.Unlock()
+	err := p.Producer.Close()
+	if cerr := p.client.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Fenced reports whether err says that another producer took over the
+// transactional id (the partition moved, or this one was presumed dead)
+// or that the broker aborted the transaction for taking too long: the
+// producer can never commit again.
+func Fenced(err error) bool {
+	for _, e := range []error{sarama.ErrProducerFenced, sarama.ErrInvalidProducerEpoch,
+		sarama.ErrInvalidTxnState, sarama.ErrInvalidProducerIDMapping} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
