@@ -10,6 +10,7 @@ import (
 
 	"github.com/mephistohq/mephisto"
 	"github.com/mephistohq/mephisto/codec"
+	"github.com/mephistohq/mephisto/internal/proctest"
 	"github.com/mephistohq/mephisto/kafka"
 )
 
@@ -55,9 +56,26 @@ func readCommitted(t testing.TB, addr, topic string) []*sarama.ConsumerMessage {
 	return out
 }
 
+// eosBrokers runs f on the embedded broker and on Apache Kafka (a broker
+// of the test's own; skipped where the real-Kafka tier cannot run).
+func eosBrokers(t *testing.T, f func(t *testing.T, addr string)) {
+	t.Run("kfake", func(t *testing.T) {
+		t.Parallel()
+		f(t, startBroker(t).Addr())
+	})
+	t.Run("kafka", func(t *testing.T) {
+		t.Parallel()
+		f(t, proctest.StartKafkaT(t, proctest.KafkaSpec{LogDir: proctest.LogDir(t, "root")}).Bootstrap())
+	})
+}
+
 func TestExactlyOnceCountsAndEchoes(t *testing.T) {
-	b := startBroker(t)
-	app := mephisto.New("eos", mephisto.WithBrokers(b.Addr()), mephisto.WithDataDir(t.TempDir()),
+	t.Parallel()
+	eosBrokers(t, testExactlyOnceCountsAndEchoes)
+}
+
+func testExactlyOnceCountsAndEchoes(t *testing.T, addr string) {
+	app := mephisto.New("eos", mephisto.WithBrokers(addr), mephisto.WithDataDir(t.TempDir()),
 		mephisto.WithWebAddr("127.0.0.1:0"), mephisto.WithPartitions(2), mephisto.WithLogger(testLogger(t)),
 		mephisto.ProcessingGuarantee(mephisto.ExactlyOnce), mephisto.WithCommitInterval(50*time.Millisecond))
 	events := mephisto.NewTopic(app, "events", codec.String(), codec.String())
@@ -77,14 +95,14 @@ func TestExactlyOnceCountsAndEchoes(t *testing.T) {
 		recs = append(recs, [2]string{k, fmt.Sprint(i)})
 		truth[k]++
 	}
-	produce(t, b.Addr(), "events", recs)
+	produce(t, addr, "events", recs)
 	waitFor(t, 60*time.Second, "counts", func() (bool, string) { return tableEquals(app.WebAddr(), "counts", truth) })
 	waitFor(t, 30*time.Second, "echoes", func() (bool, string) {
-		got := readCommitted(t, b.Addr(), "echo")
+		got := readCommitted(t, addr, "echo")
 		return len(got) == len(recs), fmt.Sprintf("%d echoes of %d", len(got), len(recs))
 	})
 	seen := map[string]bool{}
-	for _, m := range readCommitted(t, b.Addr(), "echo") {
+	for _, m := range readCommitted(t, addr, "echo") {
 		if seen[string(m.Value)] {
 			t.Errorf("echo %s twice", m.Value)
 		}
