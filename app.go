@@ -203,6 +203,11 @@ func (c Config) Validate() error {
 	if c.TransactionTimeout <= 0 {
 		bad("--transaction-timeout must be positive, got %v", c.TransactionTimeout)
 	}
+	if c.ProcessingGuarantee == ExactlyOnce && c.CommitInterval >= c.TransactionTimeout {
+		// A partition's transaction stays open for up to a commit
+		// interval: the broker would abort every one of them.
+		bad("--commit-interval (%v) must be shorter than --transaction-timeout (%v) under exactly_once", c.CommitInterval, c.TransactionTimeout)
+	}
 	if len(c.Brokers) == 0 && c.EmbeddedBroker == "" {
 		bad("--brokers is empty and --embedded-broker too: give brokers, or an address for the embedded broker")
 	}

@@ -31,6 +31,12 @@ func TestRunRejectsOutOfRangeConfig(t *testing.T) {
 		{"zero session timeout", mephisto.WithSessionTimeout(0), "--session-timeout must be positive, got 0s"},
 		{"zero replication factor", mephisto.WithReplicationFactor(0), "--replication-factor must be -1 (the brokers' default) or at least 1, got 0"},
 		{"negative table cache", mephisto.WithTableCache(-1), "--table-cache must be 0 or more keys, got -1"},
+		{"unknown guarantee", mephisto.ProcessingGuarantee("exactly_twice"), `--processing-guarantee must be at_least_once or exactly_once, got "exactly_twice"`},
+		{"zero transaction timeout", mephisto.WithTransactionTimeout(0), "--transaction-timeout must be positive, got 0s"},
+		{"commits slower than transactions time out", func(c *mephisto.Config) {
+			mephisto.ProcessingGuarantee(mephisto.ExactlyOnce)(c)
+			mephisto.WithCommitInterval(20 * time.Second)(c)
+		}, "--commit-interval (20s) must be shorter than --transaction-timeout (10s) under exactly_once"},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			t.Parallel()

@@ -18,8 +18,14 @@ import (
 // is given, partition by partition.
 func readCommitted(t testing.TB, addr, topic string) []*sarama.ConsumerMessage {
 	t.Helper()
-	cfg := kafka.ConsumerConfig("test-read-committed")
-	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	return readIsolated(t, addr, topic, sarama.ReadCommitted)
+}
+
+// readIsolated returns every record of topic a consumer at iso is given.
+func readIsolated(t testing.TB, addr, topic string, iso sarama.IsolationLevel) []*sarama.ConsumerMessage {
+	t.Helper()
+	cfg := kafka.ConsumerConfig("test-read")
+	cfg.Consumer.IsolationLevel = iso
 	client, err := sarama.NewClient([]string{addr}, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -57,21 +63,22 @@ func readCommitted(t testing.TB, addr, topic string) []*sarama.ConsumerMessage {
 }
 
 // eosBrokers runs f on the embedded broker and on Apache Kafka (a broker
-// of the test's own; skipped where the real-Kafka tier cannot run).
-func eosBrokers(t *testing.T, f func(t *testing.T, addr string)) {
+// of the test's own, with config's settings; skipped where the real-Kafka
+// tier cannot run).
+func eosBrokers(t *testing.T, config map[string]string, f func(t *testing.T, addr string)) {
 	t.Run("kfake", func(t *testing.T) {
 		t.Parallel()
 		f(t, startBroker(t).Addr())
 	})
 	t.Run("kafka", func(t *testing.T) {
 		t.Parallel()
-		f(t, proctest.StartKafkaT(t, proctest.KafkaSpec{LogDir: proctest.LogDir(t, "root")}).Bootstrap())
+		f(t, proctest.StartKafkaT(t, proctest.KafkaSpec{LogDir: proctest.LogDir(t, "root"), Config: config}).Bootstrap())
 	})
 }
 
 func TestExactlyOnceCountsAndEchoes(t *testing.T) {
 	t.Parallel()
-	eosBrokers(t, testExactlyOnceCountsAndEchoes)
+	eosBrokers(t, nil, testExactlyOnceCountsAndEchoes)
 }
 
 func testExactlyOnceCountsAndEchoes(t *testing.T, addr string) {

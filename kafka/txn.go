@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,13 @@ func TxnConfig(clientID, txnID string, timeout time.Duration) *sarama.Config {
 	// as long as a broker takes to move a coordinator.
 	cfg.Producer.Transaction.Retry.Max = 100
 	cfg.Producer.Transaction.Retry.Backoff = 50 * time.Millisecond
+	// A send that fails aborts the transaction, and the partition replays
+	// from its last commit: nothing is lost, so a few retries are enough
+	// to ride out a leader change. sarama retries a batch it could not add
+	// to the transaction as if the connection had failed, so with the
+	// plain producer's thousand retries a fenced producer would retry for
+	// half an hour.
+	cfg.Producer.Retry.Max = 5
 	return cfg
 }
 
@@ -127,6 +135,46 @@ func (p *TxnProducer) begin() error {
 	return nil
 }
 
+// errTxnFatal is the state of a producer that can never commit again.
+var errTxnFatal = errors.New("the transactional producer can no longer commit: fenced by a newer producer of its transactional id, or its transaction was aborted by the broker")
+
+// Wait waits until every record sent under t is acknowledged, as
+// Tracker.Wait, or until the producer's transaction fails (a failed
+// send, a fenced producer): sarama keeps retrying the records of a
+// failed transaction for a while, and nothing it does then can commit.
+func (p *TxnProducer) Wait(ctx context.Context, t *Tracker) (map[TopicPartition]int64, error) {
+	tick := time.NewTicker(txnPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.Idle():
+			return t.Wait(ctx)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for produce acknowledgements: %w", ctx.Err())
+		case <-tick.C:
+			if err := p.failed(); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// txnPoll is how often Wait looks at the transaction's state.
+const txnPoll = 20 * time.Millisecond
+
+// failed returns why the producer's transaction can no longer commit, or
+// nil.
+func (p *TxnProducer) failed() error {
+	st := p.Producer.ap.TxnStatus()
+	switch {
+	case st&sarama.ProducerTxnFlagFatalError != 0:
+		return fmt.Errorf("transaction %s (%s): %w", p.id, st, errTxnFatal)
+	case st&sarama.ProducerTxnFlagAbortableError != 0:
+		return fmt.Errorf("transaction %s failed and must be aborted (%s)", p.id, st)
+	}
+	return nil
+}
+
 // Seal closes the open transaction to sends: sends made from now on wait
 // for the next transaction, which Commit begins.
 func (p *TxnProducer) Seal() {
@@ -207,19 +255,33 @@ func (p *TxnProducer) commit(next map[string]map[int32]int64, group *sarama.Cons
 
 // Close aborts the open transaction, if the producer can still do so
 // (else the next producer of its id aborts it when it starts), and stops
-// the producer.
+// the producer. A producer whose transaction failed is stopped in the
+// background: sarama may still be retrying its records, and nothing it
+// does can commit.
 func (p *TxnProducer) Close() error {
 	p.mu.Lock()
-	if p.open && p.broken == nil && p.Producer.ap.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
-		_ = p.Producer.ap.AbortTxn()
+	failed := p.broken != nil || p.failed() != nil
+	if p.open && !failed && p.Producer.ap.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
+		failed = p.Producer.ap.AbortTxn() != nil
 	}
-	p.open, p.broken = false, errors.New("closed")
+	for _, s := range p.waiting {
+		s.t.add()
+		s.t.ack(s.msg.Topic, s.msg.Partition, -1, errors.New("transactional producer closed"), s.origin)
+	}
+	p.open, p.waiting, p.broken = false, nil, errors.New("closed")
 	p.mu.Unlock()
-	err := p.Producer.Close()
-	if cerr := p.client.Close(); err == nil {
-		err = cerr
+	stop := func() error {
+		err := p.Producer.Close()
+		if cerr := p.client.Close(); err == nil {
+			err = cerr
+		}
+		return err
 	}
-	return err
+	if failed {
+		go func() { _ = stop() }()
+		return nil
+	}
+	return stop()
 }
 
 // Fenced reports whether err says that another producer took over the
@@ -227,6 +289,9 @@ func (p *TxnProducer) Close() error {
 // or that the broker aborted the transaction for taking too long: the
 // producer can never commit again.
 func Fenced(err error) bool {
+	if errors.Is(err, errTxnFatal) {
+		return true
+	}
 	for _, e := range []error{sarama.ErrProducerFenced, sarama.ErrInvalidProducerEpoch,
 		sarama.ErrInvalidTxnState, sarama.ErrInvalidProducerIDMapping} {
 		if errors.Is(err, e) {

@@ -179,9 +179,9 @@ func (c *partitionIO) Seal(sources map[string]int64) (<-chan struct{}, func() (m
 	var err error
 	go func() {
 		defer close(done)
-		acked, werr := t.Wait(c.rt.ctx)
+		acked, werr := txn.Wait(c.rt.ctx, t)
 		if werr != nil {
-			err = produceError(werr) // the restart's new producer aborts the transaction
+			err = c.txnFailed(produceError(werr)) // the restart's new producer aborts the transaction
 			return
 		}
 		c.rt.crashPoint("txn:produced")

@@ -36,6 +36,8 @@ func TestBadFlags(t *testing.T) {
 		{"worker zero replication factor", testappBin, nil, worker("--replication-factor", "0"), "--replication-factor must be -1 (the brokers' default) or at least 1, got 0"},
 		{"worker negative table cache", testappBin, nil, worker("--table-cache", "-1"), "--table-cache must be 0 or more keys, got -1"},
 		{"worker out of range from env", testappBin, []string{"MEPHISTO_COMMIT_INTERVAL=0s"}, worker(), "--commit-interval must be positive, got 0s"},
+		{"worker unknown guarantee", testappBin, nil, worker("--processing-guarantee", "exactly_twice"), `--processing-guarantee must be at_least_once or exactly_once, got "exactly_twice"`},
+		{"worker unknown guarantee from env", testappBin, []string{"MEPHISTO_PROCESSING_GUARANTEE=exactlyonce"}, worker(), `--processing-guarantee must be at_least_once or exactly_once, got "exactlyonce"`},
 		{"worker bad log level", testappBin, nil, worker("--log-level", "loud"), "--log-level"},
 		{"worker stray argument", testappBin, nil, worker("stray"), "stray"},
 		{"worker bad env", testappBin, []string{"MEPHISTO_PARTITIONS=many"}, worker(), "MEPHISTO_PARTITIONS"},
