@@ -256,3 +256,82 @@ func TestExactlyOnceRebalanceMidCommit(t *testing.T) {
 		waitExact(t, addr, "eos-rebalance", truth, 600)
 	})
 }
+
+// Everything stateful follows the guarantee: a global table's merges (an
+// update record to the key's grain, then its table write), a batch agent's
+// sends and an ask's replies, each through a transaction that a failure
+// aborts once.
+func TestExactlyOnceStatefulFeatures(t *testing.T) {
+	t.Parallel()
+	eosBrokers(t, nil, func(t *testing.T, addr string) {
+		app := mephisto.New("eos-state", mephisto.WithBrokers(addr), mephisto.WithDataDir(t.TempDir()),
+			mephisto.WithWebAddr("127.0.0.1:0"), mephisto.WithPartitions(2), mephisto.WithLogger(testLogger(t)),
+			mephisto.ProcessingGuarantee(mephisto.ExactlyOnce), mephisto.WithCommitInterval(50*time.Millisecond))
+		events := mephisto.NewTopic(app, "events", codec.String(), codec.String())
+		total := mephisto.NewGlobalTable(app, "total", codec.String(), codec.Int64(), mephisto.MergeWith(mephisto.Sum[int64]))
+		var mergeFailed atomic.Bool
+		mephisto.NewAgent(app, "merge", events, func(ctx mephisto.Context, _, value string) error {
+			if err := total.Merge(ctx, "n", 1); err != nil {
+				return err
+			}
+			if value == "150" && mergeFailed.CompareAndSwap(false, true) {
+				return fmt.Errorf("fails once after its merge")
+			}
+			return nil
+		})
+		items := mephisto.NewTopic(app, "items", codec.String(), codec.String())
+		batches := mephisto.NewTopic(app, "batches", codec.String(), codec.String())
+		var batchFailed atomic.Bool
+		mephisto.NewBatchAgent(app, "batch", items, 10, time.Second, func(ctx mephisto.Context, batch []mephisto.KV[string, string]) error {
+			for _, kv := range batch {
+				if err := batches.Send(ctx, kv.Key, kv.Value); err != nil {
+					return err
+				}
+			}
+			if batchFailed.CompareAndSwap(false, true) {
+				return fmt.Errorf("the first batch fails once after its sends")
+			}
+			return nil
+		})
+		asks := mephisto.NewTopic(app, "asks", codec.String(), codec.Int64())
+		double := mephisto.NewReplyAgent(app, "double", asks, func(_ mephisto.Context, _ string, v int64) (int64, error) {
+			return 2 * v, nil
+		})
+		runApp(t, app)
+
+		produce(t, addr, "events", numbered(0, 300, map[string]int64{}))
+		produce(t, addr, "items", numbered(0, 100, map[string]int64{}))
+		for i := range int64(20) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			got, err := double.Ask(ctx, fmt.Sprint("k", i), i)
+			cancel()
+			if err != nil || got != 2*i {
+				t.Fatalf("Ask(%d) = %d, %v; want %d", i, got, err, 2*i)
+			}
+		}
+		waitFor(t, 60*time.Second, "the global total", func() (bool, string) {
+			n, err := total.Get(context.Background(), "n")
+			return err == nil && n == 300, fmt.Sprintf("total %d (%v), want 300", n, err)
+		})
+		waitFor(t, 30*time.Second, "every item batched once", func() (bool, string) {
+			seen := map[string]int{}
+			for _, m := range readCommitted(t, addr, "batches") {
+				seen[string(m.Value)]++
+			}
+			for i := range 100 {
+				if c := seen[fmt.Sprint(i)]; c != 1 {
+					return false, fmt.Sprintf("item %d sent %d times", i, c)
+				}
+			}
+			return true, ""
+		})
+		if !mergeFailed.Load() || !batchFailed.Load() {
+			t.Fatalf("the failures were not injected (merge %v, batch %v)", mergeFailed.Load(), batchFailed.Load())
+		}
+		// The aborted attempts left their records in the log: read
+		// uncommitted, the global table's update topic holds more than 300.
+		if n := len(readIsolated(t, addr, "eos-state-total-updates", sarama.ReadUncommitted)); n <= 300 {
+			t.Logf("update records read uncommitted: %d (the failure's transaction held none)", n)
+		}
+	})
+}
