@@ -1,0 +1,237 @@
+// Package window is the arithmetic of windowed tables: which windows an
+// event at a given time belongs to (tumbling, hopping and session
+// windows), when a window closes and when it expires, and how a window is
+// written into a table key. It does no I/O and keeps no state: the
+// partition state machine calls it.
+//
+// Times are unix milliseconds. A window is the half-open range [Start,
+// End): an event at End belongs to the next window. A session window,
+// whose end is an event's time, ends one millisecond after its last
+// event.
+package window
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Range is one window: [Start, End) in unix milliseconds.
+type Range struct{ Start, End int64 }
+
+// Contains reports whether the window holds time t.
+func (r Range) Contains(t int64) bool { return r.Start <= t && t < r.End }
+
+func (r Range) String() string {
+	return fmt.Sprintf("[%s, %s)", time.UnixMilli(r.Start).UTC().Format(time.RFC3339Nano), time.UnixMilli(r.End).UTC().Format(time.RFC3339Nano))
+}
+
+// Kind is a kind of window.
+type Kind int
+
+// The kinds of windows.
+const (
+	// Tumbling windows are fixed-size, adjacent and non-overlapping: each
+	// event belongs to exactly one.
+	Tumbling Kind = iota + 1
+	// Hopping windows are fixed-size and start every Step: an event
+	// belongs to Size/Step of them.
+	Hopping
+	// Session windows hold a run of events of one key with gaps of less
+	// than Gap between them; an event that bridges two sessions merges
+	// them.
+	Session
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Tumbling:
+		return "tumbling"
+	case Hopping:
+		return "hopping"
+	case Session:
+		return "session"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Spec describes a windowed table's windows.
+type Spec struct {
+	Kind Kind
+	// Size is the window length (tumbling, hopping).
+	Size time.Duration
+	// Step is how often a hopping window starts.
+	Step time.Duration
+	// Gap is the inactivity that ends a session.
+	Gap time.Duration
+	// Grace is how long after its end a window still takes late events;
+	// it closes when stream time passes End + Grace.
+	Grace time.Duration
+	// Expires is how long after its end a window stays readable (at
+	// least Grace; 0 means Grace).
+	Expires time.Duration
+}
+
+// Errors of a Spec.
+var ErrSpec = errors.New("window: invalid spec")
+
+// Validate reports a spec that cannot work.
+func (s Spec) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s windows: %s", ErrSpec, s.Kind, fmt.Sprintf(format, args...))
+	}
+	positiveMs := func(name string, d time.Duration) error {
+		if d < time.Millisecond {
+			return bad("%s must be at least 1ms, got %v", name, d)
+		}
+		if d%time.Millisecond != 0 {
+			return bad("%s must be whole milliseconds, got %v", name, d)
+		}
+		return nil
+	}
+	switch s.Kind {
+	case Tumbling:
+		if err := positiveMs("size", s.Size); err != nil {
+			return err
+		}
+	case Hopping:
+		if err := positiveMs("size", s.Size); err != nil {
+			return err
+		}
+		if err := positiveMs("step", s.Step); err != nil {
+			return err
+		}
+		if s.Step > s.Size {
+			return bad("step (%v) must not be longer than size (%v)", s.Step, s.Size)
+		}
+	case Session:
+		if err := positiveMs("gap", s.Gap); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("%w: unknown kind %d", ErrSpec, int(s.Kind))
+	}
+	if s.Grace < 0 || s.Grace%time.Millisecond != 0 {
+		return bad("grace must be whole milliseconds and not negative, got %v", s.Grace)
+	}
+	if s.Expires != 0 && (s.Expires < s.Grace || s.Expires%time.Millisecond != 0) {
+		return bad("expires (%v) must be whole milliseconds and at least grace (%v)", s.Expires, s.Grace)
+	}
+	return nil
+}
+
+func ms(d time.Duration) int64 { return int64(d / time.Millisecond) }
+
+// floorDiv divides rounding towards minus infinity (times before 1970
+// are negative).
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// Assign returns the fixed windows (tumbling, hopping) holding time t, in
+// start order. Session windows depend on the key's other events: see
+// Merge.
+func (s Spec) Assign(t int64) []Range {
+	switch s.Kind {
+	case Tumbling:
+		size := ms(s.Size)
+		start := floorDiv(t, size) * size
+		return []Range{{start, start + size}}
+	case Hopping:
+		size, step := ms(s.Size), ms(s.Step)
+		last := floorDiv(t, step) * step
+		var out []Range
+		for start := last - floorDiv(size-1, step)*step; start <= last; start += step {
+			if start+size > t {
+				out = append(out, Range{start, start + size})
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// Current returns the window of an event at t that Faust's current()
+// means: the latest-starting fixed window holding t.
+func (s Spec) Current(t int64) Range {
+	ws := s.Assign(t)
+	if len(ws) == 0 {
+		return Range{}
+	}
+	return ws[len(ws)-1]
+}
+
+// CloseAt returns the stream time at which window r closes: when stream
+// time reaches it, r takes no more events and its close callback runs.
+func (s Spec) CloseAt(r Range) int64 { return r.End + ms(s.Grace) }
+
+// ExpireAt returns the stream time at which window r is deleted.
+func (s Spec) ExpireAt(r Range) int64 {
+	exp := s.Expires
+	if exp < s.Grace {
+		exp = s.Grace
+	}
+	return r.End + ms(exp)
+}
+
+// Late reports whether an event for window r comes too late once stream
+// time (or the close watermark) is closed: r has already closed.
+func (s Spec) Late(r Range, closed int64) bool { return s.CloseAt(r) <= closed }
+
+// Key returns the table key of window start of the user key key: the
+// key's length, the key, then the start, big-endian with the sign bit
+// flipped, so that one key's windows are adjacent and in time order (and
+// expiring a key's old windows is one range).
+func Key(key []byte, start int64) []byte {
+	b := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(key)+8), uint64(len(key)))
+	b = append(b, key...)
+	return binary.BigEndian.AppendUint64(b, uint64(start)^(1<<63))
+}
+
+// Prefix returns the prefix every window key of key starts with.
+func Prefix(key []byte) []byte {
+	b := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(key)), uint64(len(key)))
+	return append(b, key...)
+}
+
+// ErrKey is returned for a table key that Key did not make.
+var ErrKey = errors.New("window: not a window key")
+
+// Split returns the user key and the window start of a table key made by
+// Key.
+func Split(k []byte) (key []byte, start int64, err error) {
+	n, w := binary.Uvarint(k)
+	if w <= 0 || uint64(len(k)-w) != n+8 {
+		return nil, 0, ErrKey
+	}
+	key = k[w : w+int(n)]
+	return key, int64(binary.BigEndian.Uint64(k[w+int(n):]) ^ (1 << 63)), nil
+}
+
+// Joins reports whether an event at t belongs to session r (or bridges
+// into it): it is at most Gap before its first event or after its last.
+func (s Spec) Joins(r Range, t int64) bool {
+	gap := ms(s.Gap)
+	return r.Start-gap <= t && t <= r.End-1+gap
+}
+
+// Merge returns the session an event at t makes of a key's sessions: the
+// sessions it joins (in sessions' order, which Merge does not need sorted)
+// merged with the event, and those sessions, which the merged one
+// replaces. With none joined, the event starts a session of its own.
+func (s Spec) Merge(sessions []Range, t int64) (merged Range, joined []Range) {
+	merged = Range{t, t + 1}
+	for _, r := range sessions {
+		if s.Joins(r, t) {
+			joined = append(joined, r)
+			merged.Start = min(merged.Start, r.Start)
+			merged.End = max(merged.End, r.End)
+		}
+	}
+	return merged, joined
+}
