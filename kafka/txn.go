@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -49,10 +50,10 @@ type TxnProducer struct {
 	client sarama.Client
 	id     string
 
-	mu      sync.Mutex // guards the fields below
-	open    bool       // a transaction is begun
-	sealed  bool       // the open transaction takes no more sends
-	broken  error      // a commit failed: the producer must be replaced
+	mu      sync.Mutex  // guards the fields below
+	open    atomic.Bool // a transaction is begun (written by one goroutine at a time, see begin; read by Close)
+	sealed  bool        // the open transaction takes no more sends
+	broken  error       // a commit failed: the producer must be replaced
 	waiting []waitingSend
 }
 
@@ -107,6 +108,7 @@ func (p *TxnProducer) send(t *Tracker, msg *sarama.ProducerMessage, origin any, 
 		return
 	}
 	if err := p.begin(); err != nil {
+		p.broken = err
 		t.add()
 		t.ack(msg.Topic, msg.Partition, -1, err, origin)
 		return
@@ -122,16 +124,17 @@ func (p *TxnProducer) queue(s waitingSend) {
 	}
 }
 
-// begin begins a transaction unless one is open. p.mu is held.
+// begin begins a transaction unless one is open. Only one goroutine
+// touches the transaction at a time: a sender while it is not sealed
+// (holding p.mu), the committer while it is.
 func (p *TxnProducer) begin() error {
-	if p.open {
+	if p.open.Load() {
 		return nil
 	}
 	if err := p.Producer.ap.BeginTxn(); err != nil {
-		p.broken = err
 		return fmt.Errorf("begin transaction %s: %w", p.id, err)
 	}
-	p.open = true
+	p.open.Store(true)
 	return nil
 }
 
@@ -159,7 +162,8 @@ func (p *TxnProducer) Wait(ctx context.Context, t *Tracker) (map[TopicPartition]
 	}
 }
 
-// txnPoll is how often Wait looks at the transaction's state.
+// txnPoll is how often Wait looks at the transaction's state: sarama
+// tells nobody when a transaction fails.
 const txnPoll = 20 * time.Millisecond
 
 // failed returns why the producer's transaction can no longer commit, or
@@ -188,46 +192,41 @@ func (p *TxnProducer) Seal() {
 // as part of it (group's generation and member fence a member that has
 // lost the partition), and then begins the next transaction with the
 // sends that waited. The caller must have waited for every record of the
-// transaction to be acknowledged. After an error the producer is broken:
-// every later send fails, and the caller must close it and start another.
+// transaction to be acknowledged (Wait). Sends do not wait for the commit.
+// After an error the producer is broken: every later send fails, and the
+// caller must close it and start another.
 func (p *TxnProducer) Commit(next map[string]map[int32]int64, group *sarama.ConsumerGroupMetadata) error {
 	p.mu.Lock()
-	if p.broken != nil {
-		p.mu.Unlock()
-		return p.broken
+	broken := p.broken
+	p.mu.Unlock()
+	if broken != nil {
+		return broken
 	}
-	err := p.commit(next, group)
+	err := p.commit(next, group) // sealed: no sender touches the transaction meanwhile
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.sealed = false
+	waiting := p.waiting
+	p.waiting = nil
+	if err == nil && len(waiting) > 0 {
+		err = p.begin()
+	}
 	if err != nil {
 		p.broken = err
-		for _, s := range p.waiting {
+		for _, s := range waiting {
 			s.t.add()
 			s.t.ack(s.msg.Topic, s.msg.Partition, -1, err, s.origin)
 		}
-		p.waiting = nil
-		p.mu.Unlock()
 		return err
-	}
-	waiting := p.waiting
-	p.waiting = nil
-	if len(waiting) > 0 {
-		if berr := p.begin(); berr != nil {
-			for _, s := range waiting {
-				s.t.add()
-				s.t.ack(s.msg.Topic, s.msg.Partition, -1, berr, s.origin)
-			}
-			waiting = nil
-		}
 	}
 	for _, s := range waiting {
 		p.queue(s)
 	}
-	p.mu.Unlock()
 	return nil
 }
 
 // commit commits the open transaction (beginning one if only offsets are
-// to be committed). p.mu is held: sends wait, since they are sealed.
+// to be committed).
 func (p *TxnProducer) commit(next map[string]map[int32]int64, group *sarama.ConsumerGroupMetadata) error {
 	if len(next) > 0 {
 		if err := p.begin(); err != nil {
@@ -243,13 +242,13 @@ func (p *TxnProducer) commit(next map[string]map[int32]int64, group *sarama.Cons
 			return fmt.Errorf("add offsets to transaction %s: %w", p.id, err)
 		}
 	}
-	if !p.open {
+	if !p.open.Load() {
 		return nil // nothing was sent and no offset moved
 	}
 	if err := p.Producer.ap.CommitTxn(); err != nil {
 		return fmt.Errorf("commit transaction %s: %w", p.id, err)
 	}
-	p.open = false
+	p.open.Store(false)
 	return nil
 }
 
@@ -261,14 +260,15 @@ func (p *TxnProducer) commit(next map[string]map[int32]int64, group *sarama.Cons
 func (p *TxnProducer) Close() error {
 	p.mu.Lock()
 	failed := p.broken != nil || p.failed() != nil
-	if p.open && !failed && p.Producer.ap.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
+	if p.open.Load() && !failed && p.Producer.ap.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
 		failed = p.Producer.ap.AbortTxn() != nil
 	}
 	for _, s := range p.waiting {
 		s.t.add()
 		s.t.ack(s.msg.Topic, s.msg.Partition, -1, errors.New("transactional producer closed"), s.origin)
 	}
-	p.open, p.waiting, p.broken = false, nil, errors.New("closed")
+	p.open.Store(false)
+	p.waiting, p.broken = nil, errors.New("closed")
 	p.mu.Unlock()
 	stop := func() error {
 		err := p.Producer.Close()
