@@ -50,11 +50,14 @@ type TxnProducer struct {
 	client sarama.Client
 	id     string
 
-	mu      sync.Mutex  // guards the fields below
-	open    atomic.Bool // a transaction is begun (written by one goroutine at a time, see begin; read by Close)
-	sealed  bool        // the open transaction takes no more sends
-	broken  error       // a commit failed: the producer must be replaced
-	waiting []waitingSend
+	mu     sync.Mutex  // guards the fields below
+	open   atomic.Bool // a transaction is begun (written by one goroutine at a time, see begin; read by Close)
+	sealed bool        // the open transaction takes no more sends
+	broken error       // a commit failed: the producer must be replaced
+	// committing is set while Commit talks to the broker, closed once
+	// Close was called.
+	committing, closed bool
+	waiting            []waitingSend
 }
 
 // waitingSend is a send made while a commit is in progress.
@@ -198,6 +201,7 @@ func (p *TxnProducer) Seal() {
 func (p *TxnProducer) Commit(next map[string]map[int32]int64, group *sarama.ConsumerGroupMetadata) error {
 	p.mu.Lock()
 	broken := p.broken
+	p.committing = broken == nil
 	p.mu.Unlock()
 	if broken != nil {
 		return broken
@@ -205,6 +209,20 @@ func (p *TxnProducer) Commit(next map[string]map[int32]int64, group *sarama.Cons
 	err := p.commit(next, group) // sealed: no sender touches the transaction meanwhile
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.committing = false
+	if p.closed {
+		// Close came during the commit and left the producer to us.
+		go func() { _ = p.stop() }()
+		if err == nil {
+			err = errors.New("transactional producer closed")
+		}
+		for _, s := range p.waiting {
+			s.t.add()
+			s.t.ack(s.msg.Topic, s.msg.Partition, -1, err, s.origin)
+		}
+		p.waiting = nil
+		return err
+	}
 	p.sealed = false
 	waiting := p.waiting
 	p.waiting = nil
@@ -259,6 +277,19 @@ func (p *TxnProducer) commit(next map[string]map[int32]int64, group *sarama.Cons
 // does can commit.
 func (p *TxnProducer) Close() error {
 	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	if p.committing {
+		// sarama's producer must not be closed while it commits: the
+		// committer stops it when the commit returns (the next producer
+		// of the id completes or aborts that transaction anyway).
+		p.broken = errors.New("closed")
+		p.mu.Unlock()
+		return nil
+	}
 	failed := p.broken != nil || p.failed() != nil
 	if p.open.Load() && !failed && p.Producer.ap.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
 		failed = p.Producer.ap.AbortTxn() != nil
@@ -270,18 +301,20 @@ func (p *TxnProducer) Close() error {
 	p.open.Store(false)
 	p.waiting, p.broken = nil, errors.New("closed")
 	p.mu.Unlock()
-	stop := func() error {
-		err := p.Producer.Close()
-		if cerr := p.client.Close(); err == nil {
-			err = cerr
-		}
-		return err
-	}
 	if failed {
-		go func() { _ = stop() }()
+		go func() { _ = p.stop() }()
 		return nil
 	}
-	return stop()
+	return p.stop()
+}
+
+// stop stops the sarama producer and its client.
+func (p *TxnProducer) stop() error {
+	err := p.Producer.Close()
+	if cerr := p.client.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Fenced reports whether err says that another producer took over the
