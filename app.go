@@ -304,8 +304,10 @@ type Guarantee string
 const (
 	// AtLeastOnce: nothing is lost; after a crash or a rebalance the
 	// records since the partition's last commit are processed again, so
-	// their sends can be duplicated (tables stay exact: changelog records
-	// carry values, not deltas).
+	// their sends can be duplicated, and so can their table updates: a
+	// crash after a commit's changelog records are written but before its
+	// offsets are leaves the changelog ahead of the input, and an update
+	// such as a count is then applied twice.
 	AtLeastOnce Guarantee = "at_least_once"
 	// ExactlyOnce: each partition commits its sends, its changelog records
 	// and its input offsets in one Kafka transaction, and every topic is

@@ -120,12 +120,15 @@ type GroupMember struct {
 	backoff func(attempt int) time.Duration
 
 	brokers string // for the operator's log lines
+	client  sarama.Client
+	closed  chan struct{}
 
 	mu        sync.Mutex // guards the fields below
 	end       context.CancelFunc
 	lost      error     // why the group cannot reach Kafka; nil while it can
 	lostSince time.Time // when lost was set
 	repeats   int       // errors since lost, not logged one by one
+	probing   bool      // a probe is checking whether Kafka answers again
 }
 
 // GroupMemberConfig configures a GroupMember.
@@ -152,7 +155,8 @@ func NewGroupMember(cfg GroupMemberConfig) (*GroupMember, error) {
 	if err != nil {
 		return nil, fmt.Errorf("join consumer group %s: %w", cfg.Group, err)
 	}
-	m := &GroupMember{group: g, name: cfg.Group, h: cfg.Handler, log: cfg.Log, backoff: cfg.Backoff, brokers: strings.Join(cfg.Brokers, ",")}
+	m := &GroupMember{group: g, name: cfg.Group, h: cfg.Handler, log: cfg.Log, backoff: cfg.Backoff, brokers: strings.Join(cfg.Brokers, ","),
+		client: cfg.Client, closed: make(chan struct{})}
 	go func() {
 		for err := range g.Errors() {
 			m.trouble(err)
@@ -173,13 +177,41 @@ func (m *GroupMember) trouble(err error) {
 		m.lost = err
 		m.repeats++
 	}
+	probe := !m.probing
+	m.probing = true
 	m.mu.Unlock()
+	if probe {
+		go m.probe()
+	}
 	if first {
 		m.log.Warn("consumer group lost contact with Kafka: retrying with backoff; partitions that cannot commit restart and process their records again once Kafka is back (check the brokers and the network)",
 			"brokers", m.brokers, "err", err)
 		return
 	}
 	m.log.Debug("consumer group error", "brokers", m.brokers, "err", err)
+}
+
+// probe asks Kafka for metadata, with backoff, until it answers, and
+// then clears the trouble: sarama reports a fetch or commit error but
+// keeps the session until its heartbeats give up, and a session that
+// lives through a short outage never starts again to say Kafka is back.
+func (m *GroupMember) probe() {
+	defer func() {
+		m.mu.Lock()
+		m.probing = false
+		m.mu.Unlock()
+	}()
+	for attempt := 1; ; attempt++ {
+		select {
+		case <-m.closed:
+			return
+		case <-time.After(m.backoff(attempt)):
+		}
+		if err := m.client.RefreshMetadata(); err == nil {
+			m.recovered()
+			return
+		}
+	}
 }
 
 // recovered records that a session started: the group reaches Kafka.
@@ -194,7 +226,8 @@ func (m *GroupMember) recovered() {
 	}
 }
 
-// Trouble returns why the group cannot reach Kafka, or nil while it can.
+// Trouble returns why the group cannot reach Kafka, or nil while it can
+// (also during a session: see probe).
 func (m *GroupMember) Trouble() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -241,7 +274,14 @@ func (m *GroupMember) Rejoin() {
 }
 
 // Close leaves the group.
-func (m *GroupMember) Close() error { return m.group.Close() }
+func (m *GroupMember) Close() error {
+	select {
+	case <-m.closed:
+	default:
+		close(m.closed)
+	}
+	return m.group.Close()
+}
 
 // session is a GroupMember as sarama calls it during one session (one
 // Consume).

@@ -87,9 +87,27 @@ func (c *partitionIO) Load(first bool) (map[string]int64, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read the group's committed offsets: %w", err)
 		}
+		var ahead map[string]int64
 		for topic, n := range next {
 			if off, ok := stored[topic]; !ok || n-1 > off {
 				stored[topic] = n - 1
+				if ahead == nil {
+					ahead = map[string]int64{}
+				}
+				ahead[topic] = n - 1
+			}
+		}
+		// Pebble's rows were just brought up to those transactions by the
+		// changelog replay: store their offsets too, so that Pebble stays
+		// whole even if the group's offsets are later lost (retention) and
+		// no commit of this partition rewrites them.
+		if len(ahead) > 0 {
+			b := c.rt.store.NewBatch()
+			for topic, off := range ahead {
+				b.SetSourceOffset(topic, c.p, off)
+			}
+			if err := b.Commit(); err != nil {
+				return nil, fmt.Errorf("store the committed input offsets: %w", err)
 			}
 		}
 	}

@@ -31,6 +31,11 @@ func (rt *Node) readyLocked() (bool, string) {
 	if rt.phase != "" {
 		return false, rt.phase
 	}
+	if rt.member != nil {
+		if err := rt.member.Trouble(); err != nil {
+			return false, fmt.Sprintf("cannot reach Kafka at %s: %v (the consumer group retries with backoff)", strings.Join(rt.brokers, ","), err)
+		}
+	}
 	if !rt.session {
 		brokers := strings.Join(rt.brokers, ",")
 		if rt.member != nil {
