@@ -271,7 +271,7 @@ func TestFaustAndMephistoAgent(t *testing.T) {
 		}
 		const n = 2000
 		web := startWorker(t, e)
-		f := proctest.StartT(t, proctest.Spec{Name: "faust", Path: python, Args: []string{filepath.Join("faust", "app.py"), "worker", "-l", "warn"},
+		f := proctest.StartT(t, proctest.Spec{Name: "faust", Path: python, Args: []string{filepath.Join("faust", "app.py"), "worker", "-l", "warn", "--without-web"},
 			Env: childEnv([]string{"INTEROP_BROKER=" + e.addr, "INTEROP_APP=faust-" + e.app, "INTEROP_ORDERS=" + e.prefix + "orders",
 				"INTEROP_RECEIPTS=" + e.prefix + "receipts", "INTEROP_N=" + strconv.Itoa(n)}),
 			LogDir: proctest.LogDir(t, "interop")})
