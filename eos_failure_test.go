@@ -16,6 +16,7 @@ import (
 	"github.com/mephistohq/mephisto"
 	"github.com/mephistohq/mephisto/codec"
 	"github.com/mephistohq/mephisto/internal/node"
+	"github.com/mephistohq/mephisto/internal/proctest"
 	"github.com/mephistohq/mephisto/kafka"
 )
 
@@ -217,13 +218,12 @@ func TestExactlyOnceRebalanceMidCommit(t *testing.T) {
 			}
 			once.Do(func() {
 				close(joined) // the test starts node 2
-				deadline := time.Now().Add(30 * time.Second)
-				for time.Now().Before(deadline) {
-					if ok, why := app1.Ready(); !ok && strings.Contains(why, "assignment") {
-						break
-					}
-					time.Sleep(5 * time.Millisecond) // polling node 1's state, bounded by the deadline
-				}
+				// Hold the commit until node 1's session has ended (the
+				// test fails below if it never does).
+				_, _ = proctest.Poll(context.Background(), 5*time.Millisecond, 30*time.Second, "node 1's session ended", func() (bool, string, error) {
+					ok, why := app1.Ready()
+					return !ok && strings.Contains(why, "assignment"), why, nil
+				})
 				close(released)
 			})
 		}
