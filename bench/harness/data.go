@@ -146,6 +146,10 @@ type rawResult struct {
 	CPUSeconds float64 `json:"cpu_seconds"`
 	// LatenciesMs are the round trips of `raw ask`, in milliseconds.
 	LatenciesMs []float64 `json:"latencies_ms"`
+	// Transactions and CommitSeconds are what `raw pass-txn` committed
+	// and the time its partitions spent in commits (summed).
+	Transactions  int64   `json:"transactions"`
+	CommitSeconds float64 `json:"commit_seconds"`
 }
 
 // runRaw runs the raw client (bench/raw) to completion and returns its

@@ -3,7 +3,9 @@
 // sarama client doing the same Kafka work, measured in the same run. Since
 // issue 10 the same workloads also run on Apache Kafka (brokers.go), and
 // count, pass, wordcount and the recover workloads next to the users'
-// alternatives, Kafka Streams and Faust (peers.go).
+// alternatives, Kafka Streams and Faust (peers.go). Since issue 12
+// count-eos, pass-eos and latency-eos measure the same under exactly_once,
+// next to at_least_once in the same run (eos.go).
 //
 // The unit under test is always a separate OS process: the broker
 // (cmd/mephisto), the Mephisto worker (bench/app, or examples/wordcount)
@@ -27,7 +29,7 @@ import (
 )
 
 // Workloads lists every workload, in the order they run.
-var Workloads = []string{"count", "count-1m-keys", "pass", "wordcount", "recover-10k-keys", "recover-1m-keys", "failover", "ask", "latency", "global", "global-3-nodes"}
+var Workloads = []string{"count", "count-eos", "count-1m-keys", "pass", "pass-eos", "wordcount", "recover-10k-keys", "recover-1m-keys", "failover", "ask", "latency", "latency-eos", "global", "global-3-nodes"}
 
 // Options configures a benchmark run. Zero fields take the defaults of
 // issue #5.
@@ -246,6 +248,10 @@ func (h *harness) workload(ctx context.Context, name string) (*Row, error) {
 		return h.count(ctx, name, h.opts.N)
 	case "pass":
 		return h.pass(ctx)
+	case "count-eos":
+		return h.countEOS(ctx)
+	case "pass-eos":
+		return h.passEOS(ctx)
 	case "wordcount":
 		return h.wordcount(ctx)
 	case "recover-10k-keys":
@@ -257,7 +263,9 @@ func (h *harness) workload(ctx context.Context, name string) (*Row, error) {
 	case "ask":
 		return h.ask(ctx)
 	case "latency":
-		return h.latency(ctx)
+		return h.latency(ctx, name, false)
+	case "latency-eos":
+		return h.latency(ctx, name, true)
 	case "global":
 		return h.global(ctx, name, 1)
 	case "global-3-nodes":

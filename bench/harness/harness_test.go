@@ -17,7 +17,7 @@ func TestHarnessSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs processes")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var log bytes.Buffer
 	rep, err := Run(ctx, Options{
@@ -25,15 +25,15 @@ func TestHarnessSmoke(t *testing.T) {
 		N:           1000,
 		Runs:        1,
 		AskDuration: 300 * time.Millisecond,
-		Workloads:   []string{"count", "pass", "wordcount", "recover-10k-keys", "ask", "global"},
+		Workloads:   []string{"count", "count-eos", "pass", "pass-eos", "wordcount", "recover-10k-keys", "ask", "global"},
 		WorkDir:     t.TempDir(),
 		Log:         &log,
 	})
 	if err != nil {
 		t.Fatalf("%v\nprogress:\n%s", err, log.String())
 	}
-	if len(rep.Rows) != 6 {
-		t.Fatalf("%d rows, want 6", len(rep.Rows))
+	if len(rep.Rows) != 8 {
+		t.Fatalf("%d rows, want 8", len(rep.Rows))
 	}
 	for _, r := range rep.Rows {
 		// ask: Mephisto and Raw are the p50 round trips of Ask and of the
@@ -46,6 +46,14 @@ func TestHarnessSmoke(t *testing.T) {
 		if r.Workload == "global" && (!strings.Contains(r.Cell, "visible in its own copy p50") || !strings.Contains(r.RawCell, "count ")) {
 			t.Errorf("global row: cell %q, raw %q: want the visibility percentiles and count's rate", r.Cell, r.RawCell)
 		}
+		// count-eos, pass-eos: the cell adds the paired at_least_once
+		// run and the ratio; pass-eos's raw cell the transactional pipe.
+		if strings.HasSuffix(r.Workload, "-eos") && !strings.Contains(r.Cell, "eos ÷ alo") {
+			t.Errorf("%s row: cell %q: want the at_least_once rates and the ratio", r.Workload, r.Cell)
+		}
+		if r.Workload == "pass-eos" && !strings.Contains(r.RawCell, "transactional") {
+			t.Errorf("pass-eos row: raw %q: want the transactional pipe's rate", r.RawCell)
+		}
 		if len(r.Mephisto) != 1 || r.Mephisto[0] <= 0 || len(r.Raw) != 1 || r.Raw[0] <= 0 {
 			t.Errorf("%s: Mephisto %v, raw %v: want one positive result each", r.Workload, r.Mephisto, r.Raw)
 		}
@@ -55,7 +63,7 @@ func TestHarnessSmoke(t *testing.T) {
 	}
 	var md bytes.Buffer
 	rep.Markdown(&md)
-	for _, want := range []string{"| count |", "| pass |", "| wordcount |", "| recover-10k-keys |", "| ask |", "| global |"} {
+	for _, want := range []string{"| count |", "| count-eos |", "| pass |", "| pass-eos |", "| wordcount |", "| recover-10k-keys |", "| ask |", "| global |"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, md.String())
 		}

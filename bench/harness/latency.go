@@ -27,9 +27,17 @@ import (
 // was produced. One clock, one process. In the same run the harness also
 // reads the input topic itself: the raw column is the same produce → read
 // latency without Mephisto, the floor Kafka and the dev broker set.
-func (h *harness) latency(ctx context.Context) (*Row, error) {
+//
+// latency-eos is the same under exactly_once (the worker runs with
+// MEPHISTO_PROCESSING_GUARANTEE=exactly_once, eos.go) at the same rate,
+// and the harness reads the changelog read_committed, as a consumer of an
+// exactly-once app's outputs must: an update is seen once the transaction
+// of its partition's commit has committed, so the latency includes the
+// commit's transaction (its produce, AddOffsetsToTxn, TxnOffsetCommit and
+// EndTxn) and the broker's writing of the commit markers.
+func (h *harness) latency(ctx context.Context, name string, eos bool) (*Row, error) {
 	o := h.opts
-	row := &Row{Workload: "latency", Unit: "ms"}
+	row := &Row{Workload: name, Unit: "ms"}
 	rate := o.LatencyRate
 	if rate <= 0 {
 		c := h.rows["count"]
@@ -43,6 +51,7 @@ func (h *harness) latency(ctx context.Context) (*Row, error) {
 			if err != nil {
 				return row, fmt.Errorf("measure count for the latency rate: %w", err)
 			}
+			h.rows["count"] = c // latency-eos takes the same rate
 		}
 		rate = median(c.Mephisto) / 2
 		row.note("rate = half of count's median, %s events/s", num(median(c.Mephisto)))
@@ -51,7 +60,7 @@ func (h *harness) latency(ctx context.Context) (*Row, error) {
 	row.N = fmt.Sprintf("%s events/s for %v (%s events, %s keys)", num(rate), o.LatencyDuration, group(fmt.Sprint(total)), group(fmt.Sprint(o.Keys)))
 	var p50s, p99s, rawP50s, rawP99s []float64
 	for r := 1; r <= o.LatencyRuns; r++ {
-		m, raw, rss, err := h.latencyRun(ctx, r, rate, total)
+		m, raw, rss, use, err := h.latencyRun(ctx, name, r, rate, total, eos)
 		if err != nil {
 			return row, err
 		}
@@ -60,11 +69,18 @@ func (h *harness) latency(ctx context.Context) (*Row, error) {
 		row.PeakRSS = append(row.PeakRSS, rss)
 		h.logf("run %d: produce → table update p50 %.1f ms, p99 %.1f ms, max %.1f ms; produce → raw read p50 %.1f ms, p99 %.1f ms",
 			r, pct(m, 50), pct(m, 99), pct(m, 100), pct(raw, 50), pct(raw, 99))
-		row.note("run %d: p50 %.0f ms, p99 %.0f ms, max %.0f ms (raw p50 %.1f ms, p99 %.1f ms)", r, pct(m, 50), pct(m, 99), pct(m, 100), pct(raw, 50), pct(raw, 99))
+		row.note("run %d: p50 %.0f ms, p99 %.0f ms, max %.0f ms (raw p50 %.1f ms, p99 %.1f ms); from the first event sent to the last update seen: %.0f commits per second (%.1f per partition), worker %.2f cores, broker %.2f cores",
+			r, pct(m, 50), pct(m, 99), pct(m, 100), pct(raw, 50), pct(raw, 99), use.commits, use.commits/partitions, use.worker, use.broker)
 	}
 	row.Cell = fmt.Sprintf("p50 %s ms, p99 %s ms", spread(p50s), spread(p99s))
 	row.RawCell = fmt.Sprintf("p50 %.1f ms, p99 %.1f ms", median(rawP50s), median(rawP99s))
 	row.note("latency = harness reads the changelog record holding an event's update − harness handed the event to its producer; the table changes only at a commit: at once (at most every 50 ms) where a partition keeps up with its input, every commit interval (500 ms) where it is behind")
+	if eos {
+		row.note("under exactly_once (MEPHISTO_PROCESSING_GUARANTEE=exactly_once), the changelog read read_committed: an update is seen once its partition's transaction has committed (the commit's transaction and markers included)")
+		if l := h.rows["latency"]; l != nil && l.Failed == "" && l.Cell != "" {
+			row.note("at_least_once at the same rate in this run (latency): %s", l.Cell)
+		}
+	}
 	row.note("raw: produce → the harness's own consumer reading the input topic, in the same run")
 	return row, nil
 }
@@ -93,26 +109,33 @@ func pct(xs []float64, p float64) float64 {
 
 // latencyRun runs one latency measurement and returns the Mephisto and raw
 // latencies in milliseconds and the worker's peak RSS.
-func (h *harness) latencyRun(ctx context.Context, r int, rate float64, total int64) (meph, raw []float64, rss int64, err error) {
+// latencyUse is what a latency run's worker and broker used while the
+// harness produced: commits per second and CPU cores.
+type latencyUse struct{ commits, worker, broker float64 }
+
+func (h *harness) latencyRun(ctx context.Context, name string, r int, rate float64, total int64, eos bool) (meph, raw []float64, rss int64, use latencyUse, err error) {
 	o := h.opts
-	b, kc, err := h.newBroker(fmt.Sprintf("latency-%d", r))
+	b, kc, err := h.newBroker(fmt.Sprintf("%s-%d", name, r))
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, 0, use, err
 	}
 	defer b.close()
 	defer kc.close()
 	if err := kc.createTopic("in", false); err != nil {
-		return nil, nil, 0, err
+		return nil, nil, 0, use, err
 	}
 	const app = "lat"
-	w, err := h.startWorker(workerSpec{name: fmt.Sprintf("latency-%d", r), env: []string{"BENCH_MODE=count", "BENCH_APP=" + app},
-		brokers: b.addr, nodeID: "b1"})
+	env := []string{"BENCH_MODE=count", "BENCH_APP=" + app}
+	if eos {
+		env = append(env, eosEnv)
+	}
+	w, err := h.startWorker(workerSpec{name: fmt.Sprintf("%s-%d", name, r), env: env, brokers: b.addr, nodeID: "b1"})
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, 0, use, err
 	}
 	defer func() { _ = w.Stop(time.Minute) }()
 	if _, err := w.waitReady(ctx, 2*time.Minute, 10*time.Millisecond); err != nil {
-		return nil, nil, 0, err
+		return nil, nil, 0, use, err
 	}
 
 	// What was sent when, and which occurrence of its key each event is.
@@ -129,9 +152,12 @@ func (h *harness) latencyRun(ctx context.Context, r int, rate float64, total int
 
 	cfg := kafka.ClientConfig("mephisto-bench-observer")
 	cfg.Consumer.MaxWaitTime = 10 * time.Millisecond
+	if eos {
+		cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	}
 	consumer, err := sarama.NewConsumer([]string{b.addr}, cfg)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, 0, use, err
 	}
 	defer consumer.Close()
 	var mephMu, rawMu sync.Mutex
@@ -203,15 +229,17 @@ func (h *harness) latencyRun(ctx context.Context, r int, rate float64, total int
 		})
 	}
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, 0, use, err
 	}
 	// Let the observers' first fetches settle before the clock starts.
 	if err := sleep(ctx, 500*time.Millisecond); err != nil {
-		return nil, nil, 0, err
+		return nil, nil, 0, use, err
 	}
+	commits0, _ := w.metric("mephisto_commits_total", nil)
+	cpuW0, cpuB0, t0 := readProcStats(w.Pid()).CPU, brokerCPU(b), time.Now()
 	l, err := startLoader([]string{b.addr}, "in", rate, o.Keys, o.ValueSize, total, onSend)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, 0, use, err
 	}
 	timeout := time.After(o.LatencyDuration + 2*time.Minute)
 	for _, c := range []chan struct{}{allMeph, allRaw} {
@@ -226,14 +254,17 @@ func (h *harness) latencyRun(ctx context.Context, r int, rate float64, total int
 			break
 		}
 	}
+	commits1, _ := w.metric("mephisto_commits_total", nil)
+	st, cpuB1, took := readProcStats(w.Pid()), brokerCPU(b), time.Since(t0).Seconds()
+	use = latencyUse{commits: (commits1 - commits0) / took, worker: (st.CPU - cpuW0).Seconds() / took, broker: (cpuB1 - cpuB0).Seconds() / took}
 	lerr := l.close()
-	rss = readProcStats(w.Pid()).PeakRSS
+	rss = st.PeakRSS
 	mephMu.Lock()
 	rawMu.Lock()
 	defer mephMu.Unlock()
 	defer rawMu.Unlock()
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("%w: %d of %d updates seen in the changelog, %d of %d events read raw", err, len(meph), total, len(raw), total)
+		return nil, nil, 0, use, fmt.Errorf("%w: %d of %d updates seen in the changelog, %d of %d events read raw", err, len(meph), total, len(raw), total)
 	}
-	return slices.Clone(meph), slices.Clone(raw), rss, errors.Join(lerr, w.Stop(time.Minute))
+	return slices.Clone(meph), slices.Clone(raw), rss, use, errors.Join(lerr, w.Stop(time.Minute))
 }

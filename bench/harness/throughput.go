@@ -69,6 +69,12 @@ type runStats struct {
 // topic (n events, high watermarks hwm) and stops it. check, if set, runs
 // before the worker stops (to verify its tables).
 func (h *harness) throughputRun(ctx context.Context, kc *kclient, spec workerSpec, group, topic string, hwm []int64, n int, check func(*worker) error) (runStats, error) {
+	return h.throughputRunHooked(ctx, kc, spec, group, topic, hwm, n, nil, check)
+}
+
+// throughputRunHooked is throughputRun with onReady, if set, called when
+// the worker was first seen ready (the clock's start).
+func (h *harness) throughputRunHooked(ctx context.Context, kc *kclient, spec workerSpec, group, topic string, hwm []int64, n int, onReady func(), check func(*worker) error) (runStats, error) {
 	var s runStats
 	w, err := h.startWorker(spec)
 	if err != nil {
@@ -78,6 +84,9 @@ func (h *harness) throughputRun(ctx context.Context, kc *kclient, spec workerSpe
 	t0, err := w.waitReady(ctx, 2*time.Minute, 5*time.Millisecond)
 	if err != nil {
 		return s, err
+	}
+	if onReady != nil {
+		onReady()
 	}
 	t1, tIn, err := h.waitCommitted(ctx, w, kc, group, topic, hwm, n)
 	if err != nil {

@@ -135,7 +135,7 @@ func waitCommitted(b *testing.B, admin sarama.ClusterAdmin, group, topic string,
 
 // benchmarkMode runs the bench app in mode over n preloaded events per
 // iteration, a fresh group and data dir each time, and reports events/s.
-func benchmarkMode(b *testing.B, mode string) {
+func benchmarkMode(b *testing.B, mode string, opts ...mephisto.Option) {
 	n, keys := envInt("MEPHISTO_BENCH_N", 200_000), envInt("MEPHISTO_BENCH_KEYS", 10_000)
 	addr := brokerAddr(b)
 	topic := fmt.Sprintf("in-%s-%d", mode, time.Now().UnixNano())
@@ -155,7 +155,7 @@ func benchmarkMode(b *testing.B, mode string) {
 	for i := range b.N {
 		b.StopTimer()
 		name := fmt.Sprintf("%s-%d", topic, i)
-		app, err := benchapp.New(mode, name, topic, name+"-out", appOptions(b, addr)...)
+		app, err := benchapp.New(mode, name, topic, name+"-out", append(appOptions(b, addr), opts...)...)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -224,6 +224,17 @@ func BenchmarkCount(b *testing.B) { benchmarkMode(b, "count") }
 
 // BenchmarkPass is the pass-through workload in process.
 func BenchmarkPass(b *testing.B) { benchmarkMode(b, "pass") }
+
+// BenchmarkCountEOS is count under exactly_once (count-eos): every
+// partition commits through a transaction.
+func BenchmarkCountEOS(b *testing.B) {
+	benchmarkMode(b, "count", mephisto.ProcessingGuarantee(mephisto.ExactlyOnce))
+}
+
+// BenchmarkPassEOS is pass under exactly_once (pass-eos).
+func BenchmarkPassEOS(b *testing.B) {
+	benchmarkMode(b, "pass", mephisto.ProcessingGuarantee(mephisto.ExactlyOnce))
+}
 
 // BenchmarkRecover rebuilds the count table from a changelog of
 // MEPHISTO_BENCH_N records over MEPHISTO_BENCH_KEYS keys into an empty data

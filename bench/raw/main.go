@@ -15,6 +15,10 @@
 //	read       a consumer group reads --n records of --topic (the count baseline)
 //	pass       a consumer group reads --topic, upper-cases each value and an async
 //	           producer sends it to --out; done when --n sends are acknowledged
+//	pass-txn   pass under exactly-once, by hand (see txn.go): a transactional producer
+//	           per input partition; records and input offsets committed in one
+//	           transaction per partition every --commit-interval (at once, at most
+//	           every tenth of it, once caught up); done when --n records are committed
 //	changelog  a plain consumer reads every partition of --topic from oldest to
 //	           the high watermark (the recover baseline)
 //	wordcount  two hops: a consumer group splits the lines of --topic into words
@@ -67,11 +71,16 @@ type result struct {
 	CPUSeconds float64 `json:"cpu_seconds"`
 	// LatenciesMs are the round trips of ask, in milliseconds.
 	LatenciesMs []float64 `json:"latencies_ms,omitempty"`
+	// Transactions and CommitSeconds are pass-txn's committed
+	// transactions and the time its partitions spent committing them
+	// (summed over partitions).
+	Transactions  int64   `json:"transactions,omitempty"`
+	CommitSeconds float64 `json:"commit_seconds,omitempty"`
 }
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: raw read|pass|changelog|wordcount|respond|ask --brokers B --topic T [--out T2] [--group G] [--n N] [--duration D] [--value-size S]")
+		fmt.Fprintln(os.Stderr, "usage: raw read|pass|pass-txn|changelog|wordcount|respond|ask --brokers B --topic T [--out T2] [--group G] [--n N] [--duration D] [--value-size S]")
 		os.Exit(2)
 	}
 	mode := os.Args[1]
@@ -85,6 +94,7 @@ func main() {
 	warmup := fs.Duration("warmup", time.Second, "how long ask makes round trips before it starts timing")
 	valueSize := fs.Int("value-size", 100, "request value size in bytes (ask)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
+	interval := fs.Duration("commit-interval", 500*time.Millisecond, "how often pass-txn commits a partition's transaction (Mephisto's default)")
 	_ = fs.Parse(os.Args[2:])
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
@@ -104,6 +114,8 @@ func main() {
 		r, err = read(ctx, bs, *topic, *group, *n)
 	case "pass":
 		r, err = pass(ctx, bs, *topic, *out, *group, *n)
+	case "pass-txn":
+		r, err = passTxn(ctx, bs, *topic, *out, *group, *n, *interval)
 	case "changelog":
 		r, err = changelog(ctx, bs, *topic)
 	case "wordcount":
