@@ -42,15 +42,8 @@ func readIsolated(t testing.TB, addr, topic string, iso sarama.IsolationLevel) [
 	}
 	var out []*sarama.ConsumerMessage
 	for _, p := range parts {
-		oldest, end, err := kafka.Bounds(client, topic, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if end, err = kafka.DataEnd(client, topic, p, oldest, end); err != nil {
-			t.Fatal(err)
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = kafka.ReadRange(ctx, consumer, topic, p, oldest, end, func(m *sarama.ConsumerMessage) error {
+		err := kafka.ReadToEnd(ctx, client, consumer, topic, p, func(m *sarama.ConsumerMessage) error {
 			out = append(out, m)
 			return nil
 		})

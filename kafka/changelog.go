@@ -115,3 +115,17 @@ func Follow(ctx context.Context, consumer sarama.Consumer, topic string, partiti
 		}
 	}
 }
+
+// ReadToEnd calls fn for every record of topic/partition a consumer on
+// client is given, from the oldest to the end as Bounds and DataEnd see it
+// now (read committed when the client is).
+func ReadToEnd(ctx context.Context, client sarama.Client, consumer sarama.Consumer, topic string, partition int32, fn func(*sarama.ConsumerMessage) error) error {
+	oldest, end, err := Bounds(client, topic, partition)
+	if err != nil {
+		return err
+	}
+	if end, err = DataEnd(client, topic, partition, oldest, end); err != nil {
+		return err
+	}
+	return ReadRange(ctx, consumer, topic, partition, oldest, end, fn)
+}
