@@ -346,6 +346,12 @@ func (b *Batch) Delete(table uint32, partition int32, key []byte) {
 	_ = b.b.Delete(DataKey(table, partition, key), nil)
 }
 
+// DeleteRange removes the rows of a table shard whose keys are in
+// [lo, hi) with one range deletion (expired windows of a key).
+func (b *Batch) DeleteRange(table uint32, partition int32, lo, hi []byte) {
+	_ = b.b.DeleteRange(DataKey(table, partition, lo), DataKey(table, partition, hi), nil)
+}
+
 // SetChangelogOffset records the last changelog offset the batch's rows
 // reflect for a table shard.
 func (b *Batch) SetChangelogOffset(table uint32, partition int32, offset int64) {

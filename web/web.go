@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -35,20 +36,42 @@ type Backend interface {
 	Ready() (bool, string)
 	// Metrics serves the node's Prometheus registry.
 	Metrics() http.Handler
-	// TableValue returns a table value rendered as JSON. With stale, a
-	// node that only keeps a standby copy of the key's partition may answer
-	// from it (and says so). An *ElsewhereError says which node serves it.
-	TableValue(table, key string, stale bool) (Value, error)
+	// TableValue returns a table value rendered as JSON (a windowed
+	// table's: the key's live windows). With q.Stale, a node that only
+	// keeps a standby copy of the key's partition may answer from it (and
+	// says so). An *ElsewhereError says which node serves it.
+	TableValue(table, key string, q Query) (Value, error)
 	// Topology returns what the app declares, rendered as JSON.
 	Topology() any
 	// Cluster returns the node's view of the cluster, rendered as JSON.
 	Cluster() any
 }
 
-// Value is a table value and whether it came from a standby copy.
-type Value struct {
-	JSON  json.RawMessage
+// Query is how a table read may be answered: Stale lets a standby copy
+// answer, and At (with HasAt) keeps only a windowed table's windows
+// containing that instant (unix milliseconds).
+type Query struct {
 	Stale bool
+	At    int64
+	HasAt bool
+}
+
+// Value is a table value and whether it came from a standby copy. For a
+// windowed table Windowed is set and Windows holds the key's live
+// windows, in start order (JSON is unused).
+type Value struct {
+	JSON     json.RawMessage
+	Stale    bool
+	Windowed bool
+	Windows  []WindowValue
+}
+
+// WindowValue is a key's value in one window, start and end in unix
+// milliseconds (the window is [start, end)).
+type WindowValue struct {
+	Start int64           `json:"start"`
+	End   int64           `json:"end"`
+	Value json.RawMessage `json:"value"`
 }
 
 // ElsewhereError says that another node serves the key: Handler proxies
@@ -133,7 +156,17 @@ func builtins(b Backend) []Page {
 // tableRead answers a read of key in table: from this node, or proxied to
 // the node that serves it.
 func tableRead(w http.ResponseWriter, r *http.Request, b Backend, table, key string) {
-	v, err := b.TableValue(table, key, r.URL.Query().Get("stale") == "ok")
+	q := Query{Stale: r.URL.Query().Get("stale") == "ok"}
+	if at := r.URL.Query().Get("at"); at != "" {
+		ms, err := strconv.ParseInt(at, 10, 64)
+		if err != nil {
+			JSON(w, http.StatusBadRequest, map[string]any{"table": table, "key": key,
+				"error": fmt.Sprintf("?at=%q: give an instant in unix milliseconds", at)})
+			return
+		}
+		q.At, q.HasAt = ms, true
+	}
+	v, err := b.TableValue(table, key, q)
 	var elsewhere *ElsewhereError
 	if errors.As(err, &elsewhere) {
 		if !Forwarded(r) {
@@ -145,6 +178,15 @@ func tableRead(w http.ResponseWriter, r *http.Request, b Backend, table, key str
 		err = fmt.Errorf("%w: ownership is changing", ErrUnavailable)
 	}
 	switch {
+	case err == nil && v.Windowed:
+		body := map[string]any{"table": table, "key": key, "windows": v.Windows}
+		if v.Windows == nil {
+			body["windows"] = []WindowValue{}
+		}
+		if v.Stale {
+			body["stale"] = true
+		}
+		JSON(w, http.StatusOK, body)
 	case err == nil && v.Stale:
 		JSON(w, http.StatusOK, map[string]any{"table": table, "key": key, "value": v.JSON, "stale": true})
 	case err == nil:

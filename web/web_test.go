@@ -24,7 +24,8 @@ func (f fakeBackend) Metrics() http.Handler {
 }
 func (f fakeBackend) Topology() any { return map[string]string{"app": "x"} }
 func (f fakeBackend) Cluster() any  { return map[string]int{"generation": 3} }
-func (f fakeBackend) TableValue(table, key string, stale bool) (Value, error) {
+func (f fakeBackend) TableValue(table, key string, q Query) (Value, error) {
+	stale := q.Stale
 	switch {
 	case table != "counts":
 		return Value{}, ErrNoTable

@@ -42,6 +42,12 @@ const (
 	// than Gap between them; an event that bridges two sessions merges
 	// them.
 	Session
+	// Sliding windows (Kafka Streams' definition) hold the events of one
+	// key at most Size apart: a window [t-Size, t] ends at each event t,
+	// and one [t+1, t+1+Size] starts just after it while later events
+	// fall in it. Windows are made only where events are, so an event
+	// updates the windows holding it and makes at most two: see Slide.
+	Sliding
 )
 
 func (k Kind) String() string {
@@ -52,6 +58,8 @@ func (k Kind) String() string {
 		return "hopping"
 	case Session:
 		return "session"
+	case Sliding:
+		return "sliding"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -59,7 +67,8 @@ func (k Kind) String() string {
 // Spec describes a windowed table's windows.
 type Spec struct {
 	Kind Kind
-	// Size is the window length (tumbling, hopping).
+	// Size is the window length (tumbling, hopping), or the largest time
+	// difference between two events of one sliding window.
 	Size time.Duration
 	// Step is how often a hopping window starts.
 	Step time.Duration
@@ -91,7 +100,7 @@ func (s Spec) Validate() error {
 		return nil
 	}
 	switch s.Kind {
-	case Tumbling:
+	case Tumbling, Sliding:
 		if err := positiveMs("size", s.Size); err != nil {
 			return err
 		}
@@ -234,4 +243,138 @@ func (s Spec) Merge(sessions []Range, t int64) (merged Range, joined []Range) {
 		}
 	}
 	return merged, joined
+}
+
+// Of returns the window of a fixed or sliding window table that starts
+// at start (a session's end is not in its key: see Stamp).
+func (s Spec) Of(start int64) Range {
+	if s.Kind == Sliding {
+		return Range{start, start + ms(s.Size) + 1} // [start, start+Size] inclusive
+	}
+	return Range{start, start + ms(s.Size)}
+}
+
+// Latest returns the latest-ending window an event at t can belong to,
+// which is the last to close: the event is late when it has closed.
+func (s Spec) Latest(t int64) Range {
+	switch s.Kind {
+	case Session:
+		return Range{t, t + 1}
+	case Sliding:
+		return s.Of(t) // the right window of an earlier event can start at t
+	}
+	return s.Current(t)
+}
+
+// Stamped reports whether a table row's value carries a time before the
+// value (Stamp): a session's end, or the latest event time in a sliding
+// window.
+func (s Spec) Stamped() bool { return s.Kind == Session || s.Kind == Sliding }
+
+// Stamp returns the stored value of a row that carries time t (see
+// Stamped): t, big-endian, then the value's encoding.
+func Stamp(t int64, value []byte) []byte {
+	return append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(value)), uint64(t)), value...)
+}
+
+// ErrStamp is returned for a stored value too short to carry a stamp.
+var ErrStamp = errors.New("window: stored value has no time stamp")
+
+// Unstamp splits a value made by Stamp.
+func Unstamp(raw []byte) (int64, []byte, error) {
+	if len(raw) < 8 {
+		return 0, nil, ErrStamp
+	}
+	return int64(binary.BigEndian.Uint64(raw)), raw[8:], nil
+}
+
+// Slot is a live sliding window of a key and the latest event time it
+// holds.
+type Slot struct {
+	Range
+	Max int64
+}
+
+// NewWindow is a sliding window an event makes: it starts from the
+// value of existing window From (-1: the table's default), and Apply
+// says whether the event updates it (a window starting just after the
+// event takes only the later events' value).
+type NewWindow struct {
+	Range Range
+	From  int
+	Apply bool
+	Max   int64 // its latest event time once made
+}
+
+// SlidePlan is what an event does to a key's sliding windows: update the
+// existing windows Update (indexes), then make Create. Windows already
+// closed are left out of both.
+type SlidePlan struct {
+	Update []int
+	Create []NewWindow
+}
+
+// Slide plans an event at t in a sliding window table, given the key's
+// windows starting in [t-2·Size, t+1], in start order, each with its
+// latest event time: the windows holding t are updated, and the event's
+// own window [t-Size, t] is made if missing (from the value of the
+// window before it, if that holds exactly the events of [t-Size, t)), and
+// so are the window just after the previous event and the one just after
+// this event, where events fall in them. This is Kafka Streams' sliding
+// window algorithm (KIP-450); closed is the close watermark.
+func (s Spec) Slide(existing []Slot, t, closed int64) SlidePlan {
+	d := ms(s.Size)
+	var plan SlidePlan
+	left, right := -1, -1
+	leftMade, rightMade := false, false
+	prev, hasPrev := int64(0), false
+	open := func(r Range) bool { return !s.Late(r, closed) }
+	starts := make(map[int64]bool, len(existing))
+	for i, w := range existing {
+		starts[w.Start] = true
+		end := w.Start + d // inclusive
+		switch {
+		case end < t:
+			left, prev, hasPrev = i, w.Max, true
+		case end == t:
+			leftMade = true
+			if w.Max < t {
+				prev, hasPrev = w.Max, true
+			}
+			if open(w.Range) {
+				plan.Update = append(plan.Update, i)
+			}
+		case w.Start <= t:
+			right = i
+			if open(w.Range) {
+				plan.Update = append(plan.Update, i)
+			}
+		case w.Start == t+1:
+			rightMade = true
+		}
+	}
+	mk := func(nw NewWindow) {
+		// The window after the previous event may be this event's own
+		// (prev+1 = t-Size): both hold only this event, so one is made.
+		if open(nw.Range) && !starts[nw.Range.Start] {
+			starts[nw.Range.Start] = true
+			plan.Create = append(plan.Create, nw)
+		}
+	}
+	if hasPrev {
+		if ps := prev + 1; !starts[ps] && ps+d >= t {
+			mk(NewWindow{Range: s.Of(ps), From: -1, Apply: true, Max: t})
+		}
+	}
+	if !leftMade {
+		from, mx := -1, t
+		if hasPrev && t-d <= prev && left >= 0 {
+			from, mx = left, max(t, existing[left].Max)
+		}
+		mk(NewWindow{Range: s.Of(t - d), From: from, Apply: true, Max: mx})
+	}
+	if !rightMade && right >= 0 && existing[right].Max > t {
+		mk(NewWindow{Range: s.Of(t + 1), From: right, Apply: false, Max: existing[right].Max})
+	}
+	return plan
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/mephistohq/mephisto/window"
 )
 
 // ErrPoison marks a record that can never succeed (it cannot be decoded,
@@ -98,4 +100,18 @@ type Table struct {
 	// copy's tailer once its batch does. Not during a shard's recovery. An
 	// error (a change it cannot decode) is logged.
 	OnChange func(partition int32, key, value []byte) error
+	// Window is set for a windowed table: its rows are keyed by
+	// window.Key, and the partition keeps its stream time and window
+	// index (see Windows).
+	Window *window.Spec
+	// OnClose, if set, is called once per key and window of a windowed
+	// table when the window closes (key is the row's window key), in the
+	// partition's turn with an Event whose sends go out with the event
+	// that closed it. An error fails the partition, which retries the
+	// close after a restart; it never counts against a record.
+	OnClose func(ev *Event, key []byte, r window.Range) error
+	// CloseOnWallClock also closes (and expires) a windowed table's
+	// windows when the app's clock passes them, at the commit interval's
+	// tick, so that a partition without events still closes its windows.
+	CloseOnWallClock bool
 }

@@ -3,6 +3,7 @@ package partition
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/mephistohq/mephisto/state/shard"
 )
@@ -18,6 +19,8 @@ type Event struct {
 	rec      *Record
 	agent    *Agent
 	shards   []*shard.Shard // nil where the handler has no partition (channel agents)
+	wins     []*Windows     // by table index; nil without windowed tables or a partition
+	now      func() time.Time
 	route    Router
 	staged   []Output
 	reply    []byte
@@ -71,6 +74,23 @@ func (e *Event) Shard(i int) *shard.Shard {
 		return nil
 	}
 	return e.shards[i]
+}
+
+// Windows returns the window state of windowed table index i in the
+// event's partition, or nil (not windowed, or no partition).
+func (e *Event) Windows(i int) *Windows {
+	if e.wins == nil || e.shards == nil {
+		return nil
+	}
+	return e.wins[i]
+}
+
+// Now reads the app's clock (windowed tables on wall-clock time).
+func (e *Event) Now() time.Time {
+	if e.now == nil {
+		return time.Now()
+	}
+	return e.now()
 }
 
 // Send stages a record to topic as an effect of the event: produced only

@@ -21,6 +21,10 @@ type Config struct {
 	// Readers read the store's committed rows of this partition, by table
 	// index: the shards' misses.
 	Readers []shard.Reader
+	// Scanners read every committed row of this partition's shard, by
+	// table index: windowed tables rebuild their window index from them at
+	// each Restart. Nil for other tables.
+	Scanners []Scanner
 	// CacheKeys is how many committed keys each shard keeps decoded.
 	CacheKeys int
 	// Route picks the partitions of the records handlers send.
@@ -66,6 +70,7 @@ type Observer struct {
 	Skipped    func(agent int)
 	Tables     func(table int, writes, hits, misses int) // at each commit
 	Committed  func()
+	Late       func(table int) // an event came too late for its windows and was dropped
 }
 
 // Ready is what the driver must do after an input, in order: produce
@@ -109,11 +114,12 @@ type CommitStart struct {
 }
 
 // Write is what commit Seq writes to the store in one synced batch: the
-// rows, the changelog offset each table's rows reflect, and the last input
-// offset per source topic.
+// rows, then the spans of expired windows to delete, the changelog offset
+// each table's rows reflect, and the last input offset per source topic.
 type Write struct {
 	Seq       uint64
 	Rows      [][]shard.Row    // by table index
+	Spans     [][]Span         // by table index: deleted after Rows
 	Changelog map[int]int64    // table index → last changelog offset
 	Sources   map[string]int64 // topic → last processed offset
 }
@@ -122,6 +128,11 @@ type Write struct {
 func (w *Write) Empty() bool {
 	for _, rs := range w.Rows {
 		if len(rs) > 0 {
+			return false
+		}
+	}
+	for _, ss := range w.Spans {
+		if len(ss) > 0 {
 			return false
 		}
 	}
@@ -162,6 +173,7 @@ type commit struct {
 	upto  int              // it covers log[:upto]
 	gen   uint64           // the cache generation it stores
 	rows  [][]shard.Row    // per table, the writes it stores
+	spans [][]Span         // per table, the expired windows it deletes
 	src   map[string]int64 // the input offsets it reflects
 	dead  []int            // agents of the dead letters it writes
 	write bool             // its Write was handed out
@@ -187,6 +199,8 @@ type Machine struct {
 	shards []*shard.Shard
 	gens   shard.Gens
 	ev     *Event
+	wins   []*Windows // by table index; nil for a table without windows
+	late   []lateLog  // by table index, for windowed tables
 
 	log      []task      // records since the last stored commit
 	recs     recordStore // the records log points to
@@ -254,8 +268,16 @@ func New(cfg Config) *Machine {
 		m.fanout[a.Topic] = append(m.fanout[a.Topic], i)
 		m.index[a] = i
 	}
-	for i := range cfg.Tables {
+	for i, t := range cfg.Tables {
 		m.shards = append(m.shards, shard.New(cfg.Readers[i], &m.gens, cfg.CacheKeys))
+		if t.Window != nil {
+			if m.wins == nil {
+				m.wins, m.late = make([]*Windows, len(cfg.Tables)), make([]lateLog, len(cfg.Tables))
+			}
+			w := newWindows(*t.Window)
+			w.late = func() { m.dropped(i) }
+			m.wins[i] = w
+		}
 	}
 	m.ev = m.newEvent()
 	m.ev.batch = func(item any) {
@@ -268,6 +290,8 @@ func New(cfg Config) *Machine {
 func (m *Machine) newEvent() *Event {
 	ev := NewEvent(m.cfg.Context, m.cfg.Route, m.shards)
 	ev.maxBytes = m.cfg.MaxRecordBytes
+	ev.wins = m.wins
+	ev.now = m.cfg.AppNow
 	return ev
 }
 
@@ -304,6 +328,10 @@ func (m *Machine) Restart(stored map[string]int64) Ready {
 		sh.Reset()
 	}
 	m.inflight, m.due, m.hold, m.soon = nil, false, false, false // acknowledgements of a dropped commit are ignored
+	if err := m.loadWindows(); err != nil {
+		m.fail(err)
+		return m.rd
+	}
 	m.batches = map[string]*batch{}
 	m.srcDone = map[string]int64{}
 	m.srcStored = map[string]int64{}
@@ -370,6 +398,9 @@ func (m *Machine) Deliver(in Input, caughtUp bool) Ready {
 // nothing received, what direct messages did).
 func (m *Machine) Tick() Ready {
 	m.reset()
+	if m.wins != nil && m.failed == nil && m.stopped == nil && !m.hold {
+		m.closeByClock()
+	}
 	if m.failed == nil && (m.next > 0 || len(m.log) == 0) {
 		m.startCommit(false)
 	}
@@ -395,7 +426,7 @@ func (m *Machine) Acked(seq uint64, offsets map[string]int64) Ready {
 	if c == nil || c.seq != seq || c.write || m.failed != nil {
 		return m.rd
 	}
-	w := &Write{Seq: seq, Rows: c.rows, Changelog: map[int]int64{}, Sources: c.src}
+	w := &Write{Seq: seq, Rows: c.rows, Spans: c.spans, Changelog: map[int]int64{}, Sources: c.src}
 	for i, t := range m.cfg.Tables {
 		if off, ok := offsets[t.Changelog]; ok {
 			w.Changelog[i] = off
@@ -560,7 +591,11 @@ func (m *Machine) Direct(agent string, key, value []byte, headers []Header) (Dir
 	m.ev.readOnly = a.Concurrency > 1
 	defer func() { m.ev.readOnly = false }()
 	rec := &Record{Partition: m.cfg.Partition, Offset: -1, Key: key, Value: value, Timestamp: m.cfg.Now(), Headers: headers}
-	if err := m.protect(func() error { return m.runHandler(a, rec) }); err != nil {
+	err := m.protect(func() error { return m.runHandler(a, rec) })
+	if err == nil {
+		err = m.closeWindows()
+	}
+	if err != nil {
 		m.ev.Unstage()
 		m.cfg.Log.Warn("direct message failed (the sender gets the error if it waits for a reply)", "agent", a.Name, "err", err)
 		return DirectResult{Err: err.Error()}, m.rd
@@ -594,6 +629,11 @@ func (m *Machine) run() bool {
 			m.giveUp(t, err)
 			continue
 		}
+		if err != nil && isCloseError(err) {
+			m.current = -1 // not the record's fault: it counts no attempt
+			m.fail(err)
+			return false
+		}
 		if err != nil {
 			m.lastErr[k] = err
 			m.fail(fmt.Errorf("%s/%d@%d: %w", t.rec.Topic, t.rec.Partition, t.rec.Offset, err))
@@ -620,6 +660,9 @@ func (m *Machine) process(t task) error {
 		return m.processBatched(a, r)
 	}
 	if err := m.runHandler(a, r); err != nil {
+		return err
+	}
+	if err := m.closeWindows(); err != nil {
 		return err
 	}
 	m.stageReply(r, m.ev.reply, "")
@@ -879,12 +922,27 @@ func (m *Machine) startCommit(hold bool) {
 	if pending {
 		return // never commit past records waiting in a batch
 	}
+	for i, w := range m.wins {
+		if w != nil && w.dirty {
+			m.shards[i].Put([]byte(MetaKey), nil, nil, EncodeMeta(w.stream, w.closed), false)
+			w.dirty = false
+		}
+	}
 	if m.idle() {
 		m.trim(m.next)
 		return
 	}
 	m.seq++
 	c := &commit{seq: m.seq, upto: m.next, gen: m.gens.Open, src: m.srcDone, dead: m.dead, rows: make([][]shard.Row, len(m.shards))}
+	var expired [][][]byte // per table, the window keys whose tombstones the changelog gets
+	if m.wins != nil {
+		c.spans, expired = make([][]Span, len(m.shards)), make([][][]byte, len(m.shards))
+		for i, w := range m.wins {
+			if w != nil {
+				c.spans[i], expired[i] = w.spans()
+			}
+		}
+	}
 	start := &CommitStart{Seq: c.seq, Sources: c.src}
 	n := 0
 	for i, sh := range m.shards {
@@ -894,6 +952,9 @@ func (m *Machine) startCommit(hold bool) {
 		}
 		c.rows[i] = sh.Freeze()
 		n += len(c.rows[i])
+		if expired != nil {
+			n += len(expired[i])
+		}
 	}
 	if n > 0 {
 		start.Changelog = make([]Output, 0, n)
@@ -905,6 +966,11 @@ func (m *Machine) startCommit(hold bool) {
 				o.Value = r.Raw
 			}
 			start.Changelog = append(start.Changelog, o)
+		}
+		if expired != nil {
+			for _, k := range expired[i] { // after the rows: a window written and expired in one commit ends deleted
+				start.Changelog = append(start.Changelog, Output{Topic: m.cfg.Tables[i].Changelog, Partition: m.cfg.Partition, Key: k})
+			}
 		}
 	}
 	m.srcDone = map[string]int64{}
@@ -1016,7 +1082,11 @@ func (m *Machine) flushBatch(a *Agent, b *batch) error {
 		return nil
 	}
 	m.ev.Reset(b.recs[len(b.recs)-1], a)
-	if err := m.protect(func() error { return a.Batch.Flush(m.ev, b.items) }); err != nil {
+	err := m.protect(func() error { return a.Batch.Flush(m.ev, b.items) })
+	if err == nil {
+		err = m.closeWindows()
+	}
+	if err != nil {
 		m.ev.Unstage()
 		return fmt.Errorf("batch of %d: %w", len(b.items), err)
 	}

@@ -254,6 +254,16 @@ func (c *partitionIO) Write(w *partition.Write) error {
 			}
 		}
 	}
+	for i, spans := range w.Spans { // after the rows: a window written and expired in one commit ends deleted
+		id := c.rt.ids[i]
+		for _, sp := range spans {
+			if sp.One() {
+				b.Delete(id, c.p, sp.Lo) // a point tombstone is cheaper to read past than a range
+			} else {
+				b.DeleteRange(id, c.p, sp.Lo, sp.Hi)
+			}
+		}
+	}
 	for i, off := range w.Changelog {
 		b.SetChangelogOffset(c.rt.ids[i], c.p, off)
 	}

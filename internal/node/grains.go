@@ -25,12 +25,16 @@ func (rt *Node) spawnGrain(p int32, mark func(topic string, p int32, next int64)
 	rt.grains[p] = gs
 	rt.mu.Unlock()
 	readers := make([]shard.Reader, len(rt.tables))
-	for i := range rt.tables {
+	scanners := make([]partition.Scanner, len(rt.tables))
+	for i, d := range rt.tables {
 		id := rt.ids[i]
 		readers[i] = func(key []byte) ([]byte, bool, error) { return rt.store.Get(id, p, key) }
+		if d.Window != nil {
+			scanners[i] = func(fn func(key, value []byte) bool) error { return rt.store.Scan(id, p, fn) }
+		}
 	}
 	m := partition.New(partition.Config{
-		Partition: p, Agents: agents, Tables: rt.tables, Readers: readers,
+		Partition: p, Agents: agents, Tables: rt.tables, Readers: readers, Scanners: scanners,
 		CacheKeys: rt.cfg.TableCacheKeys, Route: rt.route,
 		MaxRecordBytes: kafka.ClientConfig(rt.cfg.NodeID).Producer.MaxMessageBytes,
 		MaxAttempts:    rt.cfg.MaxAttempts, CommitInterval: rt.cfg.CommitInterval,
@@ -92,6 +96,10 @@ func (rt *Node) observer(agents []*partition.Agent) partition.Observer {
 	for i, d := range rt.tables {
 		tables[i] = counters{m.tableWrites.WithLabelValues(d.Name), m.cacheHits.WithLabelValues(d.Name), m.cacheMisses.WithLabelValues(d.Name)}
 	}
+	late := make([]interface{ Inc() }, len(rt.tables))
+	for i, d := range rt.tables {
+		late[i] = m.windowLate.WithLabelValues(d.Name)
+	}
 	add := func(c interface{ Add(float64) }, n int) {
 		if n > 0 {
 			c.Add(float64(n))
@@ -107,5 +115,6 @@ func (rt *Node) observer(agents []*partition.Agent) partition.Observer {
 			add(tables[i].misses, misses)
 		},
 		Committed: func() { m.commits.Inc() },
+		Late:      func(i int) { late[i].Inc() },
 	}
 }

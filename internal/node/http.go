@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mephistohq/mephisto/actors/partition"
 	"github.com/mephistohq/mephisto/web"
 )
 
@@ -82,7 +83,8 @@ func (rt *Node) Metrics() http.Handler {
 // TableValue reads the committed value of key from the shard of the
 // partition the key hashes to: here if this node is active for it (or, with
 // stale, keeps a standby copy), else it names the node that is.
-func (rt *Node) TableValue(table, key string, stale bool) (web.Value, error) {
+func (rt *Node) TableValue(table, key string, q web.Query) (web.Value, error) {
+	stale := q.Stale
 	d := rt.tableNamed(table)
 	if d == nil {
 		return web.Value{}, fmt.Errorf("%w: %s", web.ErrNoTable, table)
@@ -105,6 +107,9 @@ func (rt *Node) TableValue(table, key string, stale bool) (web.Value, error) {
 	default:
 		return web.Value{}, fmt.Errorf("%w: partition %d of table %s is moving or recovering", web.ErrUnavailable, p, table)
 	}
+	if d.Window != nil {
+		return rt.windowsValue(d, p, kb, q, loc.standby)
+	}
 	raw, found, err := rt.store.Get(rt.ids[d.Index], p, kb)
 	if err != nil {
 		return web.Value{}, err
@@ -126,4 +131,25 @@ func (rt *Node) WebAddr() string {
 		return ""
 	}
 	return rt.web.Addr()
+}
+
+// windowsValue renders a key's live windows of windowed table d, stored
+// here in partition p (with q.HasAt, those containing q.At).
+func (rt *Node) windowsValue(d *partition.Table, p int32, kb []byte, q web.Query, standby bool) (web.Value, error) {
+	rows, err := rt.localWindows(d, p, kb)
+	if err != nil {
+		return web.Value{}, err
+	}
+	v := web.Value{Windowed: true, Stale: standby, Windows: []web.WindowValue{}}
+	for _, r := range rows {
+		if q.HasAt && !r.Range.Contains(q.At) {
+			continue
+		}
+		js, err := d.ValueJSON(r.Value)
+		if err != nil {
+			return web.Value{}, fmt.Errorf("table %s: stored value of window %v: %w", d.Name, r.Range, err)
+		}
+		v.Windows = append(v.Windows, web.WindowValue{Start: r.Range.Start, End: r.Range.End, Value: js})
+	}
+	return v, nil
 }

@@ -32,6 +32,7 @@ type metrics struct {
 	timerRuns         *prometheus.CounterVec
 	gossipDropped     *prometheus.CounterVec
 	txnAborts         *prometheus.CounterVec
+	windowLate        *prometheus.CounterVec
 }
 
 func newMetrics(app, node string) *metrics {
@@ -68,13 +69,15 @@ func newMetrics(app, node string) *metrics {
 			"Gossip messages dropped: malformed, unauthenticated (not under the gossip key), or naming a member nobody can address.")), []string{"reason"}),
 		txnAborts: prometheus.NewCounterVec(prometheus.CounterOpts(f("transaction_aborts_total",
 			"Partition transactions that could not commit (exactly_once): fenced (another producer took the partition, or the broker timed the transaction out) or error; each partition restarts from its last commit.")), []string{"reason"}),
+		windowLate: prometheus.NewCounterVec(prometheus.CounterOpts(f("window_late_events_total",
+			"Events dropped by a windowed table because every window they belong to had closed (older than the window's end plus grace, by stream time).")), []string{"table"}),
 	}
 	for _, r := range cluster.DropReasons {
 		m.gossipDropped.WithLabelValues(string(r))
 	}
 	reg.MustRegister(m.eventsIn, m.latency, m.lag, m.tableWrites, m.cacheHits, m.cacheMisses, m.recoveryRecords, m.recoveryRemaining,
 		m.restarts, m.deadLetters, m.skipped, m.commits, m.stopped, m.ready,
-		m.standbyLag, m.globalLag, m.recoveryLast, m.evictions, m.generation, m.timerRuns, m.gossipDropped, m.txnAborts,
+		m.standbyLag, m.globalLag, m.recoveryLast, m.evictions, m.generation, m.timerRuns, m.gossipDropped, m.txnAborts, m.windowLate,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -77,7 +77,8 @@ func (rt *Node) serveTables(c actor.Context) {
 // answerTable answers one read from another node.
 func (rt *Node) answerTable(req *envelopepb.Envelope) *envelopepb.Envelope {
 	reply := &envelopepb.Envelope{Agent: req.Agent, CorrelationId: req.CorrelationId}
-	if op := header(req, hdrOp); op != opGet {
+	op := header(req, hdrOp)
+	if op != opGet && op != opWindows {
 		reply.Error = fmt.Sprintf("the table server does not know operation %q (a newer version's?)", op)
 		return reply
 	}
@@ -89,6 +90,14 @@ func (rt *Node) answerTable(req *envelopepb.Envelope) *envelopepb.Envelope {
 	p, err := rt.tablePartition(d, req.Key)
 	if err != nil {
 		reply.Error = err.Error()
+		return reply
+	}
+	if op == opWindows {
+		if d.Window == nil {
+			reply.Error = "table " + d.Name + " has no windows"
+		} else {
+			rt.answerWindows(d, p, req.Key, reply)
+		}
 		return reply
 	}
 	status := statusMoving

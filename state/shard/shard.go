@@ -171,3 +171,11 @@ func (sh *Shard) Reset() {
 	clear(sh.dirty)
 	sh.dirty = sh.dirty[:0]
 }
+
+// Forget drops key's entry unless it holds a write the store does not
+// have yet: a window that expired, which nothing reads again.
+func (sh *Shard) Forget(key []byte) {
+	if e, ok := sh.cache[string(key)]; ok && e.gen <= sh.gens.Stored {
+		delete(sh.cache, string(key))
+	}
+}
