@@ -406,6 +406,12 @@ func (t *WindowedTable[K, V]) Update(ctx context.Context, key K, fn func(V) V) e
 // and writes it under the merged session's start.
 func (t *WindowedTable[K, V]) updateSession(ev *partition.Event, sh *shard.Shard, w *partition.Windows, kb []byte, ts int64, fn func(V) V) error {
 	merged, joined := t.spec.Merge(w.Live(kb), ts)
+	for _, r := range joined {
+		if w.Late(r) { // its final value went out: the event is late for it
+			w.Dropped()
+			return nil
+		}
+	}
 	joined = append([]window.Range(nil), joined...) // Untrack changes the index's slice
 	v := t.zero()
 	for i, r := range joined {

@@ -17,6 +17,7 @@ import (
 	"github.com/mephistohq/mephisto"
 	"github.com/mephistohq/mephisto/codec"
 	"github.com/mephistohq/mephisto/kafka"
+	"github.com/mephistohq/mephisto/timer"
 )
 
 // t0 is a minute boundary: the windows of the tests start there.
@@ -146,12 +147,7 @@ func closedRecords(t *testing.T, addr string) []closed {
 		}
 		out = append(out, c)
 	}
-	slices.SortFunc(out, func(a, b closed) int {
-		if a.Start != b.Start {
-			return int(a.Start - b.Start)
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+	sortClosed(out)
 	return out
 }
 
@@ -263,4 +259,177 @@ func runUntil(t *testing.T, app *mephisto.App, ctx context.Context) chan error {
 		return app.Ready()
 	})
 	return done
+}
+
+func wj(start, end time.Duration, n int64) windowJSON {
+	return windowJSON{at(start).UnixMilli(), at(end).UnixMilli(), n}
+}
+
+func cw(id string, start, end time.Duration, n int64) closed {
+	return closed{id, at(start).UnixMilli(), at(end).UnixMilli(), n}
+}
+
+// TestHoppingWindows: an event counts in size/step windows, each closing
+// on its own.
+func TestHoppingWindows(t *testing.T) {
+	b := startBroker(t)
+	app, _ := windowApp(t, b.Addr(), t.TempDir(), 1, mephisto.Hopping(20*time.Second, 5*time.Second), mephisto.Expires(time.Minute))
+	runApp(t, app)
+	s := time.Second
+	produceAt(t, b.Addr(), "views", timed{"a", "u", at(1 * s)}, timed{"a", "u", at(6 * s)})
+	waitWindows(t, app.WebAddr(), "a", "", wj(-15*s, 5*s, 1), wj(-10*s, 10*s, 2), wj(-5*s, 15*s, 2), wj(0, 20*s, 2), wj(5*s, 25*s, 1))
+	waitWindows(t, app.WebAddr(), "a", fmt.Sprintf("?at=%d", at(4*s).UnixMilli()), wj(-15*s, 5*s, 1), wj(-10*s, 10*s, 2), wj(-5*s, 15*s, 2), wj(0, 20*s, 2))
+	produceAt(t, b.Addr(), "views", timed{"a", "u", at(15 * s)}) // closes [-15,5), [-10,10) and [-5,15)
+	waitClosed(t, b.Addr(), cw("a", -15*s, 5*s, 1), cw("a", -10*s, 10*s, 2), cw("a", -5*s, 15*s, 2))
+	waitWindows(t, app.WebAddr(), "a", "", wj(-15*s, 5*s, 1), wj(-10*s, 10*s, 2), wj(-5*s, 15*s, 2), wj(0, 20*s, 3), wj(5*s, 25*s, 2),
+		wj(10*s, 30*s, 1), wj(15*s, 35*s, 1))
+}
+
+// TestSessionWindows: events less than the gap apart make one session;
+// an event bridging two sessions merges them; a session closes once
+// stream time passes its last event plus the gap plus the grace.
+func TestSessionWindows(t *testing.T) {
+	b := startBroker(t)
+	sum := func(a, b int64) int64 { return a + b }
+	app, _ := windowApp(t, b.Addr(), t.TempDir(), 1, mephisto.Session(5*time.Second, sum), mephisto.Grace(10*time.Second), mephisto.Expires(time.Minute))
+	runApp(t, app)
+	s, ms := time.Second, time.Millisecond
+	produceAt(t, b.Addr(), "views", timed{"a", "u", at(0)}, timed{"a", "u", at(3 * s)}, timed{"a", "u", at(20 * s)})
+	waitClosed(t, b.Addr(), cw("a", 0, 3*s+ms, 2))
+	produceAt(t, b.Addr(), "views", timed{"a", "u", at(12 * s)})
+	waitWindows(t, app.WebAddr(), "a", "", wj(0, 3*s+ms, 2), wj(12*s, 12*s+ms, 1), wj(20*s, 20*s+ms, 1))
+	produceAt(t, b.Addr(), "views", timed{"a", "u", at(16 * s)}) // bridges [12,12] and [20,20]
+	waitWindows(t, app.WebAddr(), "a", "", wj(0, 3*s+ms, 2), wj(12*s, 20*s+ms, 3))
+	produceAt(t, b.Addr(), "views", timed{"a", "u", at(40 * s)})
+	waitClosed(t, b.Addr(), cw("a", 0, 3*s+ms, 2), cw("a", 12*s, 20*s+ms, 3))
+	waitWindows(t, app.WebAddr(), "a", "", wj(0, 3*s+ms, 2), wj(12*s, 20*s+ms, 3), wj(40*s, 40*s+ms, 1))
+}
+
+// TestSlidingWindows: Kafka Streams' sliding windows — one ending at each
+// event, one starting just after it while later events fall in it.
+func TestSlidingWindows(t *testing.T) {
+	b := startBroker(t)
+	app, _ := windowApp(t, b.Addr(), t.TempDir(), 1, mephisto.Sliding(10*time.Second), mephisto.Grace(time.Hour), mephisto.Expires(time.Hour))
+	runApp(t, app)
+	s, ms := time.Second, time.Millisecond
+	produceAt(t, b.Addr(), "views", timed{"a", "u", at(0)}, timed{"a", "u", at(5 * s)}, timed{"a", "u", at(20 * s)},
+		timed{"a", "u", at(8 * s)}) // out of order
+	waitWindows(t, app.WebAddr(), "a", "",
+		wj(-10*s, ms, 1), wj(-5*s, 5*s+ms, 2), wj(-2*s, 8*s+ms, 3), wj(ms, 10*s+2*ms, 2), wj(5*s+ms, 15*s+2*ms, 1), wj(10*s, 20*s+ms, 1))
+}
+
+// TestCloseOnClock: a partition with no more events still closes (and
+// expires) its windows when the app's clock passes them.
+func TestCloseOnClock(t *testing.T) {
+	b := startBroker(t)
+	clock := timer.NewFake(at(0))
+	app, _ := windowApp(t, b.Addr(), t.TempDir(), 1, mephisto.Tumbling(10*time.Second), mephisto.Grace(2*time.Second),
+		mephisto.Expires(30*time.Second), mephisto.CloseOnClock())
+	app.Configure(mephisto.WithClock(clock))
+	runApp(t, app)
+	produceAt(t, b.Addr(), "views", timed{"a", "u", at(time.Second)}, timed{"b", "u", at(9 * time.Second)})
+	waitWindows(t, app.WebAddr(), "a", "", w10(0, 1))
+	clock.Advance(12 * time.Second)
+	waitClosed(t, b.Addr(), c10("a", 0, 1), c10("b", 0, 1))
+	produceAt(t, b.Addr(), "views", timed{"a", "u", at(5 * time.Second)}) // late: the clock closed its window
+	waitFor(t, 10*time.Second, "late event counted", func() (bool, string) {
+		v := metricValue(t, app.WebAddr(), "mephisto_window_late_events_total", `table="views"`)
+		return v == 1, fmt.Sprintf("late events %v", v)
+	})
+	clock.Advance(30 * time.Second)
+	waitWindows(t, app.WebAddr(), "a", "")
+	waitWindows(t, app.WebAddr(), "b", "")
+}
+
+// TestWindowsAcrossNodes: two nodes share the partitions, each partition
+// with its own stream time; every node answers every key's windows (the
+// owner's, proxied); when one node leaves, the other takes its partitions
+// over from its standby copies, serves the same windows (the expired
+// ones never), and closes the next windows once.
+func TestWindowsAcrossNodes(t *testing.T) {
+	b := startBroker(t)
+	seed := freeGossipAddr(t)
+	ctxs := make([]context.CancelFunc, 2)
+	dones := make([]chan error, 2)
+	apps := make([]*mephisto.App, 2)
+	for i, id := range []string{"n1", "n2"} {
+		gossip := seed
+		if i > 0 {
+			gossip = freeGossipAddr(t)
+		}
+		apps[i], _ = windowApp(t, b.Addr(), t.TempDir(), 4)
+		apps[i].Configure(mephisto.WithNodeID(id), mephisto.WithGossip(gossip), mephisto.WithJoin(seed),
+			mephisto.WithSessionTimeout(6*time.Second), mephisto.WithStandbys(1))
+		ctx, cancel := context.WithCancel(context.Background())
+		ctxs[i], dones[i] = cancel, make(chan error, 1)
+		go func() { dones[i] <- apps[i].Run(ctx) }()
+	}
+	stopped := make([]bool, 2)
+	t.Cleanup(func() {
+		for i := range apps {
+			if !stopped[i] {
+				ctxs[i]()
+				<-dones[i]
+			}
+		}
+	})
+	waitFor(t, 60*time.Second, "both nodes in one plan and ready", func() (bool, string) {
+		for _, app := range apps {
+			if ok, why := app.Ready(); !ok {
+				return false, why
+			}
+			v, err := getCluster(app.WebAddr())
+			if err != nil || len(v.Nodes) != 2 {
+				return false, fmt.Sprintf("plan %+v %v", v, err)
+			}
+		}
+		return true, ""
+	})
+	keys := []string{"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"}
+	var evs []timed
+	for _, s := range []time.Duration{1, 2, 11, 45} {
+		for _, k := range keys {
+			evs = append(evs, timed{k, "u", at(s * time.Second)})
+		}
+	}
+	produceAt(t, b.Addr(), "views", evs...)
+	var want []closed
+	for _, k := range keys {
+		want = append(want, c10(k, 0, 2), c10(k, 10*time.Second, 1))
+	}
+	sortClosed(want)
+	waitClosed(t, b.Addr(), want...)
+	for _, app := range apps {
+		for _, k := range keys {
+			waitWindows(t, app.WebAddr(), k, "", w10(10*time.Second, 1), w10(40*time.Second, 1))
+		}
+	}
+	ctxs[0]()
+	stopped[0] = true
+	if err := <-dones[0]; err != nil {
+		t.Fatalf("n1: %v", err)
+	}
+	for _, k := range keys {
+		waitWindows(t, apps[1].WebAddr(), k, "", w10(10*time.Second, 1), w10(40*time.Second, 1))
+	}
+	evs = evs[:0]
+	for _, k := range keys {
+		evs = append(evs, timed{k, "u", at(55 * time.Second)})
+		want = append(want, c10(k, 40*time.Second, 1))
+	}
+	produceAt(t, b.Addr(), "views", evs...)
+	sortClosed(want)
+	waitClosed(t, b.Addr(), want...)
+	for _, k := range keys {
+		waitWindows(t, apps[1].WebAddr(), k, "", w10(40*time.Second, 1), w10(50*time.Second, 1))
+	}
+}
+
+func sortClosed(cs []closed) {
+	slices.SortFunc(cs, func(a, b closed) int {
+		if a.Start != b.Start {
+			return int(a.Start - b.Start)
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 }

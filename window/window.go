@@ -176,16 +176,28 @@ func (s Spec) Current(t int64) Range {
 }
 
 // CloseAt returns the stream time at which window r closes: when stream
-// time reaches it, r takes no more events and its close callback runs.
-func (s Spec) CloseAt(r Range) int64 { return r.End + ms(s.Grace) }
+// time reaches it, r takes no more events and its close callback runs. A
+// window closes Grace after its end; a session Gap later still, once no
+// event on time can extend it.
+func (s Spec) CloseAt(r Range) int64 { return s.settled(r) + ms(s.Grace) }
 
-// ExpireAt returns the stream time at which window r is deleted.
+// settled is when window r can take no more events on time: its end, or
+// a session's end plus the gap.
+func (s Spec) settled(r Range) int64 {
+	if s.Kind == Session {
+		return r.End + ms(s.Gap)
+	}
+	return r.End
+}
+
+// ExpireAt returns the stream time at which window r is deleted: Expires
+// (at least Grace) after it settled.
 func (s Spec) ExpireAt(r Range) int64 {
 	exp := s.Expires
 	if exp < s.Grace {
 		exp = s.Grace
 	}
-	return r.End + ms(exp)
+	return s.settled(r) + ms(exp)
 }
 
 // Late reports whether an event for window r comes too late once stream
