@@ -3,6 +3,7 @@ package mephisto_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -431,5 +433,47 @@ func sortClosed(cs []closed) {
 			return int(a.Start - b.Start)
 		}
 		return strings.Compare(a.ID, b.ID)
+	})
+}
+
+// TestWindowCloseExactlyOnce: under exactly-once a window's close is sent
+// once, though the partition fails after it was sent and replays the
+// event that closed it; and a close callback that fails restarts the
+// partition and is retried, without sending the record that closed the
+// window to its error policy.
+func TestWindowCloseExactlyOnce(t *testing.T) {
+	eosBrokers(t, nil, func(t *testing.T, addr string) {
+		app := mephisto.New("win-eos", mephisto.WithBrokers(addr), mephisto.WithDataDir(t.TempDir()),
+			mephisto.WithWebAddr("127.0.0.1:0"), mephisto.WithPartitions(1), mephisto.WithLogger(testLogger(t)),
+			mephisto.WithCommitInterval(50*time.Millisecond), mephisto.ProcessingGuarantee(mephisto.ExactlyOnce))
+		views := mephisto.NewTopic(app, "views", codec.String(), codec.String())
+		out := mephisto.NewTopic(app, "closed", codec.String(), codec.JSON[closed]())
+		counts := mephisto.NewWindowedTable(app, "views", codec.String(), codec.Int64(), mephisto.Tumbling(10*time.Second), mephisto.Expires(time.Minute))
+		var closeFails, boomFails atomic.Int32
+		counts.OnClose(func(ctx mephisto.Context, id string, w mephisto.Window, n int64) error {
+			if id == "c" && closeFails.Add(1) == 1 {
+				return errors.New("the close callback fails once")
+			}
+			return out.Send(ctx, id, closed{id, w.Start.UnixMilli(), w.End.UnixMilli(), n})
+		})
+		mephisto.NewAgent(app, "count", views, func(ctx mephisto.Context, id, v string) error {
+			if v == "boom" && boomFails.Add(1) == 1 {
+				return errors.New("the handler fails once")
+			}
+			return counts.Update(ctx, id, func(n int64) int64 { return n + 1 })
+		}, mephisto.OnError(mephisto.DeadLetter))
+		runApp(t, app)
+		produceAt(t, addr, "views", timed{"a", "u", at(time.Second)}, timed{"c", "u", at(2 * time.Second)},
+			timed{"b", "u", at(13 * time.Second)}, // closes [0,10) of a and c: c's close fails once
+			timed{"b", "boom", at(14 * time.Second)}, // fails once, after a's close was sent
+			timed{"a", "u", at(25 * time.Second)})
+		waitClosed(t, addr, c10("a", 0, 1), c10("c", 0, 1), c10("b", 10*time.Second, 2))
+		waitWindows(t, app.WebAddr(), "b", "", w10(10*time.Second, 2))
+		if n := metricValue(t, app.WebAddr(), "mephisto_dead_letters_total", `agent="count"`); n != 0 {
+			t.Errorf("%v dead letters: a close callback's failure went to the record's error policy", n)
+		}
+		if closeFails.Load() < 2 || boomFails.Load() < 2 {
+			t.Errorf("close tried %d times, boom handled %d times: want each retried", closeFails.Load(), boomFails.Load())
+		}
 	})
 }
