@@ -498,6 +498,9 @@ type TableInfo struct {
 	ValueCodec string `json:"value_codec"`
 	// Global is set for a global table (NewGlobalTable).
 	Global bool `json:"global,omitempty"`
+	// Window describes a windowed table's windows (NewWindowedTable),
+	// e.g. "tumbling 1m0s grace 10s expires 1h0m0s".
+	Window string `json:"window,omitempty"`
 }
 
 // AgentInfo describes a declared agent.
@@ -519,8 +522,12 @@ func (a *App) Topology() Topology {
 		t.Topics = append(t.Topics, TopicInfo{Name: d.name, KeyCodec: d.keyCodec, ValueCodec: d.valueCodec, Internal: d.internal})
 	}
 	for _, d := range a.tables {
-		t.Tables = append(t.Tables, TableInfo{Name: d.spec.Name, Changelog: d.spec.Changelog, KeyCodec: d.spec.KeyCodec, ValueCodec: d.spec.ValueCodec,
-			Global: a.globals[d.spec.Name]})
+		info := TableInfo{Name: d.spec.Name, Changelog: d.spec.Changelog, KeyCodec: d.spec.KeyCodec, ValueCodec: d.spec.ValueCodec,
+			Global: a.globals[d.spec.Name]}
+		if w := d.spec.Window; w != nil {
+			info.Window = w.String()
+		}
+		t.Tables = append(t.Tables, info)
 	}
 	for _, name := range a.order {
 		d := a.agents[name]

@@ -230,9 +230,13 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 				return json.NewEncoder(stdout).Encode(t.Tables)
 			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TABLE\tCHANGELOG\tKEY\tVALUE")
+			fmt.Fprintln(tw, "TABLE\tCHANGELOG\tKEY\tVALUE\tWINDOWS")
 			for _, tb := range t.Tables {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", tb.Name, tb.Changelog, tb.KeyCodec, tb.ValueCodec)
+				win := tb.Window
+				if win == "" {
+					win = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", tb.Name, tb.Changelog, tb.KeyCodec, tb.ValueCodec, win)
 			}
 			return tw.Flush()
 		},

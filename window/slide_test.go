@@ -117,3 +117,25 @@ func TestStamp(t *testing.T) {
 		t.Fatal("Unstamp of 5 bytes: no error")
 	}
 }
+
+func TestSpecString(t *testing.T) {
+	for _, tc := range []struct {
+		s    Spec
+		want string
+	}{
+		{Spec{Kind: Tumbling, Size: time.Minute, Grace: 10 * time.Second, Expires: time.Hour}, "tumbling 1m0s grace 10s expires 1h0m0s"},
+		{Spec{Kind: Hopping, Size: time.Minute, Step: 15 * time.Second}, "hopping 1m0s every 15s grace 0s expires 0s"},
+		{Spec{Kind: Session, Gap: time.Minute, Grace: time.Second}, "session gap 1m0s grace 1s expires 1s"},
+	} {
+		if got := tc.s.String(); got != tc.want {
+			t.Errorf("String() = %q, want %q", got, tc.want)
+		}
+	}
+	s := Spec{Kind: Session, Gap: 5 * time.Millisecond, Grace: 2 * time.Millisecond, Expires: 10 * time.Millisecond}
+	if got := s.CloseAt(Range{0, 3}); got != 10 {
+		t.Errorf("session CloseAt = %d, want end 3 + gap 5 + grace 2", got)
+	}
+	if got := s.ExpireAt(Range{0, 3}); got != 18 {
+		t.Errorf("session ExpireAt = %d, want end 3 + gap 5 + expires 10", got)
+	}
+}

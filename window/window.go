@@ -390,3 +390,22 @@ func (s Spec) Slide(existing []Slot, t, closed int64) SlidePlan {
 	}
 	return plan
 }
+
+// String describes the spec as the CLI and /topology show it, e.g.
+// "tumbling 1m0s grace 10s expires 1h0m0s".
+func (s Spec) String() string {
+	var b []byte
+	switch s.Kind {
+	case Tumbling, Sliding:
+		b = fmt.Appendf(b, "%s %v", s.Kind, s.Size)
+	case Hopping:
+		b = fmt.Appendf(b, "%s %v every %v", s.Kind, s.Size, s.Step)
+	case Session:
+		b = fmt.Appendf(b, "%s gap %v", s.Kind, s.Gap)
+	default:
+		return s.Kind.String()
+	}
+	b = fmt.Appendf(b, " grace %v", s.Grace)
+	exp := max(s.Expires, s.Grace)
+	return string(fmt.Appendf(b, " expires %v", exp))
+}
