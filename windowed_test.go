@@ -464,7 +464,7 @@ func TestWindowCloseExactlyOnce(t *testing.T) {
 		}, mephisto.OnError(mephisto.DeadLetter))
 		runApp(t, app)
 		produceAt(t, addr, "views", timed{"a", "u", at(time.Second)}, timed{"c", "u", at(2 * time.Second)},
-			timed{"b", "u", at(13 * time.Second)}, // closes [0,10) of a and c: c's close fails once
+			timed{"b", "u", at(13 * time.Second)},    // closes [0,10) of a and c: c's close fails once
 			timed{"b", "boom", at(14 * time.Second)}, // fails once, after a's close was sent
 			timed{"a", "u", at(25 * time.Second)})
 		waitClosed(t, addr, c10("a", 0, 1), c10("c", 0, 1), c10("b", 10*time.Second, 2))

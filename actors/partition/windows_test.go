@@ -61,7 +61,7 @@ func newWinEnv(t *testing.T) *winEnv {
 	e.m = New(Config{Agents: []*Agent{agent}, Tables: []*Table{tab},
 		Readers:  []shard.Reader{func(k []byte) ([]byte, bool, error) { v, ok := e.rows[string(k)]; return []byte(v), ok, nil }},
 		Scanners: []Scanner{e.scan}, CacheKeys: 100,
-		Route:    func(string, []byte, bool, int32) (int32, error) { return 0, nil }})
+		Route: func(string, []byte, bool, int32) (int32, error) { return 0, nil }})
 	e.apply(e.m.Restart(nil))
 	return e
 }
