@@ -477,3 +477,73 @@ func TestWindowCloseExactlyOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestWindowReads: in a handler, Get is the event's window, Delta the one
+// before, At any instant's, Windows every live one in a range; outside a
+// handler the same reads see the committed windows, and Now the app
+// clock's window.
+func TestWindowReads(t *testing.T) {
+	b := startBroker(t)
+	clock := timer.NewFake(at(25 * time.Second))
+	app, counts := windowApp(t, b.Addr(), t.TempDir(), 2, mephisto.Tumbling(10*time.Second), mephisto.Expires(time.Minute))
+	app.Configure(mephisto.WithClock(clock))
+	probe := mephisto.NewTopic(app, "probe", codec.String(), codec.String())
+	answers := mephisto.NewTopic(app, "answers", codec.String(), codec.String())
+	mephisto.NewAgent(app, "probe", probe, func(ctx mephisto.Context, id, _ string) error {
+		cur, err := counts.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		prev, err := counts.Delta(ctx, id, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		first, ok, err := counts.At(ctx, id, at(time.Second))
+		if err != nil {
+			return err
+		}
+		all, err := counts.Windows(ctx, id, at(0), at(time.Minute))
+		if err != nil {
+			return err
+		}
+		var ws []string
+		for _, w := range all {
+			ws = append(ws, fmt.Sprintf("%d:%d", w.Window.Start.Sub(t0)/time.Second, w.Value))
+		}
+		return answers.Send(ctx, id, fmt.Sprintf("get=%d delta=%d at1=%d/%v windows=%v", cur, prev, first, ok, ws))
+	})
+	runApp(t, app)
+	produceAt(t, b.Addr(), "views", timed{"a", "u", at(1 * time.Second)}, timed{"a", "u", at(2 * time.Second)},
+		timed{"a", "u", at(12 * time.Second)}, timed{"a", "u", at(25 * time.Second)})
+	waitWindows(t, app.WebAddr(), "a", "", w10(0, 2), w10(10*time.Second, 1), w10(20*time.Second, 1))
+	produceAt(t, b.Addr(), "probe", timed{"a", "", at(15 * time.Second)}, timed{"zz", "", at(15 * time.Second)})
+	want := map[string]string{
+		"a":  "get=1 delta=2 at1=2/true windows=[0:2 10:1 20:1]",
+		"zz": "get=0 delta=0 at1=0/false windows=[]",
+	}
+	waitFor(t, 30*time.Second, "probe answers", func() (bool, string) {
+		got := map[string]string{}
+		for _, m := range readCommitted(t, b.Addr(), "answers") {
+			got[string(m.Key)] = string(m.Value)
+		}
+		return fmt.Sprint(got) == fmt.Sprint(want), fmt.Sprintf("got %v, want %v", got, want)
+	})
+
+	ctx := context.Background()
+	ws, err := counts.Windows(ctx, "a", at(5*time.Second), at(15*time.Second))
+	if err != nil || len(ws) != 2 || ws[0].Value != 2 || ws[1].Value != 1 || !ws[1].Window.Contains(at(10*time.Second)) {
+		t.Errorf("Windows outside a handler = %+v, %v", ws, err)
+	}
+	if v, err := counts.Now(ctx, "a"); err != nil || v != 1 { // the clock is at 25 s
+		t.Errorf("Now outside a handler = %d, %v; want 1", v, err)
+	}
+	if v, ok, err := counts.At(ctx, "a", at(3*time.Second)); err != nil || !ok || v != 2 {
+		t.Errorf("At outside a handler = %d %v %v; want 2", v, ok, err)
+	}
+	if v, ok, err := counts.At(ctx, "a", at(35*time.Second)); err != nil || ok || v != 0 {
+		t.Errorf("At of a window never written = %d %v %v", v, ok, err)
+	}
+	if err := counts.Update(ctx, "a", func(n int64) int64 { return n }); !errors.Is(err, mephisto.ErrNotInAgent) {
+		t.Errorf("Update outside a handler: %v, want ErrNotInAgent", err)
+	}
+}
