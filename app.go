@@ -53,7 +53,7 @@ type App struct {
 	// chanAgents are the channel-backed agents, started with the worker.
 	chanAgents []chanDecl
 	pages      []pageDef  // HTTP pages (page.go), in declaration order
-	node       *node.Node // non-nil while a worker runs
+	node       runtime // non-nil while a worker (or a test driver) runs
 	errs       []error    // declaration errors, reported by Validate
 }
 
@@ -400,7 +400,7 @@ func (a *App) Validate() error {
 }
 
 // running returns the running node, or nil.
-func (a *App) running() *node.Node {
+func (a *App) running() runtime {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.node

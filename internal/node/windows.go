@@ -74,11 +74,25 @@ func (rt *Node) WindowRows(ctx context.Context, idx int, key []byte, stale bool)
 // localWindows reads key's live windows of table d in partition p from
 // this node's store.
 func (rt *Node) localWindows(d *partition.Table, p int32, key []byte) ([]WindowRow, error) {
-	spec := *d.Window
 	id := rt.ids[d.Index]
+	return LiveWindows(d, key,
+		func(prefix []byte, fn func(k, v []byte) bool) error {
+			return rt.store.Merge(id, []int32{p}, prefix, func(_ int32, k, v []byte) bool { return fn(k, v) })
+		},
+		func() ([]byte, bool, error) { return rt.store.Get(id, p, []byte(partition.MetaKey)) })
+}
+
+// LiveWindows returns key's live windows of windowed table d from one
+// partition's committed rows: scan iterates the rows whose keys start
+// with a prefix, in key order; meta reads the partition's MetaKey row,
+// whose watermark hides the expired windows a copy has not deleted yet.
+// Any driver of partitions (a node's store, the test driver's) reads
+// windows through it.
+func LiveWindows(d *partition.Table, key []byte, scan func(prefix []byte, fn func(k, v []byte) bool) error, meta func() ([]byte, bool, error)) ([]WindowRow, error) {
+	spec := *d.Window
 	var rows []WindowRow
 	var derr error
-	err := rt.store.Merge(id, []int32{p}, window.Prefix(key), func(_ int32, k, v []byte) bool {
+	err := scan(window.Prefix(key), func(k, v []byte) bool {
 		_, start, err := window.Split(k)
 		if err != nil {
 			return true // another key with this prefix's bytes cannot split like this one: not ours
@@ -104,13 +118,13 @@ func (rt *Node) localWindows(d *partition.Table, p int32, key []byte) ([]WindowR
 		return nil, err
 	}
 	// The watermark is read after the rows: a newer one only hides more.
-	meta, found, err := rt.store.Get(id, p, []byte(partition.MetaKey))
+	m, found, err := meta()
 	if err != nil || !found {
 		return rows, err
 	}
-	stream, closed, err := partition.DecodeMeta(meta)
+	stream, closed, err := partition.DecodeMeta(m)
 	if err != nil {
-		return nil, fmt.Errorf("table %s partition %d: %w", d.Name, p, err)
+		return nil, fmt.Errorf("table %s: %w", d.Name, err)
 	}
 	wm := max(stream, closed)
 	live := rows[:0]
