@@ -52,9 +52,9 @@ type App struct {
 	timers  []*timerDef
 	// chanAgents are the channel-backed agents, started with the worker.
 	chanAgents []chanDecl
-	pages      []pageDef  // HTTP pages (page.go), in declaration order
-	node       runtime // non-nil while a worker (or a test driver) runs
-	errs       []error    // declaration errors, reported by Validate
+	pages      []pageDef // HTTP pages (page.go), in declaration order
+	node       runtime   // non-nil while a worker (or a test driver) runs
+	errs       []error   // declaration errors, reported by Validate
 }
 
 // Config is a worker's configuration. Every field has a command-line flag

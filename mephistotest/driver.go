@@ -101,7 +101,7 @@ type Driver struct {
 
 	mu       sync.Mutex // guards the topics, for handlers that send outside their event
 	topics   map[string][][]partition.Record
-	all      []ref // every record, in production order
+	all      []ref              // every record, in production order
 	consumed []map[string]int64 // per partition, per topic: the next offset to deliver
 	machines []*partition.Machine
 	store    [][]map[string][]byte // per table, per partition
@@ -521,7 +521,9 @@ func At(t time.Time) RecordOption { return func(r *partition.Record) { r.Timesta
 
 // Header adds a header to the record.
 func Header(key, value string) RecordOption {
-	return func(r *partition.Record) { r.Headers = append(r.Headers, partition.Header{Key: key, Value: []byte(value)}) }
+	return func(r *partition.Record) {
+		r.Headers = append(r.Headers, partition.Header{Key: key, Value: []byte(value)})
+	}
 }
 
 // ToPartition sends the record to partition p instead of its key's.
