@@ -24,6 +24,15 @@ type ChannelAgent struct {
 	mu     sync.Mutex // guards the fields below
 	system *actor.ActorSystem
 	pid    *actor.PID
+	direct func(key, value any) // set by a test driver: Send calls it instead
+}
+
+// SetDirect makes Send call f (nil: the actor again): a test driver runs
+// the handler on the sender's goroutine.
+func (ca *ChannelAgent) SetDirect(f func(key, value any)) {
+	ca.mu.Lock()
+	ca.direct = f
+	ca.mu.Unlock()
 }
 
 // PID returns the agent's actor, once it runs.
@@ -37,8 +46,12 @@ func (ca *ChannelAgent) PID() *actor.PID {
 // the agent is not running.
 func (ca *ChannelAgent) Send(key, value any) bool {
 	ca.mu.Lock()
-	system, pid := ca.system, ca.pid
+	system, pid, direct := ca.system, ca.pid, ca.direct
 	ca.mu.Unlock()
+	if direct != nil {
+		direct(key, value)
+		return true
+	}
 	if pid == nil {
 		return false
 	}

@@ -25,8 +25,9 @@
 // Table.Get, GlobalTable.Get, WindowedTable.Windows, Agent.Ask; they see
 // the committed state, which after each Pipe is everything.
 //
-// Not driven: tasks (long-running functions: call them yourself),
-// channel agents, PID messages and agents spawned at run time.
+// Channel agents run on the sender's goroutine, at once. Not driven:
+// tasks (long-running functions: call them yourself), PID messages and
+// partition agents spawned at run time.
 package mephistotest
 
 import (
@@ -53,8 +54,8 @@ import (
 	"github.com/mephistohq/mephisto/timer"
 )
 
-// ErrNotDriven is returned by what the driver does not do: PID messages,
-// channel agents, agents spawned at run time.
+// ErrNotDriven is returned by what the driver does not do: PID messages
+// and partition agents spawned at run time.
 var ErrNotDriven = errors.New("mephistotest: not supported by the test driver")
 
 // Option configures a Driver.
@@ -110,6 +111,7 @@ type Driver struct {
 	restarts []int
 	hold     bool
 	settling bool
+	batching bool
 
 	faults  map[string]*fault
 	timers  []*timerState
@@ -178,6 +180,10 @@ func New(t testing.TB, app *mephisto.App, opts ...Option) *Driver {
 		d.stopped = append(d.stopped, nil)
 		d.restarts = append(d.restarts, 0)
 		d.machines = append(d.machines, d.newMachine(p, agents))
+	}
+	for _, ca := range spec.Channels {
+		ca.SetDirect(func(k, v any) { d.runChannel(ca, k, v) })
+		t.Cleanup(func() { ca.SetDirect(nil) })
 	}
 	for _, tm := range spec.Timers {
 		d.timers = append(d.timers, &timerState{t: tm, next: tm.Schedule.Next(d.start)})
@@ -556,7 +562,21 @@ func (d *Driver) PipeRaw(topic string, key, value []byte, opts ...RecordOption) 
 		r.Partition, _ = d.route(topic, key, key != nil, 0)
 	}
 	d.append(r)
-	d.settle()
+	if !d.batching {
+		d.settle()
+	}
+}
+
+// Batch runs f, in which Pipe only queues its records, then runs them all
+// to completion at once: one commit for many records, as a worker
+// consuming a backlog would, instead of one per record.
+func (d *Driver) Batch(f func()) {
+	d.batching = true
+	defer func() {
+		d.batching = false
+		d.settle()
+	}()
+	f()
 }
 
 // Advance moves the clock by dur: each timer and crontab due meanwhile
@@ -813,5 +833,46 @@ func (d *Driver) ActorSystem() *actor.ActorSystem { return nil }
 // AddAgent is not driven.
 func (d *Driver) AddAgent(*partition.Agent) error { return ErrNotDriven }
 
-// StartChannelAgent is not driven.
-func (d *Driver) StartChannelAgent(*node.ChannelAgent) error { return ErrNotDriven }
+// StartChannelAgent runs a channel agent spawned at run time as the
+// declared ones run: on the sender's goroutine.
+func (d *Driver) StartChannelAgent(ca *node.ChannelAgent) error {
+	ca.SetDirect(func(k, v any) { d.runChannel(ca, k, v) })
+	d.t.Cleanup(func() { ca.SetDirect(nil) })
+	return nil
+}
+
+// runChannel handles one message sent to a channel agent, at once, as
+// the agent's actor would: a failure is retried up to the app's
+// MaxAttempts, then the message is logged and dropped; what the handler
+// sends goes out as soon as it succeeds.
+func (d *Driver) runChannel(ca *node.ChannelAgent, k, v any) {
+	attempts := max(d.cfg.MaxAttempts, 1)
+	spec := &partition.Agent{Name: ca.Name, Topic: "channel:" + ca.Channel, Policy: partition.Skip}
+	for i := 1; ; i++ {
+		ev := partition.NewEvent(d.ctx, d.route, nil)
+		ev.Reset(&partition.Record{Topic: spec.Topic, Offset: -1, Timestamp: d.clock.Now()}, spec)
+		err := protect(func() error { return ca.Run(ev, k, v) })
+		if err == nil {
+			for _, o := range ev.Staged() {
+				d.produce(o)
+			}
+			d.settle()
+			return
+		}
+		if i >= attempts {
+			d.log.Error("channel agent failed: the message is dropped", "agent", ca.Name, "attempts", i, "err", err)
+			d.metrics[metricKey("mephisto_skipped_total", "agent", ca.Name)]++
+			return
+		}
+		d.metrics[metricKey("mephisto_grain_restarts_total", "grain", "channel/"+ca.Name)]++
+	}
+}
+
+func protect(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return f()
+}

@@ -231,3 +231,51 @@ func TestBatch(t *testing.T) {
 		t.Fatalf("after the batch window: %+v", got)
 	}
 }
+
+// Channel agents, sinks and group-by repartitions run to completion too.
+func TestChannelsSinksGroupBy(t *testing.T) {
+	app := mephisto.New("mix")
+	orders := mephisto.NewTopic(app, "orders", codec.String(), codec.JSON[order]())
+	byAccount := mephisto.GroupBy(orders, "by-account", func(_ string, o order) string { return o.Account }, codec.String())
+	spent := mephisto.NewTable(app, "spent", codec.String(), codec.Int64())
+	alerts := mephisto.NewChannel[string, int64](app, "alerts")
+	audit := mephisto.NewTopic(app, "audit", codec.String(), codec.Int64())
+	var sunk []int64
+	mephisto.NewAgentWithSinks(app, "spend", byAccount, func(ctx mephisto.Context, account string, o order, yield func(int64) error) error {
+		n, err := spent.Get(ctx, account)
+		if err != nil {
+			return err
+		}
+		n += o.Cents
+		if n > 1000 {
+			if err := alerts.Send(ctx, account, n); err != nil {
+				return err
+			}
+		}
+		if err := spent.Set(ctx, account, n); err != nil {
+			return err
+		}
+		return yield(n)
+	}, []mephisto.Sink[int64]{mephisto.SinkFunc("collect", func(_ mephisto.Context, n int64) error { sunk = append(sunk, n); return nil })})
+	mephisto.NewChannelAgent(app, "alert", alerts, func(ctx mephisto.Context, account string, n int64) error {
+		return audit.Send(ctx, account, n)
+	})
+	d := mephistotest.New(t, app)
+	for i, a := range []string{"ann", "bob", "ann", "ann"} {
+		mephistotest.Pipe(d, orders, fmt.Sprint("order-", i), order{Account: a, Cents: 400})
+	}
+	if n, _ := spent.Get(d.Context(), "ann"); n != 1200 {
+		t.Errorf("ann spent %d, want 1200", n)
+	}
+	if got := mephistotest.Records(d, audit); len(got) != 1 || got[0].Key != "ann" || got[0].Value != 1200 {
+		t.Errorf("audit = %+v", got)
+	}
+	if len(sunk) != 4 || sunk[3] != 1200 {
+		t.Errorf("sink got %v", sunk)
+	}
+}
+
+type order struct {
+	Account string `json:"account"`
+	Cents   int64  `json:"cents"`
+}
