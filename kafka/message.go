@@ -9,7 +9,7 @@ import (
 // Message returns o as sarama sends it.
 func Message(o partition.Output) *sarama.ProducerMessage {
 	m := &message{key: o.Key, value: o.Value}
-	m.pm = sarama.ProducerMessage{Topic: o.Topic, Partition: o.Partition}
+	m.pm = sarama.ProducerMessage{Topic: o.Topic, Partition: o.Partition, Timestamp: o.Timestamp}
 	// A nil key stays nil on the wire (a non-nil Encoder of nil would be
 	// an empty, non-null key); a nil value is a tombstone.
 	if o.Key != nil {

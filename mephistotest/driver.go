@@ -376,7 +376,11 @@ func (d *Driver) append(r partition.Record) int64 {
 }
 
 func (d *Driver) produce(o partition.Output) int64 {
-	return d.append(partition.Record{Topic: o.Topic, Partition: o.Partition, Timestamp: d.clock.Now(),
+	ts := o.Timestamp
+	if ts.IsZero() {
+		ts = d.clock.Now()
+	}
+	return d.append(partition.Record{Topic: o.Topic, Partition: o.Partition, Timestamp: ts,
 		Key: o.Key, Value: o.Value, Headers: o.Headers})
 }
 

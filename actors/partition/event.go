@@ -98,10 +98,10 @@ func (e *Event) Now() time.Time {
 // the partition the event came from, modulo topic's count.
 func (e *Event) Send(topic string, key, value []byte, keyed bool, headers ...Header) error {
 	var from int32
-	if e.rec != nil {
-		from = e.rec.Partition
-	}
 	o := Output{Topic: topic, Key: key, Value: value, Headers: headers}
+	if e.rec != nil {
+		from, o.Timestamp = e.rec.Partition, e.rec.Timestamp
+	}
 	if err := e.fits(&o); err != nil {
 		return err
 	}

@@ -48,6 +48,11 @@ type Output struct {
 	Key       []byte // nil for a null key
 	Value     []byte // nil for a tombstone
 	Headers   []Header
+	// Timestamp is the record's event time: a handler's sends carry
+	// their input record's, as Kafka Streams' forwards do, so that a
+	// windowed table downstream of a group-by counts the event's time,
+	// not the hop's. Zero lets the producer stamp it (changelogs).
+	Timestamp time.Time
 	// From is the input record whose handler (of agent Agent) produced
 	// the output, so that a failure to produce it can be laid at that
 	// record's door; nil for changelog records and direct messages.
