@@ -597,6 +597,12 @@ func (m *Machine) Direct(agent string, key, value []byte, headers []Header) (Dir
 	}
 	if err != nil {
 		m.ev.Unstage()
+		if isCloseError(err) {
+			// Closes before the failing one were counted and their sends
+			// just dropped: only a restart from the commit, which
+			// rebuilds the closes cursor, closes them again.
+			m.fail(err)
+		}
 		m.cfg.Log.Warn("direct message failed (the sender gets the error if it waits for a reply)", "agent", a.Name, "err", err)
 		return DirectResult{Err: err.Error()}, m.rd
 	}
