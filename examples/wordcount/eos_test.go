@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -265,43 +264,7 @@ func (l *lineLoad) waitAcked(c *eosCluster, ns []*eosNode, from, n int64, what s
 // readIsolated returns every record of topic a consumer at iso is given,
 // partition by partition, up to the topic's end as that consumer sees it.
 func readIsolated(t testing.TB, brokers, topic string, iso sarama.IsolationLevel) [][]*sarama.ConsumerMessage {
-	t.Helper()
-	cfg := kafka.ConsumerConfig("wordcount-eos-test-read")
-	cfg.Consumer.IsolationLevel = iso
-	client, err := sarama.NewClient(strings.Split(brokers, ","), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Close()
-	parts, err := client.Partitions(topic)
-	if err != nil {
-		t.Fatalf("partitions of %s: %v", topic, err)
-	}
-	out := make([][]*sarama.ConsumerMessage, len(parts))
-	for i, p := range parts {
-		oldest, end, err := kafka.Bounds(client, topic, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if end, err = kafka.DataEnd(client, topic, p, oldest, end); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = kafka.ReadRange(ctx, consumer, topic, p, oldest, end, func(m *sarama.ConsumerMessage) error {
-			out[i] = append(out[i], m)
-			return nil
-		})
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return out
+	return extest.ReadTopic(t, brokers, topic, iso)
 }
 
 func countRecords(parts [][]*sarama.ConsumerMessage) int {

@@ -84,10 +84,12 @@ func RunApp(t testing.TB, app *mephisto.App) {
 	})
 }
 
-// Record is a record to produce. A nil Key produces a record without a key.
+// Record is a record to produce. A nil Key produces a record without a
+// key; a zero Timestamp lets the producer stamp it.
 type Record struct {
-	Key   []byte
-	Value []byte
+	Key       []byte
+	Value     []byte
+	Timestamp time.Time
 }
 
 // Produce sends recs to topic with a real sarama producer and waits for
@@ -113,7 +115,7 @@ func Produce(t testing.TB, addr, topic string, recs []Record) {
 	defer p.Close()
 	msgs := make([]*sarama.ProducerMessage, len(recs))
 	for i, r := range recs {
-		m := &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(r.Value)}
+		m := &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(r.Value), Timestamp: r.Timestamp}
 		if r.Key != nil {
 			m.Key = sarama.ByteEncoder(r.Key)
 			m.Partition = kafka.Partition(r.Key, n)
@@ -257,3 +259,40 @@ func Column(out string) []string {
 	}
 	return col
 }
+
+// ReadTopic returns every record of topic a consumer at isolation level
+// iso is given, partition by partition, up to each partition's end as
+// that consumer sees it now.
+func ReadTopic(t testing.TB, brokers, topic string, iso sarama.IsolationLevel) [][]*sarama.ConsumerMessage {
+	t.Helper()
+	cfg := kafka.ConsumerConfig("extest-reader")
+	cfg.Consumer.IsolationLevel = iso
+	client, err := sarama.NewClient(strings.Split(brokers, ","), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		t.Fatalf("partitions of %s: %v", topic, err)
+	}
+	out := make([][]*sarama.ConsumerMessage, len(parts))
+	for i, p := range parts {
+		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+		err := kafka.ReadToEnd(ctx, client, consumer, topic, p, func(m *sarama.ConsumerMessage) error {
+			out[i] = append(out[i], m)
+			return nil
+		})
+		cancel()
+		if err != nil {
+			t.Fatalf("read %s/%d: %v", topic, p, err)
+		}
+	}
+	return out
+}
+
