@@ -75,7 +75,7 @@ func Sliding(timeDifference time.Duration) WindowOption {
 	return func(c *windowConfig) { c.kinds++; c.spec.Kind, c.spec.Size = window.Sliding, timeDifference }
 }
 
-// Session windows hold a key's runs of activity: events less than gap
+// Session windows hold a key's runs of activity: events at most gap
 // apart are in one session, and an event that bridges two sessions
 // merges them, their values combined by merge (its first argument is the
 // earlier session's value).
@@ -87,7 +87,7 @@ func Session[V any](gap time.Duration, merge func(a, b V) V) WindowOption {
 }
 
 // Grace is how long after its end a window still takes events that come
-// late, by stream time (default 0). Once stream time passes the end plus
+// late, by stream time (default 0). Once stream time reaches the end plus
 // grace the window closes (OnClose runs) and later events for it are
 // dropped, counted in mephisto_window_late_events_total.
 func Grace(d time.Duration) WindowOption { return func(c *windowConfig) { c.spec.Grace = d } }
@@ -150,7 +150,7 @@ func TimeFromValue[K, V any](topic *Topic[K, V], fn func(key K, value V) time.Ti
 	}
 }
 
-// CloseOnClock also closes windows when the app's clock passes their end
+// CloseOnClock also closes windows when the app's clock reaches their end
 // plus grace, checked at every commit interval, so that a partition whose
 // events stop still closes (and expires) its windows. Events whose windows
 // the clock closed are late.
@@ -201,10 +201,10 @@ func (c slotCodec[V]) Decode(b []byte) (slot[V], error) {
 //
 // Time: each partition's stream time is the largest event time its
 // table updates have seen (event time is the record's timestamp unless a
-// time option says otherwise). A window closes once stream time passes its
+// time option says otherwise). A window closes once stream time reaches its
 // end plus its grace (or the clock does, with CloseOnClock): OnClose runs
 // once for each key and window, in the partition's grain, and the window
-// takes no more events. It stays readable until stream time passes its
+// takes no more events. It stays readable until stream time reaches its
 // end plus Expires; then it is deleted.
 //
 // In a handler, Update and the reads see the event's partition, with

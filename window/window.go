@@ -75,7 +75,7 @@ type Spec struct {
 	// Gap is the inactivity that ends a session.
 	Gap time.Duration
 	// Grace is how long after its end a window still takes late events;
-	// it closes when stream time passes End + Grace.
+	// it closes when stream time reaches End + Grace.
 	Grace time.Duration
 	// Expires is how long after its end a window stays readable (at
 	// least Grace; 0 means Grace).
