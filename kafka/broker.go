@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -12,7 +13,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -75,6 +78,37 @@ type BrokerConfig struct {
 	// Without it writes go to the page cache and are synced on segment
 	// roll and on Close.
 	SyncWrites bool
+	// TLS, when set, makes the broker accept TLS connections only, with
+	// this server configuration: its certificate, and ClientCAs with
+	// ClientAuth tls.RequireAndVerifyClientCert for mutual TLS.
+	TLS *tls.Config
+	// SASL lists the users clients must authenticate as; empty turns SASL
+	// off. Every user is a superuser (the dev broker enforces no ACLs on
+	// them).
+	SASL []SASLUser
+}
+
+// SASLUser is a user of the embedded broker's SASL authentication.
+type SASLUser struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512: the user can
+	// authenticate with this mechanism only.
+	Mechanism string
+	User      string
+	Password  Secret
+}
+
+// ParseSASLUser parses MECHANISM:USER:PASSWORD (the password may hold
+// colons).
+func ParseSASLUser(s string) (SASLUser, error) {
+	parts := strings.SplitN(s, ":", 3)
+	if len(parts) != 3 || parts[1] == "" || parts[2] == "" {
+		return SASLUser{}, fmt.Errorf("want MECHANISM:USER:PASSWORD (MECHANISM one of %s)", strings.Join(SASLMechanisms, ", "))
+	}
+	u := SASLUser{Mechanism: strings.ToUpper(parts[0]), User: parts[1], Password: Secret(parts[2])}
+	if !slices.Contains(SASLMechanisms, u.Mechanism) {
+		return SASLUser{}, fmt.Errorf("SASL mechanism %q: want one of %s", parts[0], strings.Join(SASLMechanisms, ", "))
+	}
+	return u, nil
 }
 
 // Broker is a running embedded broker.
@@ -149,6 +183,15 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 			"log.retention.ms": "-1",
 		}),
 	}
+	if cfg.TLS != nil {
+		opts = append(opts, kfake.TLS(cfg.TLS))
+	}
+	if len(cfg.SASL) > 0 {
+		opts = append(opts, kfake.EnableSASL())
+		for _, u := range cfg.SASL {
+			opts = append(opts, kfake.Superuser(u.Mechanism, u.User, string(u.Password)))
+		}
+	}
 	if fn := listenFn(host); fn != nil {
 		opts = append(opts, kfake.ListenFn(fn))
 	}
@@ -199,8 +242,12 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	case cfg.DataDir != "":
 		state = "new data dir"
 	}
+	var users []string
+	for _, u := range cfg.SASL {
+		users = append(users, u.Mechanism+":"+u.User)
+	}
 	log.Info("embedded development Kafka broker listening",
-		"addr", b.addr, "cluster_id", clusterID, "state", state)
+		"addr", b.addr, "cluster_id", clusterID, "state", state, "tls", cfg.TLS != nil, "sasl_users", strings.Join(users, ","))
 	return b, nil
 }
 

@@ -20,9 +20,16 @@ var Version = sarama.V3_6_0_0
 // from: idempotent producer with acks=all (required by the commit protocol),
 // manual partitioning (Mephisto computes partitions itself, see Partition),
 // and retries that never give up while a broker is away, backing off up to
-// maxBackoff.
-func ClientConfig(clientID string) *sarama.Config {
-	cfg := sarama.NewConfig()
+// maxBackoff. Its connections are plaintext and unauthenticated: a
+// product client takes its config from the process's Net
+// (Net.ClientConfig and the others), so that every client connects alike.
+func ClientConfig(clientID string) *sarama.Config { return (*Net)(nil).ClientConfig(clientID) }
+
+// ClientConfig is the package's ClientConfig with n's TLS and SASL
+// settings; every config constructor of the package has this form, and
+// every sarama.Config of a running Mephisto comes from one of them.
+func (n *Net) ClientConfig(clientID string) *sarama.Config {
+	cfg := n.Apply(sarama.NewConfig())
 	cfg.ClientID = clientID
 	cfg.Version = Version
 
@@ -86,9 +93,12 @@ func ClientConfig(clientID string) *sarama.Config {
 // administers but does not produce. A node keeps its producer on a client of
 // its own: idempotence allows one request in flight per connection, and a
 // shared connection would make every produce wait behind a fetch's
-// long-poll.
-func ConsumerConfig(clientID string) *sarama.Config {
-	cfg := ClientConfig(clientID)
+// long-poll. Plaintext: see Net.ConsumerConfig.
+func ConsumerConfig(clientID string) *sarama.Config { return (*Net)(nil).ConsumerConfig(clientID) }
+
+// ConsumerConfig is ConsumerConfig with n's TLS and SASL settings.
+func (n *Net) ConsumerConfig(clientID string) *sarama.Config {
+	cfg := n.ClientConfig(clientID)
 	cfg.Producer.Idempotent = false
 	cfg.Net.MaxOpenRequests = 5
 	cfg.ChannelBufferSize = 256 // per partition consumed: records buffered ahead of the grain
@@ -112,8 +122,12 @@ func backoff(retries, _ int) time.Duration {
 // ChangelogConfig returns the configuration of the client that reads
 // changelogs: restoring a shard reads as fast as Pebble takes the records,
 // and on this path a larger fetch halves the round trips per record.
-func ChangelogConfig(clientID string) *sarama.Config {
-	cfg := ConsumerConfig(clientID)
+// Plaintext: see Net.ChangelogConfig.
+func ChangelogConfig(clientID string) *sarama.Config { return (*Net)(nil).ChangelogConfig(clientID) }
+
+// ChangelogConfig is ChangelogConfig with n's TLS and SASL settings.
+func (n *Net) ChangelogConfig(clientID string) *sarama.Config {
+	cfg := n.ConsumerConfig(clientID)
 	cfg.Consumer.Fetch.Default = 4 << 20
 	return cfg
 }

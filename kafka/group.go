@@ -17,9 +17,14 @@ import (
 // its group with: ConsumerConfig, plus the group's assignor, static
 // membership under instanceID (a node that restarts quickly keeps its
 // partitions) and sessionTimeout, with heartbeats frequent enough that
-// members learn of a rebalance quickly.
+// members learn of a rebalance quickly. Plaintext: see Net.GroupConfig.
 func GroupConfig(clientID, instanceID string, sessionTimeout time.Duration, assignor sarama.BalanceStrategy) *sarama.Config {
-	cfg := ConsumerConfig(clientID)
+	return (*Net)(nil).GroupConfig(clientID, instanceID, sessionTimeout, assignor)
+}
+
+// GroupConfig is GroupConfig with n's TLS and SASL settings.
+func (n *Net) GroupConfig(clientID, instanceID string, sessionTimeout time.Duration, assignor sarama.BalanceStrategy) *sarama.Config {
+	cfg := n.ConsumerConfig(clientID)
 	cfg.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{assignor}
 	cfg.Consumer.Group.InstanceId = instanceID
 	cfg.Consumer.Group.Session.Timeout = sessionTimeout

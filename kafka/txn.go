@@ -16,9 +16,15 @@ import (
 // client: ClientConfig with the transactional id (which fences any older
 // producer that used it, and aborts its open transaction, when the
 // producer starts) and the transaction timeout (how long the broker lets
-// one transaction stay open before aborting it).
+// one transaction stay open before aborting it). Plaintext: see
+// Net.TxnConfig.
 func TxnConfig(clientID, txnID string, timeout time.Duration) *sarama.Config {
-	cfg := ClientConfig(clientID)
+	return (*Net)(nil).TxnConfig(clientID, txnID, timeout)
+}
+
+// TxnConfig is TxnConfig with n's TLS and SASL settings.
+func (n *Net) TxnConfig(clientID, txnID string, timeout time.Duration) *sarama.Config {
+	cfg := n.ClientConfig(clientID)
 	cfg.Producer.Transaction.ID = txnID
 	cfg.Producer.Transaction.Timeout = timeout
 	// EndTxn and AddPartitionsToTxn answer CONCURRENT_TRANSACTIONS while
