@@ -96,7 +96,7 @@ func SpawnChannelAgent[K, V any](app *App, name string, ch *Channel[K, V], h Han
 		return nil, ErrNotRunning
 	}
 	a := NewChannelAgent(app, name, ch, h, opts...)
-	if a.PID() == nil {
+	if !a.spec.Running() {
 		return nil, fmt.Errorf("channel agent %s did not start", name)
 	}
 	return a, nil

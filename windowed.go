@@ -655,5 +655,9 @@ func (a *App) now() time.Time {
 	if c := a.Config().clock; c != nil {
 		return c.Now()
 	}
+	// A test driver is the app's runtime and has its own clock.
+	if c, ok := a.running().(interface{ Now() time.Time }); ok {
+		return c.Now()
+	}
 	return time.Now()
 }

@@ -42,6 +42,14 @@ func (ca *ChannelAgent) PID() *actor.PID {
 	return ca.pid
 }
 
+// Running reports whether Send reaches the handler: the actor runs, or a
+// test driver runs the handler directly.
+func (ca *ChannelAgent) Running() bool {
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	return ca.pid != nil || ca.direct != nil
+}
+
 // Send delivers key/value to the agent's mailbox; it reports false when
 // the agent is not running.
 func (ca *ChannelAgent) Send(key, value any) bool {

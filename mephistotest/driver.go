@@ -111,12 +111,21 @@ type Driver struct {
 	restarts []int
 	hold     bool
 	settling bool
+	asking   sync.Mutex   // serializes Ask
+	held     []heldCommit // commits started while commits are held
 	batching bool
 
 	faults  map[string]*fault
 	timers  []*timerState
 	corr    int
 	metrics map[string]float64
+}
+
+// heldCommit is a commit a partition started under HoldCommits: it stays
+// in flight, unacknowledged, until the hold ends or a crash drops it.
+type heldCommit struct {
+	p int32
+	c *partition.CommitStart
 }
 
 type fault struct {
@@ -209,6 +218,9 @@ func (d *Driver) newMachine(p int32, agents []*partition.Agent) *partition.Machi
 		CacheKeys: d.cfg.TableCacheKeys, Route: d.route, MaxAttempts: d.cfg.MaxAttempts,
 		CommitInterval: d.cfg.CommitInterval, Context: d.ctx, Log: d.log.With("partition", p),
 		Now: d.clock.Now, AppNow: d.clock.Now, Observer: d.observer(agents),
+		// The producer's limit, as on a worker: a send too large fails
+		// the same way.
+		MaxRecordBytes: kafka.ClientConfig("mephistotest").Producer.MaxMessageBytes,
 	}
 	for _, r := range readers {
 		cfg.Readers = append(cfg.Readers, r)
@@ -314,13 +326,21 @@ func (d *Driver) Fail(agent string, n int, err error) {
 // Panic makes the next n runs of agent's handler panic.
 func (d *Driver) Panic(agent string, n int) { d.faults[agent] = &fault{n: n, panic: true} }
 
-// HoldCommits stops (true) or resumes (false) the commits at the end of
-// each run: records are processed and their outputs produced, but the
-// tables' writes, the windows and the input offsets stay uncommitted until
-// the next commit, so that Crash has something to lose and replay.
+// HoldCommits stops (true) or resumes (false) the commits: records are
+// processed, batches flushed and windows closed on the clock, their
+// outputs produced, but each commit a partition starts stays in flight,
+// unacknowledged, so the tables' writes, the windows and the input
+// offsets since the last commit stay uncommitted and Crash has something
+// to lose and replay. Resuming acknowledges the held commits and commits
+// the rest.
 func (d *Driver) HoldCommits(hold bool) {
 	d.hold = hold
 	if !hold {
+		held := d.held
+		d.held = nil
+		for _, h := range held {
+			d.ack(h.p, h.c) // a commit a crash dropped is ignored
+		}
 		d.settle()
 	}
 }
@@ -430,9 +450,6 @@ func (d *Driver) settle() {
 		if progressed {
 			continue
 		}
-		if d.hold {
-			return
-		}
 		before := d.produced()
 		for p := range d.parts {
 			d.exec(p, d.machines[p].Tick())
@@ -479,11 +496,11 @@ func (d *Driver) exec(p int32, rd partition.Ready) {
 		d.produce(o)
 	}
 	if c := rd.Commit; c != nil {
-		offsets := map[string]int64{}
-		for _, o := range c.Changelog {
-			offsets[o.Topic] = d.produce(o)
+		if d.hold {
+			d.held = append(d.held, heldCommit{p, c})
+		} else {
+			d.ack(p, c)
 		}
-		d.exec(p, m.Acked(c.Seq, offsets))
 	}
 	if w := rd.Write; w != nil {
 		for i, rows := range w.Rows {
@@ -517,6 +534,16 @@ func (d *Driver) exec(p int32, rd partition.Ready) {
 		d.log.Warn("partition failed: restarting it from its last commit", "partition", p, "err", rd.Fail)
 		d.restart(p, true)
 	}
+}
+
+// ack produces commit c's changelog records and acknowledges them, as a
+// worker's producer does.
+func (d *Driver) ack(p int32, c *partition.CommitStart) {
+	offsets := map[string]int64{}
+	for _, o := range c.Changelog {
+		offsets[o.Topic] = d.produce(o)
+	}
+	d.exec(p, d.machines[p].Acked(c.Seq, offsets))
 }
 
 // Stopped returns the error that stopped partition p (an agent's Stop
@@ -723,6 +750,9 @@ func (d *Driver) DeadLetters(agent string) []DeadLetter {
 
 // Ask sends a request to topic and returns the reply its agent produced.
 func (d *Driver) Ask(ctx context.Context, topic string, key, value []byte, keyed bool, idx int32) ([]byte, error) {
+	// Map and Join ask from a goroutine per request: they take turns.
+	d.asking.Lock()
+	defer d.asking.Unlock()
 	d.corr++
 	corr := fmt.Sprintf("mephistotest-%d", d.corr)
 	const replies = "mephistotest.replies"
