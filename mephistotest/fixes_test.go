@@ -91,7 +91,9 @@ func TestHeldCommitsTick(t *testing.T) {
 	out := mephisto.NewTopic(app, "out", codec.String(), codec.Int64())
 	counts := mephisto.NewWindowedTable(app, "counts", codec.String(), codec.Int64(), mephisto.Tumbling(time.Minute),
 		mephisto.Expires(time.Hour), mephisto.CloseOnClock())
-	counts.OnClose(func(ctx mephisto.Context, k string, _ mephisto.Window, n int64) error { return out.Send(ctx, "closed", n) })
+	counts.OnClose(func(ctx mephisto.Context, k string, _ mephisto.Window, n int64) error {
+		return out.Send(ctx, "closed", n)
+	})
 	mephisto.NewAgent(app, "count", in, func(ctx mephisto.Context, k, _ string) error {
 		return counts.Update(ctx, k, func(n int64) int64 { return n + 1 })
 	})
