@@ -20,6 +20,7 @@ package mephisto
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,6 +65,32 @@ type Config struct {
 	// Brokers are the Kafka bootstrap addresses. Empty starts the embedded
 	// broker (EmbeddedBroker). Flag --brokers, env MEPHISTO_BROKERS.
 	Brokers []string
+	// KafkaTLS encrypts the connections to the brokers with TLS. Default
+	// off. Flag --kafka-tls (see WithKafkaTLS).
+	KafkaTLS bool
+	// KafkaTLSCA is a PEM file of the CAs that sign the brokers'
+	// certificates; "" trusts the system's CAs. Flag --kafka-tls-ca.
+	KafkaTLSCA string
+	// KafkaTLSCert and KafkaTLSKey are the PEM files of a client
+	// certificate and its key, for mutual TLS; both or neither. Flags
+	// --kafka-tls-cert, --kafka-tls-key.
+	KafkaTLSCert, KafkaTLSKey string
+	// KafkaTLSServerName is the name the brokers' certificates are
+	// verified against; "" uses each address's host. Flag
+	// --kafka-tls-server-name.
+	KafkaTLSServerName string
+	// KafkaTLSConfig is a TLS configuration to start from
+	// (WithKafkaTLSConfig); setting it turns TLS on. No flag.
+	KafkaTLSConfig *tls.Config
+	// KafkaSASLMechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, or ""
+	// for no SASL authentication. Flag --kafka-sasl-mechanism.
+	KafkaSASLMechanism string
+	// KafkaSASLUser is the SASL user. Flag --kafka-sasl-user.
+	KafkaSASLUser string
+	// KafkaSASLPassword is the SASL password, never printed or logged.
+	// Flag --kafka-sasl-password, better its environment variable
+	// MEPHISTO_KAFKA_SASL_PASSWORD (a flag shows in the process list).
+	KafkaSASLPassword Secret
 	// EmbeddedBroker is where the embedded broker listens when Brokers is
 	// empty. Default 127.0.0.1:9092. Flag --embedded-broker.
 	EmbeddedBroker string
@@ -124,6 +151,17 @@ type Config struct {
 	// other nodes (PIDs); "" keeps the actors local. The worker command's
 	// default is 127.0.0.1:0 (a free port). Flag --actor.
 	ActorAddr string
+	// ActorTLSCert, ActorTLSKey and ActorTLSCA make the links between
+	// nodes' actor systems mutual TLS: this node's certificate and key, and
+	// the CA that signs every node's certificate (PEM files; all three or
+	// none). A process without a certificate of that CA can neither
+	// message this node's grains nor be messaged. Flags --actor-tls-cert,
+	// --actor-tls-key, --actor-tls-ca (see WithActorTLS).
+	ActorTLSCert, ActorTLSKey, ActorTLSCA string
+	// ActorTLSServerName is the name nodes verify each other's
+	// certificates against instead of the host dialed (one name in every
+	// node's certificate). Flag --actor-tls-server-name.
+	ActorTLSServerName string
 	// SessionTimeout is the consumer group session timeout: how long Kafka
 	// waits for a silent node when gossip does not report it dead first.
 	// Default 10s. Flag --session-timeout.
@@ -208,6 +246,20 @@ func (c Config) Validate() error {
 		// interval: the broker would abort every one of them.
 		bad("--commit-interval (%v) must be shorter than --transaction-timeout (%v) under exactly_once", c.CommitInterval, c.TransactionTimeout)
 	}
+	sec := c.kafkaSecurity()
+	if err := sec.Check(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.Brokers) == 0 && sec.Enabled() {
+		bad("--kafka-tls and --kafka-sasl-* secure the connections to --brokers, and --brokers is empty: the embedded broker speaks plaintext (run `mephisto broker --tls-cert … --sasl …` and point --brokers at it)")
+	}
+	atls := c.actorTLS()
+	if err := atls.Check(); err != nil {
+		errs = append(errs, err)
+	}
+	if atls.Enabled() && c.ActorAddr == "" {
+		bad("--actor-tls-* secure the links of --actor, and --actor is empty: give --actor an address (or drop --actor-tls-*)")
+	}
 	if len(c.Brokers) == 0 && c.EmbeddedBroker == "" {
 		bad("--brokers is empty and --embedded-broker too: give brokers, or an address for the embedded broker")
 	}
@@ -221,11 +273,11 @@ func (c Config) node(app string) node.Config {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	return node.Config{
-		Brokers: c.Brokers, EmbeddedBroker: c.EmbeddedBroker, DataDir: c.dataDir(app), WebAddr: c.WebAddr,
+		Brokers: c.Brokers, Kafka: c.kafkaSecurity(), EmbeddedBroker: c.EmbeddedBroker, DataDir: c.dataDir(app), WebAddr: c.WebAddr,
 		NodeID: c.nodeID(), Partitions: c.Partitions, ReplicationFactor: c.ReplicationFactor,
 		CommitInterval: c.CommitInterval, MaxAttempts: c.MaxAttempts, CacheBytes: c.CacheBytes,
 		TableCacheKeys: c.TableCacheKeys, Logger: log, Gossip: c.Gossip, Join: c.Join, Advertise: c.Advertise,
-		GossipKey: c.GossipKey, Standbys: c.Standbys, ActorAddr: c.ActorAddr, SessionTimeout: c.SessionTimeout,
+		GossipKey: c.GossipKey, Standbys: c.Standbys, ActorAddr: c.ActorAddr, ActorTLS: c.actorTLS(), SessionTimeout: c.SessionTimeout,
 		ExactlyOnce: c.ProcessingGuarantee == ExactlyOnce, TxnTimeout: c.TransactionTimeout,
 		Clock: c.clock, Crash: c.crash,
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mephistohq/mephisto/internal/node"
+	"github.com/mephistohq/mephisto/kafka"
 )
 
 // Exit codes of the app binary.
@@ -80,6 +81,7 @@ type cliFlags struct {
 	jsonOut        bool
 	gossip         string
 	actor          string
+	actorTLS       [4]string // cert, key, CA, server name
 	join           []string
 	advertise      string
 	gossipKey      string
@@ -87,6 +89,49 @@ type cliFlags struct {
 	sessionTimeout time.Duration
 	guarantee      string
 	txnTimeout     time.Duration
+}
+
+// kafkaFlags holds what the Kafka security flags of one command set.
+type kafkaFlags struct {
+	tls                           bool
+	ca, cert, key, serverName     string
+	saslMechanism, saslUser, sasl string
+}
+
+// define adds the Kafka security flags to fs, with cfg's values as
+// defaults — all but the password's, whose default is never shown.
+func (k *kafkaFlags) define(fs *pflag.FlagSet, cfg Config) {
+	fs.BoolVar(&k.tls, "kafka-tls", cfg.KafkaTLS, "connect to Kafka over TLS (the brokers' SSL or SASL_SSL listener)")
+	fs.StringVar(&k.ca, "kafka-tls-ca", cfg.KafkaTLSCA, "PEM file of the CAs that sign the brokers' certificates (default: the system's CAs)")
+	fs.StringVar(&k.cert, "kafka-tls-cert", cfg.KafkaTLSCert, "PEM file of this client's certificate, for mutual TLS (with --kafka-tls-key)")
+	fs.StringVar(&k.key, "kafka-tls-key", cfg.KafkaTLSKey, "PEM file of the key of --kafka-tls-cert")
+	fs.StringVar(&k.serverName, "kafka-tls-server-name", cfg.KafkaTLSServerName, "name to verify the brokers' certificates against (default: the host dialed)")
+	fs.StringVar(&k.saslMechanism, "kafka-sasl-mechanism", cfg.KafkaSASLMechanism, "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (default: no SASL)")
+	fs.StringVar(&k.saslUser, "kafka-sasl-user", cfg.KafkaSASLUser, "SASL user name")
+	fs.StringVar(&k.sasl, "kafka-sasl-password", "", "SASL password; better set MEPHISTO_KAFKA_SASL_PASSWORD, a flag shows in the process list (never logged)")
+}
+
+// options returns the options the flags set.
+func (k *kafkaFlags) options() []Option {
+	opts := []Option{WithKafkaTLS(k.tls), WithKafkaTLSCA(k.ca), WithKafkaTLSCert(k.cert, k.key), WithKafkaTLSServerName(k.serverName),
+		func(c *Config) { c.KafkaSASLMechanism, c.KafkaSASLUser = k.saslMechanism, k.saslUser }}
+	if k.sasl != "" { // else the option's password, if any, stays
+		opts = append(opts, func(c *Config) { c.KafkaSASLPassword = Secret(k.sasl) })
+	}
+	return opts
+}
+
+// security returns the Kafka security of a client command: cfg with the
+// flags applied, checked (a bad combination is a usage error).
+func (k *kafkaFlags) security(cfg Config) (kafka.Security, error) {
+	for _, o := range k.options() {
+		o(&cfg)
+	}
+	sec := cfg.kafkaSecurity()
+	if err := sec.Check(); err != nil {
+		return sec, usageError{err}
+	}
+	return sec, nil
 }
 
 func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
@@ -107,6 +152,7 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 	// default into its variable when the flag is defined, so a shared one
 	// would end up with the default of the last command defined.
 	var workerBrokers, sendBrokers, resetBrokers []string
+	var workerKafka, sendKafka, askKafka kafkaFlags
 	logFlags := func(fs *pflag.FlagSet) {
 		fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 		fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -129,7 +175,9 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 				WithGossip(f.gossip), WithJoin(f.join...), WithAdvertise(f.advertise), WithGossipKey(f.gossipKey),
 				WithStandbys(f.standbys), WithSessionTimeout(f.sessionTimeout), WithActorAddr(f.actor),
 				ProcessingGuarantee(Guarantee(f.guarantee)), WithTransactionTimeout(f.txnTimeout),
+				WithActorTLS(f.actorTLS[0], f.actorTLS[1], f.actorTLS[2]), WithActorTLSServerName(f.actorTLS[3]),
 			}
+			opts = append(opts, workerKafka.options()...)
 			if cfg.Logger == nil || cmd.Flags().Changed("log-level") || cmd.Flags().Changed("log-format") {
 				opts = append(opts, WithLogger(log))
 			}
@@ -147,6 +195,7 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 	}
 	wf := worker.Flags()
 	wf.StringSliceVar(&workerBrokers, "brokers", cfg.Brokers, "Kafka bootstrap brokers, comma-separated; empty runs the embedded broker")
+	workerKafka.define(wf, cfg)
 	wf.StringVar(&f.embeddedBroker, "embedded-broker", cfg.EmbeddedBroker, "listen address of the embedded broker (used when --brokers is empty)")
 	wf.StringVar(&f.dataDir, "data-dir", cfg.DataDir, "directory for table state and the embedded broker's data (default ./"+a.name+"-data/<node-id>)")
 	wf.StringVar(&f.web, "web", cfg.WebAddr, "HTTP listen address; empty disables it")
@@ -162,6 +211,10 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 		actorDefault = "127.0.0.1:0"
 	}
 	wf.StringVar(&f.actor, "actor", actorDefault, "where this node's actors listen for other nodes (PIDs; port 0: a free port); empty keeps them local")
+	wf.StringVar(&f.actorTLS[0], "actor-tls-cert", cfg.ActorTLSCert, "PEM file of this node's certificate: links between nodes' actors become mutual TLS (with --actor-tls-key, --actor-tls-ca)")
+	wf.StringVar(&f.actorTLS[1], "actor-tls-key", cfg.ActorTLSKey, "PEM file of the key of --actor-tls-cert")
+	wf.StringVar(&f.actorTLS[2], "actor-tls-ca", cfg.ActorTLSCA, "PEM file of the CA that signs every node's certificate: only its certificates are accepted")
+	wf.StringVar(&f.actorTLS[3], "actor-tls-server-name", cfg.ActorTLSServerName, "name to verify other nodes' certificates against (default: the host dialed)")
 	wf.StringVar(&f.gossip, "gossip", cfg.Gossip, "gossip (memberlist) listen address host:port; empty disables gossip")
 	wf.StringSliceVar(&f.join, "join", cfg.Join, "gossip address of a node to join (repeatable)")
 	wf.StringVar(&f.advertise, "advertise", cfg.Advertise, "host other nodes use to reach this one (default: the listen addresses)")
@@ -177,10 +230,15 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Produce one record to a topic, or to an agent's topic (value and --key are parsed with the topic's codecs)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.sendCmd(cmd.Context(), stdout, sendBrokers, args[0], args[1], f.key, cmd.Flags().Changed("key"))
+			sec, err := sendKafka.security(a.Config())
+			if err != nil {
+				return err
+			}
+			return a.sendCmd(cmd.Context(), stdout, sendBrokers, sec, args[0], args[1], f.key, cmd.Flags().Changed("key"))
 		},
 	}
 	send.Flags().StringSliceVar(&sendBrokers, "brokers", defaultClientBrokers(cfg), "Kafka bootstrap brokers, comma-separated")
+	sendKafka.define(send.Flags(), cfg)
 	send.Flags().StringVar(&f.key, "key", "", "record key (default: no key)")
 
 	var askTimeout time.Duration
@@ -190,10 +248,15 @@ func (a *App) command(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Ask a reply agent and print its reply (VALUE and --key are parsed with the agent's topic codecs)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.askCmd(cmd.Context(), stdout, askBrokers, args[0], args[1], f.key, cmd.Flags().Changed("key"), askTimeout)
+			sec, err := askKafka.security(a.Config())
+			if err != nil {
+				return err
+			}
+			return a.askCmd(cmd.Context(), stdout, askBrokers, sec, args[0], args[1], f.key, cmd.Flags().Changed("key"), askTimeout)
 		},
 	}
 	ask.Flags().StringSliceVar(&askBrokers, "brokers", defaultClientBrokers(cfg), "Kafka bootstrap brokers, comma-separated")
+	askKafka.define(ask.Flags(), cfg)
 	ask.Flags().StringVar(&f.key, "key", "", "request key (default: none, spread over the partitions)")
 	ask.Flags().DurationVar(&askTimeout, "timeout", 10*time.Second, "how long to wait for the reply")
 
@@ -318,7 +381,7 @@ func crashAt(point string, log *slog.Logger) func(string) {
 }
 
 // sendCmd produces one record as a client (not a cluster member).
-func (a *App) sendCmd(ctx context.Context, stdout io.Writer, brokers []string, topic, value, key string, keyed bool) error {
+func (a *App) sendCmd(ctx context.Context, stdout io.Writer, brokers []string, sec kafka.Security, topic, value, key string, keyed bool) error {
 	var kb, vb []byte = nil, []byte(value)
 	a.mu.Lock()
 	def := a.topics[topic]
@@ -339,7 +402,7 @@ func (a *App) sendCmd(ctx context.Context, stdout io.Writer, brokers []string, t
 	} else if keyed {
 		kb = []byte(key)
 	}
-	p, off, err := node.ClientSend(ctx, brokers, a.name+"-cli", topic, kb, vb)
+	p, off, err := node.ClientSend(ctx, brokers, sec, a.name+"-cli", topic, kb, vb)
 	if err != nil {
 		return err
 	}
@@ -349,7 +412,7 @@ func (a *App) sendCmd(ctx context.Context, stdout io.Writer, brokers []string, t
 
 // askCmd asks a reply agent as a client (not a cluster member) and prints
 // the reply, which is JSON.
-func (a *App) askCmd(ctx context.Context, stdout io.Writer, brokers []string, agent, value, key string, keyed bool, timeout time.Duration) error {
+func (a *App) askCmd(ctx context.Context, stdout io.Writer, brokers []string, sec kafka.Security, agent, value, key string, keyed bool, timeout time.Duration) error {
 	a.mu.Lock()
 	ag, ok := a.agents[agent]
 	a.mu.Unlock()
@@ -371,7 +434,7 @@ func (a *App) askCmd(ctx context.Context, stdout io.Writer, brokers []string, ag
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	reply, err := node.ClientAsk(ctx, brokers, a.name, ag.topic.name, kb, vb, keyed)
+	reply, err := node.ClientAsk(ctx, brokers, sec, a.name, ag.topic.name, kb, vb, keyed)
 	if err != nil {
 		return err
 	}

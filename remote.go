@@ -6,6 +6,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/mephistohq/mephisto/actors"
 	"github.com/mephistohq/mephisto/actors/envelopepb"
 )
 
@@ -16,6 +17,29 @@ import (
 // sets gRPC's process-wide logger when it starts, so a process should run
 // one remote node: run cluster nodes as separate processes.)
 func WithActorAddr(addr string) Option { return func(c *Config) { c.ActorAddr = addr } }
+
+// WithActorTLS makes the links between nodes' actor systems mutual TLS
+// (default: plaintext; flags --actor-tls-cert, --actor-tls-key,
+// --actor-tls-ca): certFile and keyFile are this node's certificate and
+// key, valid for the host other nodes dial (its --actor or --advertise
+// host) unless WithActorTLSServerName names another; caFile is the CA that
+// signs every node's certificate, and only its certificates are accepted,
+// dialing or dialed. PEM files.
+func WithActorTLS(certFile, keyFile, caFile string) Option {
+	return func(c *Config) { c.ActorTLSCert, c.ActorTLSKey, c.ActorTLSCA = certFile, keyFile, caFile }
+}
+
+// WithActorTLSServerName sets the name nodes verify each other's
+// certificates against instead of the host dialed (default "": the host;
+// flag --actor-tls-server-name), for clusters whose addresses change.
+func WithActorTLSServerName(name string) Option {
+	return func(c *Config) { c.ActorTLSServerName = name }
+}
+
+// actorTLS returns the actor links' TLS settings.
+func (c Config) actorTLS() actors.RemoteTLS {
+	return actors.RemoteTLS{Cert: c.ActorTLSCert, Key: c.ActorTLSKey, CA: c.ActorTLSCA, ServerName: c.ActorTLSServerName}
+}
 
 // PID returns the PID of the grain that processes key for this agent,
 // wherever in the cluster it runs (from the current assignment).

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/mephistohq/mephisto/actors/envelopepb"
 )
@@ -44,10 +47,22 @@ func NewRemote(system *actor.ActorSystem) *Remote {
 }
 
 // Listen makes the actors reachable from other nodes at addr, advertised
-// under advertise(addr). Call it at most once, before other nodes are told
-// the address. protoactor panics when it cannot listen, so the address is
-// checked first.
-func (r *Remote) Listen(addr string, advertise func(string) string) error {
+// under advertise(addr). With sec (nil: plaintext) every link to and from
+// other nodes is mutual TLS: peers without a certificate of sec's CA are
+// refused, and log says so at most once a minute. Call it at most once,
+// before other nodes are told the address. protoactor panics when it
+// cannot listen, so the address is checked first.
+func (r *Remote) Listen(addr string, advertise func(string) string, sec *RemoteTLS, log *slog.Logger) error {
+	var opts []remote.ConfigOption
+	if sec != nil {
+		server, client, err := sec.Load()
+		if err != nil {
+			return err
+		}
+		opts = append(opts,
+			remote.WithServerOptions(grpc.Creds(newRefusingCreds(server, log))),
+			remote.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(client))))
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("actor address %s: %w (choose another with --actor)", addr, err)
@@ -55,7 +70,6 @@ func (r *Remote) Listen(addr string, advertise func(string) string) error {
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
 	_ = ln.Close()
 	p, _ := strconv.Atoi(port)
-	var opts []remote.ConfigOption
 	if adv := advertise(net.JoinHostPort(host, port)); adv != net.JoinHostPort(host, port) {
 		opts = append(opts, remote.WithAdvertisedHost(adv))
 	}

@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -34,8 +35,12 @@ const (
 // Environment variables read by the broker subcommand when the matching
 // flag is not given.
 const (
-	envListen  = "MEPHISTO_LISTEN"
-	envDataDir = "MEPHISTO_DATA_DIR"
+	envListen      = "MEPHISTO_LISTEN"
+	envDataDir     = "MEPHISTO_DATA_DIR"
+	envTLSCert     = "MEPHISTO_TLS_CERT"
+	envTLSKey      = "MEPHISTO_TLS_KEY"
+	envTLSClientCA = "MEPHISTO_TLS_CLIENT_CA"
+	envSASL        = "MEPHISTO_SASL" // comma-separated MECHANISM:USER:PASSWORD entries
 )
 
 const defaultBrokerListen = "127.0.0.1:9092"
@@ -109,6 +114,51 @@ type brokerOptions struct {
 	listen     string
 	dataDir    string
 	syncWrites bool
+	// TLS: the broker's certificate and key, and the CAs of the client
+	// certificates it requires (mutual TLS), PEM files.
+	tlsCert, tlsKey, tlsClientCA string
+	// sasl are the SASL users, MECHANISM:USER:PASSWORD each.
+	sasl []string
+}
+
+// tlsConfig loads the broker's TLS configuration; nil without --tls-cert.
+func (o brokerOptions) tlsConfig() (*tls.Config, error) {
+	if o.tlsCert == "" && o.tlsKey == "" {
+		if o.tlsClientCA != "" {
+			return nil, &usageError{errors.New("--tls-client-ca needs --tls-cert and --tls-key (clients are asked for certificates in a TLS handshake)")}
+		}
+		return nil, nil
+	}
+	if o.tlsCert == "" || o.tlsKey == "" {
+		return nil, &usageError{errors.New("--tls-cert and --tls-key go together: give both")}
+	}
+	cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert %s / --tls-key %s: %w", o.tlsCert, o.tlsKey, err)
+	}
+	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if o.tlsClientCA != "" {
+		pool, err := kafka.LoadCAs(o.tlsClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return c, nil
+}
+
+// saslUsers parses --sasl.
+func (o brokerOptions) saslUsers() ([]kafka.SASLUser, error) {
+	var users []kafka.SASLUser
+	for _, e := range o.sasl {
+		u, err := kafka.ParseSASLUser(e)
+		if err != nil {
+			// Not the entry itself: it holds a password.
+			return nil, &usageError{fmt.Errorf("--sasl entry %d: %w", len(users)+1, err)}
+		}
+		users = append(users, u)
+	}
+	return users, nil
 }
 
 func newBrokerCmd(getenv func(string) string, logLevel *logLevelFlag, stdout, stderr io.Writer) *cobra.Command {
@@ -120,6 +170,10 @@ func newBrokerCmd(getenv func(string) string, logLevel *logLevelFlag, stdout, st
 			"SIGINT or SIGTERM, then persist its state (with --data-dir) and exit.\n\n" +
 			"It is for development clusters and tests only: in production point\n" +
 			"--brokers at a real Kafka or Redpanda cluster.\n\n" +
+			"With --tls-cert and --tls-key its listener speaks TLS only (--tls-client-ca\n" +
+			"also requires client certificates); with --sasl MECHANISM:USER:PASSWORD\n" +
+			"(repeatable) clients must authenticate as one of those users, so that\n" +
+			"workers' --kafka-tls and --kafka-sasl-* settings can be tried locally.\n\n" +
 			"Once listening it prints: broker listening on ADDR cluster-id ID",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -134,6 +188,17 @@ func newBrokerCmd(getenv func(string) string, logLevel *logLevelFlag, stdout, st
 					opts.dataDir = v
 				}
 			}
+			for _, e := range []struct {
+				flag, env string
+				v         *string
+			}{{"tls-cert", envTLSCert, &opts.tlsCert}, {"tls-key", envTLSKey, &opts.tlsKey}, {"tls-client-ca", envTLSClientCA, &opts.tlsClientCA}} {
+				if v := getenv(e.env); v != "" && !flags.Changed(e.flag) {
+					*e.v = v
+				}
+			}
+			if v := getenv(envSASL); v != "" && !flags.Changed("sasl") {
+				opts.sasl = strings.Split(v, ",")
+			}
 			if _, _, err := net.SplitHostPort(opts.listen); err != nil {
 				return &usageError{fmt.Errorf("invalid --listen %q: %w", opts.listen, err)}
 			}
@@ -145,6 +210,10 @@ func newBrokerCmd(getenv func(string) string, logLevel *logLevelFlag, stdout, st
 	f.StringVar(&opts.listen, "listen", defaultBrokerListen, "host:port to listen on (env "+envListen+")")
 	f.StringVar(&opts.dataDir, "data-dir", "", "directory to persist topics, records, offsets and groups in; empty keeps everything in memory (env "+envDataDir+")")
 	f.BoolVar(&opts.syncWrites, "sync-writes", false, "fsync every produce (slower, survives power loss)")
+	f.StringVar(&opts.tlsCert, "tls-cert", "", "PEM file of the broker's certificate: the listener speaks TLS only (with --tls-key; env "+envTLSCert+")")
+	f.StringVar(&opts.tlsKey, "tls-key", "", "PEM file of the key of --tls-cert (env "+envTLSKey+")")
+	f.StringVar(&opts.tlsClientCA, "tls-client-ca", "", "PEM file of the CAs whose client certificates the broker requires: mutual TLS (env "+envTLSClientCA+")")
+	f.StringArrayVar(&opts.sasl, "sasl", nil, "a SASL user, MECHANISM:USER:PASSWORD with MECHANISM PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (repeatable; any turns SASL on; env "+envSASL+", entries comma-separated)")
 	return cmd
 }
 
@@ -154,11 +223,21 @@ func runBroker(ctx context.Context, opts brokerOptions, logger *slog.Logger, std
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	tlsCfg, err := opts.tlsConfig()
+	if err != nil {
+		return err
+	}
+	users, err := opts.saslUsers()
+	if err != nil {
+		return err
+	}
 	b, err := kafka.StartBroker(kafka.BrokerConfig{
 		Listen:     opts.listen,
 		DataDir:    opts.dataDir,
 		Logger:     logger,
 		SyncWrites: opts.syncWrites,
+		TLS:        tlsCfg,
+		SASL:       users,
 	})
 	if err != nil {
 		return fmt.Errorf("starting broker: %w", err)

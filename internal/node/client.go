@@ -19,10 +19,14 @@ import (
 // ClientSend produces one record to topic as a client (not a cluster
 // member), on the partition its key hashes to (0 without a key), and
 // returns where it went.
-func ClientSend(ctx context.Context, brokers []string, clientID, topic string, key, value []byte) (int32, int64, error) {
-	client, err := sarama.NewClient(brokers, kafka.ClientConfig(clientID))
+func ClientSend(ctx context.Context, brokers []string, sec kafka.Security, clientID, topic string, key, value []byte) (int32, int64, error) {
+	n, err := sec.Net()
 	if err != nil {
-		return 0, 0, fmt.Errorf("connect to Kafka at %s: %w", strings.Join(brokers, ","), err)
+		return 0, 0, err
+	}
+	client, err := clientConnect(brokers, n.ClientConfig(clientID))
+	if err != nil {
+		return 0, 0, err
 	}
 	defer client.Close()
 	parts, err := client.Partitions(topic)
@@ -45,13 +49,17 @@ func ClientSend(ctx context.Context, brokers []string, clientID, topic string, k
 // ClientAsk asks a reply agent of app through its topic as a client: it
 // sends the request with a reply-to header naming its own partition of the
 // reply topic and returns the reply. ctx bounds the wait.
-func ClientAsk(ctx context.Context, brokers []string, app, topic string, key, value []byte, keyed bool) ([]byte, error) {
-	pclient, err := sarama.NewClient(brokers, kafka.ClientConfig(app+"-cli"))
+func ClientAsk(ctx context.Context, brokers []string, sec kafka.Security, app, topic string, key, value []byte, keyed bool) ([]byte, error) {
+	n, err := sec.Net()
 	if err != nil {
-		return nil, fmt.Errorf("connect to Kafka at %s: %w", strings.Join(brokers, ","), err)
+		return nil, err
+	}
+	pclient, err := clientConnect(brokers, n.ClientConfig(app+"-cli"))
+	if err != nil {
+		return nil, err
 	}
 	defer pclient.Close()
-	cclient, err := sarama.NewClient(brokers, kafka.ConsumerConfig(app+"-cli-replies"))
+	cclient, err := sarama.NewClient(brokers, n.ConsumerConfig(app+"-cli-replies"))
 	if err != nil {
 		return nil, fmt.Errorf("connect to Kafka at %s: %w", strings.Join(brokers, ","), err)
 	}
@@ -76,6 +84,20 @@ func ClientAsk(ctx context.Context, brokers []string, app, topic string, key, va
 	}
 	defer req.Close()
 	return ask(ctx, req, topic, key, value, keyed, int32(time.Now().UnixNano()%1024))
+}
+
+// clientConnect connects a client command: one probe of the brokers
+// first, so that a refused password or certificate fails the command at
+// once with its cause and what to do (no retries: the operator is there).
+func clientConnect(brokers []string, cfg *sarama.Config) (sarama.Client, error) {
+	if err := kafka.Probe(brokers, cfg); err != nil {
+		return nil, err
+	}
+	client, err := sarama.NewClient(brokers, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Kafka at %s: %w", strings.Join(brokers, ","), err)
+	}
+	return client, nil
 }
 
 // ResetState wipes the table state in dir; state.Reset refuses while a

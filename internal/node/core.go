@@ -121,7 +121,7 @@ func (c *partitionIO) startTxn() error {
 		c.txn = nil
 	}
 	rt := c.rt
-	cfg := kafka.TxnConfig(rt.spec.App+"-"+rt.cfg.NodeID+"-txn-"+strconv.Itoa(int(c.p)), TxnID(rt.spec.App, c.p), rt.cfg.TxnTimeout)
+	cfg := rt.net.TxnConfig(rt.spec.App+"-"+rt.cfg.NodeID+"-txn-"+strconv.Itoa(int(c.p)), TxnID(rt.spec.App, c.p), rt.cfg.TxnTimeout)
 	txn, err := kafka.NewTxnProducer(rt.brokers, cfg, c.log)
 	if err != nil {
 		return err

@@ -36,7 +36,7 @@ func (rt *Node) spawnGrain(p int32, mark func(topic string, p int32, next int64)
 	m := partition.New(partition.Config{
 		Partition: p, Agents: agents, Tables: rt.tables, Readers: readers, Scanners: scanners,
 		CacheKeys: rt.cfg.TableCacheKeys, Route: rt.route,
-		MaxRecordBytes: kafka.ClientConfig(rt.cfg.NodeID).Producer.MaxMessageBytes,
+		MaxRecordBytes: rt.net.ClientConfig(rt.cfg.NodeID).Producer.MaxMessageBytes,
 		MaxAttempts:    rt.cfg.MaxAttempts, CommitInterval: rt.cfg.CommitInterval,
 		Context: rt.ctx, Log: rt.log.With("partition", p), AppNow: rt.appNow(),
 		Parallel: actors.Parallel, Observer: rt.observer(agents),

@@ -41,6 +41,9 @@ type Node struct {
 	broker  *kafka.Broker
 	brokers []string
 	// One client per independent reader: a broker answers the requests of
+	// net secures every Kafka client of the node (cfg.Kafka, loaded):
+	// every sarama.Config comes from it.
+	net *kafka.Net
 	// one connection in order, so a fetch long-polling for one reader would
 	// delay the others.
 	client    sarama.Client // consumer group, admin, metadata
@@ -172,6 +175,9 @@ func (rt *Node) Run(stop context.Context) (err error) {
 
 	rt.brokers = rt.cfg.Brokers
 	if len(rt.brokers) == 0 {
+	if rt.net, err = rt.cfg.Kafka.Net(); err != nil {
+		return fmt.Errorf("kafka security: %w", err)
+	}
 		rt.broker, err = kafka.StartBroker(kafka.BrokerConfig{
 			Listen: rt.cfg.EmbeddedBroker, DataDir: filepath.Join(rt.cfg.DataDir, "broker"), Logger: rt.log.With("component", "embedded-broker"),
 		})
@@ -203,6 +209,10 @@ func (rt *Node) Run(stop context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+		if stop.Err() != nil { // stopped while Kafka refused or did not answer: a clean stop
+			rt.log.Info("stopped before Kafka answered")
+			return nil
+		}
 	if err := rt.store.CheckIdentity(state.Identity{App: rt.spec.App, ClusterID: clusterID}); err != nil {
 		return err
 	}
@@ -256,10 +266,14 @@ func (rt *Node) Run(stop context.Context) (err error) {
 	}
 	rt.remote = actors.NewRemote(rt.system)
 	if addr := rt.cfg.ActorAddr; addr != "" {
-		if err := rt.remote.Listen(addr, rt.advertised); err != nil {
+		var sec *actors.RemoteTLS
+		if rt.cfg.ActorTLS.Enabled() {
+			sec = &rt.cfg.ActorTLS
+		}
+		if err := rt.remote.Listen(addr, rt.advertised, sec, rt.log); err != nil {
 			return err
 		}
-		rt.log.Info("actor system reachable", "actor", rt.system.Address())
+		rt.log.Info("actor system reachable", "actor", rt.system.Address(), "tls", sec != nil)
 	}
 	if err := rt.startTableServer(); err != nil {
 		return err
@@ -300,10 +314,22 @@ func (rt *Node) Run(stop context.Context) (err error) {
 // the cluster id.
 func (rt *Node) connect(stop context.Context) (string, error) {
 	rt.strategy = cluster.NewStrategy(rt.localMember, rt.onPlan)
-	cfg := rt.isolated(kafka.GroupConfig(rt.spec.App+"-"+rt.cfg.NodeID, rt.cfg.NodeID, rt.cfg.SessionTimeout, rt.strategy))
+	cfg := rt.isolated(rt.net.GroupConfig(rt.spec.App+"-"+rt.cfg.NodeID, rt.cfg.NodeID, rt.cfg.SessionTimeout, rt.strategy))
+	if rt.net.Security().Enabled() {
+		rt.log.Info("connecting to Kafka", "brokers", strings.Join(rt.brokers, ","), "security", rt.net)
+	}
+	var logged string // the last misconfiguration logged at Error
 	for attempt := 1; ; attempt++ {
-		rt.setPhase("connecting to Kafka at " + strings.Join(rt.brokers, ","))
-		client, err := sarama.NewClient(rt.brokers, cfg)
+		if attempt == 1 { // later, /readyz keeps saying why the last attempt failed
+			rt.setPhase("connecting to Kafka at " + strings.Join(rt.brokers, ","))
+		}
+		// One connection per broker first: a TLS or SASL failure is told
+		// apart here, once, instead of inside sarama's metadata retries.
+		err := kafka.Probe(rt.brokers, cfg)
+		var client sarama.Client
+		if err == nil {
+			client, err = sarama.NewClient(rt.brokers, cfg)
+		}
 		var id string
 		if err == nil {
 			if id, err = kafka.ClusterID(client); err != nil {
@@ -316,22 +342,39 @@ func (rt *Node) connect(stop context.Context) (string, error) {
 				return "", fmt.Errorf("kafka admin: %w", err)
 			}
 			prefix := rt.spec.App + "-" + rt.cfg.NodeID
-			if rt.pclient, err = sarama.NewClient(rt.brokers, kafka.ClientConfig(prefix+"-producer")); err != nil {
+			if rt.pclient, err = sarama.NewClient(rt.brokers, rt.net.ClientConfig(prefix+"-producer")); err != nil {
 				return "", fmt.Errorf("kafka producer client: %w", err)
 			}
-			if rt.cclient, err = sarama.NewClient(rt.brokers, rt.isolated(kafka.ChangelogConfig(prefix+"-changelogs"))); err != nil {
+			if rt.cclient, err = sarama.NewClient(rt.brokers, rt.isolated(rt.net.ChangelogConfig(prefix+"-changelogs"))); err != nil {
 				return "", fmt.Errorf("kafka changelog client: %w", err)
 			}
-			if rt.rclient, err = sarama.NewClient(rt.brokers, rt.isolated(kafka.ConsumerConfig(prefix+"-replies"))); err != nil {
+			if rt.rclient, err = sarama.NewClient(rt.brokers, rt.isolated(rt.net.ConsumerConfig(prefix+"-replies"))); err != nil {
 				return "", fmt.Errorf("kafka reply client: %w", err)
 			}
 			rt.log.Info("connected to Kafka", "brokers", strings.Join(rt.brokers, ","), "cluster_id", id)
 			return id, nil
 		}
 		d := kafkaBackoff(attempt)
-		rt.setPhase(fmt.Sprintf("cannot reach Kafka at %s: %v", strings.Join(rt.brokers, ","), err))
-		rt.log.Warn("cannot reach Kafka; retrying (check --brokers and that the brokers are up)",
-			"brokers", strings.Join(rt.brokers, ","), "err", err, "retry_in", d)
+		switch {
+		case kafka.Misconfigured(err):
+			// A wrong password or an untrusted certificate: said once, with
+			// what to do; retried slowly, for the brokers' side may change
+			// (a user created, a certificate renewed).
+			d = misconfiguredBackoff(attempt)
+			rt.setPhase(fmt.Sprintf("cannot connect to Kafka at %s: %v", strings.Join(rt.brokers, ","), err))
+			if msg := kafka.Summary(err); msg != logged {
+				logged = msg
+				rt.log.Error("cannot connect to Kafka: the brokers refuse this node's TLS or SASL settings; retrying with backoff, but only a change of settings (here or on the brokers) mends it",
+					"brokers", strings.Join(rt.brokers, ","), "security", rt.net, "err", err, "retry_in", d)
+			} else {
+				rt.log.Debug("still cannot connect to Kafka (same cause)", "brokers", strings.Join(rt.brokers, ","), "attempt", attempt, "retry_in", d)
+			}
+		default:
+			logged = ""
+			rt.setPhase(fmt.Sprintf("cannot reach Kafka at %s: %v", strings.Join(rt.brokers, ","), err))
+			rt.log.Warn("cannot reach Kafka; retrying (check --brokers and that the brokers are up)",
+				"brokers", strings.Join(rt.brokers, ","), "err", err, "retry_in", d)
+		}
 		select {
 		case <-stop.Done():
 			return "", stop.Err()
@@ -357,6 +400,14 @@ func kafkaBackoff(attempt int) time.Duration {
 
 // ensureTopics creates what is missing and checks co-partitioning: with
 // tables, every agent's topic and every changelog must have the same
+// misconfiguredBackoff is the wait before connecting again after the
+// brokers refused the node's TLS or SASL settings: 1s doubling to a
+// minute, one connection per broker each time (managed services throttle
+// clients that fail authentication often).
+func misconfiguredBackoff(attempt int) time.Duration {
+	return actors.Backoff{Min: time.Second, Max: time.Minute}.Delay(attempt)
+}
+
 // partition count, since partition p of each is processed by grain p.
 func (rt *Node) ensureTopics() error {
 	n := rt.cfg.Partitions

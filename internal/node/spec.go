@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/mephistohq/mephisto/actors"
 	"github.com/mephistohq/mephisto/actors/partition"
+	"github.com/mephistohq/mephisto/kafka"
 	"github.com/mephistohq/mephisto/timer"
 	"github.com/mephistohq/mephisto/web"
 )
@@ -57,7 +59,9 @@ type Task struct {
 // Config is a node's configuration; see the root package's Config for
 // each field's meaning and default.
 type Config struct {
-	Brokers           []string
+	Brokers []string
+	// Kafka secures the connections to the brokers (TLS, SASL).
+	Kafka             kafka.Security
 	EmbeddedBroker    string
 	DataDir           string // resolved: never empty
 	WebAddr           string
@@ -75,7 +79,10 @@ type Config struct {
 	GossipKey         string
 	Standbys          int
 	ActorAddr         string
-	SessionTimeout    time.Duration
+	// ActorTLS secures the links between nodes' actor systems (mutual
+	// TLS); zero is plaintext.
+	ActorTLS       actors.RemoteTLS
+	SessionTimeout time.Duration
 	// ExactlyOnce commits each partition through one Kafka transaction
 	// and reads every topic read_committed.
 	ExactlyOnce bool

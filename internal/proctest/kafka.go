@@ -54,6 +54,67 @@ type KafkaSpec struct {
 	Config map[string]string
 	// JVM holds extra JVM options. The default heap is 512 MiB.
 	JVM []string
+	// SASLSSL, when set, gives every broker a second client listener,
+	// SASL_SSL, next to the PLAINTEXT one the other tests use: TLS with
+	// this certificate, and SASL PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512
+	// for its users. Kafka.SecureAddrs lists its addresses.
+	SASLSSL *KafkaSASLSSL
+}
+
+// KafkaSASLSSL configures a SASL_SSL listener (see KafkaSpec.SASLSSL).
+type KafkaSASLSSL struct {
+	// CertPEM is the brokers' certificate chain and KeyPEM its key
+	// (PKCS#8, unencrypted); the certificate must be valid for 127.0.0.1.
+	CertPEM, KeyPEM []byte
+	// Users are the SASL users: PLAIN users live in the listener's JAAS
+	// configuration, SCRAM users are added when the data dirs are
+	// formatted.
+	Users []KafkaUser
+}
+
+// KafkaUser is a SASL user of a SASL_SSL listener.
+type KafkaUser struct {
+	Mechanism string // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+	Name      string
+	Password  string // letters and digits only (it goes into JAAS and format arguments unquoted)
+}
+
+// saslSSLProps returns the server properties of the SASL_SSL listener,
+// with the keystore written into dir.
+func (s *KafkaSASLSSL) props(dir string) (map[string]string, error) {
+	keystore := filepath.Join(dir, "sasl-ssl-keystore.pem")
+	if err := os.WriteFile(keystore, append(append([]byte(nil), s.KeyPEM...), s.CertPEM...), 0o600); err != nil {
+		return nil, err
+	}
+	var plain []string
+	for _, u := range s.Users {
+		if u.Mechanism == "PLAIN" {
+			plain = append(plain, fmt.Sprintf("user_%s=%q", u.Name, u.Password))
+		}
+	}
+	if len(plain) == 0 {
+		plain = append(plain, `user_nobody="nobody"`) // PLAIN needs a user to be enabled
+	}
+	const scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+	return map[string]string{
+		"sasl.enabled.mechanisms":                               "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+		"listener.name.sasl_ssl.plain.sasl.jaas.config":         "org.apache.kafka.common.security.plain.PlainLoginModule required " + strings.Join(plain, " ") + ";",
+		"listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": scram,
+		"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram,
+		"listener.name.sasl_ssl.ssl.keystore.type":              "PEM",
+		"listener.name.sasl_ssl.ssl.keystore.location":          keystore,
+	}, nil
+}
+
+// scramArgs are the format tool's arguments that add the SCRAM users.
+func (s *KafkaSASLSSL) scramArgs() []string {
+	var args []string
+	for _, u := range s.Users {
+		if strings.HasPrefix(u.Mechanism, "SCRAM-") {
+			args = append(args, "--add-scram", fmt.Sprintf("%s=[name=%s,password=%s]", u.Mechanism, u.Name, u.Password))
+		}
+	}
+	return args
 }
 
 // Kafka is a running Apache Kafka cluster started by StartKafka.
@@ -67,6 +128,7 @@ type Kafka struct {
 type kafkaNode struct {
 	id               int
 	addr, controller string // host:port of the PLAINTEXT and CONTROLLER listeners
+	secure           string // host:port of the SASL_SSL listener, if any
 	dir, props       string // data dir and server.properties
 	proc             *Proc
 }
@@ -328,6 +390,11 @@ func StartKafka(spec KafkaSpec) (*Kafka, error) {
 		}
 		n := &kafkaNode{id: i + 1, addr: addr, controller: ctrl,
 			dir: filepath.Join(spec.Dir, fmt.Sprintf("%s-%d", spec.Name, i+1))}
+		if spec.SASLSSL != nil {
+			if n.secure, err = FreeAddr(false); err != nil {
+				return nil, err
+			}
+		}
 		n.props = filepath.Join(n.dir, "server.properties")
 		k.nodes = append(k.nodes, n)
 		voters = append(voters, fmt.Sprintf("%d@%s", n.id, ctrl))
@@ -361,6 +428,18 @@ func StartKafka(spec KafkaSpec) (*Kafka, error) {
 		if err := os.MkdirAll(n.dir, 0o755); err != nil {
 			return nil, err
 		}
+		var format []string
+		if spec.SASLSSL != nil {
+			own["listeners"] += ",SASL_SSL://" + n.secure
+			own["advertised.listeners"] += ",SASL_SSL://" + n.secure
+			own["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+			sp, err := spec.SASLSSL.props(n.dir)
+			if err != nil {
+				return nil, err
+			}
+			maps.Copy(own, sp)
+			format = spec.SASLSSL.scramArgs()
+		}
 		if err := writeProperties(n.props, own); err != nil {
 			return nil, err
 		}
@@ -369,6 +448,7 @@ func StartKafka(spec KafkaSpec) (*Kafka, error) {
 			defer wg.Done()
 			// A short-lived tool: the JIT's first tier is all it needs.
 			args := append(k.jvm(log4j), "-XX:TieredStopAtLevel=1", "kafka.tools.StorageTool", "format", "-t", k.ClusterID, "-c", n.props)
+			args = append(args, format...)
 			res, err := Run(Spec{Name: fmt.Sprintf("%s-%d-format", spec.Name, n.id), Path: "java", Args: args, LogDir: spec.LogDir}, 2*time.Minute)
 			if err == nil && res.Code != 0 {
 				err = fmt.Errorf("exit status %d: %s%s", res.Code, tailString([]byte(res.Stdout), 2<<10), tailString([]byte(res.Stderr), 2<<10))
@@ -452,6 +532,19 @@ func (k *Kafka) Addrs() []string {
 	out := make([]string, len(k.nodes))
 	for i, n := range k.nodes {
 		out[i] = n.addr
+	}
+	return out
+}
+
+// SecureAddrs is the brokers' SASL_SSL addresses (KafkaSpec.SASLSSL),
+// one per broker; nil without that listener.
+func (k *Kafka) SecureAddrs() []string {
+	if k.spec.SASLSSL == nil {
+		return nil
+	}
+	out := make([]string, len(k.nodes))
+	for i, n := range k.nodes {
+		out[i] = n.secure
 	}
 	return out
 }
