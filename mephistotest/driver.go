@@ -62,7 +62,7 @@ var ErrNotDriven = errors.New("mephistotest: not supported by the test driver")
 type Option func(*Driver)
 
 // Partitions sets how many partitions every topic has (default: the
-// app's WithPartitions, or 4).
+// app's partition count: WithPartitions, 8 by default).
 func Partitions(n int32) Option { return func(d *Driver) { d.parts = n } }
 
 // Logger sets the driver's logger (default: warnings and errors to the
@@ -282,7 +282,8 @@ func metricKey(name string, labels ...string) string {
 // mephisto_events_in_total{topic}, mephisto_dead_letters_total{agent},
 // mephisto_skipped_total{agent}, mephisto_window_late_events_total{table},
 // mephisto_table_writes_total{table}, mephisto_table_cache_hits_total,
-// mephisto_table_cache_misses_total, mephisto_commits_total and
+// mephisto_table_cache_misses_total, mephisto_commits_total,
+// mephisto_timer_runs_total{timer} and
 // mephisto_grain_restarts_total{grain}.
 func (d *Driver) Metric(name string, labels ...string) float64 {
 	return d.metrics[metricKey(name, labels...)]
