@@ -86,7 +86,7 @@ func TestDashboardFile(t *testing.T) {
 	for what, metric := range map[string]string{
 		"events per second per agent": "mephisto_processing_seconds_count",
 		"lag per partition":           "mephisto_consumer_lag",
-		"commits":                     "mephisto_commits_total",
+		"commit latency":              "mephisto_commit_seconds_bucket",
 		"recovery progress":           "mephisto_recovery_remaining_records",
 		"restarts":                    "mephisto_grain_restarts_total",
 		"dead letters":                "mephisto_dead_letters_total",

@@ -257,7 +257,7 @@ func (d *Driver) observer(agents []*partition.Agent) partition.Observer {
 			inc(metricKey("mephisto_table_cache_hits_total", "table", name), float64(hits))
 			inc(metricKey("mephisto_table_cache_misses_total", "table", name), float64(misses))
 		},
-		Committed: func() { inc("mephisto_commits_total", 1) },
+		Committed: func(time.Duration) { inc("mephisto_commits_total", 1) },
 		Late:      func(i int) { inc(metricKey("mephisto_window_late_events_total", "table", d.spec.Tables[i].Name), 1) },
 	}
 }

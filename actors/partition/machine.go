@@ -69,7 +69,7 @@ type Observer struct {
 	DeadLetter func(agent int)                     // a dead letter was written (its commit is stored)
 	Skipped    func(agent int)
 	Tables     func(table int, writes, hits, misses int) // at each commit
-	Committed  func()
+	Committed  func(took time.Duration) // a commit was stored, took after it started
 	Late       func(table int) // an event came too late for its windows and was dropped
 }
 
@@ -177,6 +177,7 @@ type commit struct {
 	src   map[string]int64 // the input offsets it reflects
 	dead  []int            // agents of the dead letters it writes
 	write bool             // its Write was handed out
+	start time.Time        // when it started, for the commit latency
 }
 
 // Machine is one partition of an app: it is fed what happens to the
@@ -482,7 +483,7 @@ func (m *Machine) stored(c *commit) {
 		}
 	}
 	if f := m.cfg.Observer.Committed; f != nil {
-		f()
+		f(m.cfg.Now().Sub(c.start))
 	}
 	if m.due {
 		m.due = false
@@ -940,6 +941,9 @@ func (m *Machine) startCommit(hold bool) {
 	}
 	m.seq++
 	c := &commit{seq: m.seq, upto: m.next, gen: m.gens.Open, src: m.srcDone, dead: m.dead, rows: make([][]shard.Row, len(m.shards))}
+	if m.cfg.Observer.Committed != nil {
+		c.start = m.cfg.Now()
+	}
 	var expired [][][]byte // per table, the window keys whose tombstones the changelog gets
 	if m.wins != nil {
 		c.spans, expired = make([][]Span, len(m.shards)), make([][][]byte, len(m.shards))

@@ -114,7 +114,7 @@ func (rt *Node) observer(agents []*partition.Agent) partition.Observer {
 			add(tables[i].hits, hits)
 			add(tables[i].misses, misses)
 		},
-		Committed: func() { m.commits.Inc() },
+		Committed: func(took time.Duration) { m.commits.Inc(); m.commitSeconds.Observe(took.Seconds()) },
 		Late:      func(i int) { late[i].Inc() },
 	}
 }
