@@ -1,7 +1,8 @@
 // Package web serves a Mephisto node's HTTP endpoints: health, readiness,
-// Prometheus metrics, table reads, the topology and the cluster view, and
-// the app's own pages (see Page), forwarding a request to the node that
-// serves it where one must (Forward).
+// Prometheus metrics, table reads, the topology and the cluster view, the
+// dashboard page and its JSON (dashboard.go), and the app's own pages (see
+// Page), forwarding a request to the node that serves it where one must
+// (Forward).
 package web
 
 import (
@@ -45,6 +46,8 @@ type Backend interface {
 	Topology() any
 	// Cluster returns the node's view of the cluster, rendered as JSON.
 	Cluster() any
+	// NodeStatus returns what the dashboard shows of this node.
+	NodeStatus() NodeStatus
 }
 
 // Query is how a table read may be answered: Stale lets a standby copy
@@ -83,11 +86,17 @@ func (e *ElsewhereError) Error() string { return "served by the node at " + e.We
 // Handler returns the node's HTTP routes followed by the app's pages. A
 // page whose pattern is invalid, conflicts with a built-in route or an
 // earlier page, or would take requests a built-in route serves is an error
-// naming both patterns (see CheckPage); nothing is served then.
+// naming both patterns (see CheckPage); nothing is served then. The
+// dashboard page is served at GET / too, unless one of the pages serves
+// GET / (an app's "/" or "GET /{$}"): that page keeps it, and the
+// dashboard is at GET /dashboard only.
 func Handler(b Backend, pages ...Page) (http.Handler, error) {
 	mux := http.NewServeMux()
 	for _, r := range builtins(b) {
 		mux.Handle(r.Pattern, r.Handler)
+	}
+	if !rootTaken(pages) {
+		mux.Handle("GET /{$}", http.HandlerFunc(servePage))
 	}
 	for i, pg := range pages {
 		if err := CheckPage(pg.Pattern, pages[:i]); err != nil {
@@ -109,7 +118,7 @@ func builtins(b Backend) []Page {
 	if b != nil {
 		metrics = b.Metrics()
 	}
-	return []Page{
+	return append([]Page{
 		{"GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			_, _ = fmt.Fprintln(w, "ok")
 		})},
@@ -150,7 +159,7 @@ func builtins(b Backend) []Page {
 			}
 			tableRead(w, r, b, table, r.URL.Query().Get("key"))
 		})},
-	}
+	}, dashboardRoutes(b)...)
 }
 
 // tableRead answers a read of key in table: from this node, or proxied to

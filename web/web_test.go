@@ -24,6 +24,9 @@ func (f fakeBackend) Metrics() http.Handler {
 }
 func (f fakeBackend) Topology() any { return map[string]string{"app": "x"} }
 func (f fakeBackend) Cluster() any  { return map[string]int{"generation": 3} }
+func (f fakeBackend) NodeStatus() NodeStatus {
+	return NodeStatus{ID: "n1", Web: "127.0.0.1:1", Ready: f.ready, Why: f.why}
+}
 func (f fakeBackend) TableValue(table, key string, q Query) (Value, error) {
 	stale := q.Stale
 	switch {
