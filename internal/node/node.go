@@ -36,15 +36,14 @@ type Node struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	metrics *metrics
-	dash    *dashboard // recent errors and rate samples (dashboard.go)
 
 	// Set up by run before the consumer group starts, read-only after.
 	broker  *kafka.Broker
 	brokers []string
-	// One client per independent reader: a broker answers the requests of
 	// net secures every Kafka client of the node (cfg.Kafka, loaded):
 	// every sarama.Config comes from it.
 	net *kafka.Net
+	// One client per independent reader: a broker answers the requests of
 	// one connection in order, so a fetch long-polling for one reader would
 	// delay the others.
 	client    sarama.Client // consumer group, admin, metadata
@@ -99,10 +98,9 @@ type grainState struct {
 // New returns a node that runs spec with cfg (defaults resolved) once Run
 // is called.
 func New(spec Spec, cfg Config) *Node {
-	dash := newDashboard()
-	log := withErrorRing(cfg.Logger.With("app", spec.App, "node", cfg.NodeID), dash)
+	log := cfg.Logger.With("app", spec.App, "node", cfg.NodeID)
 	rt := &Node{
-		spec: spec, cfg: cfg, log: log, dash: dash,
+		spec: spec, cfg: cfg, log: log,
 		metrics:  newMetrics(spec.App, cfg.NodeID),
 		counts:   map[string]int32{},
 		grains:   map[int32]*grainState{},
@@ -175,11 +173,11 @@ func (rt *Node) Run(stop context.Context) (err error) {
 		}
 	}()
 
-	rt.brokers = rt.cfg.Brokers
-	if len(rt.brokers) == 0 {
 	if rt.net, err = rt.cfg.Kafka.Net(); err != nil {
 		return fmt.Errorf("kafka security: %w", err)
 	}
+	rt.brokers = rt.cfg.Brokers
+	if len(rt.brokers) == 0 {
 		rt.broker, err = kafka.StartBroker(kafka.BrokerConfig{
 			Listen: rt.cfg.EmbeddedBroker, DataDir: filepath.Join(rt.cfg.DataDir, "broker"), Logger: rt.log.With("component", "embedded-broker"),
 		})
@@ -198,7 +196,7 @@ func (rt *Node) Run(stop context.Context) (err error) {
 			return err
 		}
 		rt.log.Info("HTTP server listening", "url", "http://"+rt.web.Addr(),
-			"endpoints", "/ (dashboard) /healthz /readyz /metrics /tables/{table}/{key} /tables/{table}?key= /topology /cluster /dashboard.json", "pages", len(rt.spec.Pages))
+			"endpoints", "/healthz /readyz /metrics /tables/{table}/{key} /tables/{table}?key= /topology /cluster", "pages", len(rt.spec.Pages))
 	}
 
 	rt.store, err = state.Open(state.Options{Dir: filepath.Join(rt.cfg.DataDir, "state"), Logger: rt.log, CacheBytes: rt.cfg.CacheBytes})
@@ -209,12 +207,12 @@ func (rt *Node) Run(stop context.Context) (err error) {
 
 	clusterID, err := rt.connect(stop)
 	if err != nil {
-		return err
-	}
 		if stop.Err() != nil { // stopped while Kafka refused or did not answer: a clean stop
 			rt.log.Info("stopped before Kafka answered")
 			return nil
 		}
+		return err
+	}
 	if err := rt.store.CheckIdentity(state.Identity{App: rt.spec.App, ClusterID: clusterID}); err != nil {
 		return err
 	}
@@ -400,8 +398,6 @@ func kafkaBackoff(attempt int) time.Duration {
 	return actors.Backoff{Min: 250 * time.Millisecond, Max: 5 * time.Second}.Delay(attempt)
 }
 
-// ensureTopics creates what is missing and checks co-partitioning: with
-// tables, every agent's topic and every changelog must have the same
 // misconfiguredBackoff is the wait before connecting again after the
 // brokers refused the node's TLS or SASL settings: 1s doubling to a
 // minute, one connection per broker each time (managed services throttle
@@ -410,6 +406,8 @@ func misconfiguredBackoff(attempt int) time.Duration {
 	return actors.Backoff{Min: time.Second, Max: time.Minute}.Delay(attempt)
 }
 
+// ensureTopics creates what is missing and checks co-partitioning: with
+// tables, every agent's topic and every changelog must have the same
 // partition count, since partition p of each is processed by grain p.
 func (rt *Node) ensureTopics() error {
 	n := rt.cfg.Partitions
