@@ -36,6 +36,7 @@ type Node struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	metrics *metrics
+	dash    *dashboard // recent errors and rate samples (dashboard.go)
 
 	// Set up by run before the consumer group starts, read-only after.
 	broker  *kafka.Broker
@@ -98,9 +99,10 @@ type grainState struct {
 // New returns a node that runs spec with cfg (defaults resolved) once Run
 // is called.
 func New(spec Spec, cfg Config) *Node {
-	log := cfg.Logger.With("app", spec.App, "node", cfg.NodeID)
+	dash := newDashboard()
+	log := withErrorRing(cfg.Logger.With("app", spec.App, "node", cfg.NodeID), dash)
 	rt := &Node{
-		spec: spec, cfg: cfg, log: log,
+		spec: spec, cfg: cfg, log: log, dash: dash,
 		metrics:  newMetrics(spec.App, cfg.NodeID),
 		counts:   map[string]int32{},
 		grains:   map[int32]*grainState{},
@@ -196,7 +198,7 @@ func (rt *Node) Run(stop context.Context) (err error) {
 			return err
 		}
 		rt.log.Info("HTTP server listening", "url", "http://"+rt.web.Addr(),
-			"endpoints", "/healthz /readyz /metrics /tables/{table}/{key} /tables/{table}?key= /topology /cluster", "pages", len(rt.spec.Pages))
+			"endpoints", "/ (dashboard) /healthz /readyz /metrics /tables/{table}/{key} /tables/{table}?key= /topology /cluster /dashboard.json", "pages", len(rt.spec.Pages))
 	}
 
 	rt.store, err = state.Open(state.Options{Dir: filepath.Join(rt.cfg.DataDir, "state"), Logger: rt.log, CacheBytes: rt.cfg.CacheBytes})
