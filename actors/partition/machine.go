@@ -69,8 +69,8 @@ type Observer struct {
 	DeadLetter func(agent int)                     // a dead letter was written (its commit is stored)
 	Skipped    func(agent int)
 	Tables     func(table int, writes, hits, misses int) // at each commit
-	Committed  func(took time.Duration) // a commit was stored, took after it started
-	Late       func(table int) // an event came too late for its windows and was dropped
+	Committed  func(took time.Duration)                  // a commit was stored, took after it started
+	Late       func(table int)                           // an event came too late for its windows and was dropped
 }
 
 // Ready is what the driver must do after an input, in order: produce

@@ -295,4 +295,3 @@ func ReadTopic(t testing.TB, brokers, topic string, iso sarama.IsolationLevel) [
 	}
 	return out
 }
-
