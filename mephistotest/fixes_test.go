@@ -127,3 +127,36 @@ func TestHeldCommitsTick(t *testing.T) {
 		t.Fatalf("the closed window after the crash: %d, %v; want 1", n, err)
 	}
 }
+
+// An agent giving up on a record (its error policy) leaves the record to
+// the other agents of its topic, before and after it.
+func TestGiveUpLeavesTheOtherAgents(t *testing.T) {
+	for _, policy := range []mephisto.ErrorPolicy{mephisto.DeadLetter, mephisto.Skip} {
+		for _, failing := range []string{"first", "second"} {
+			app := mephisto.New("two", mephisto.WithMaxAttempts(3))
+			in := mephisto.NewTopic(app, "in", codec.String(), codec.String())
+			out := mephisto.NewTopic(app, "out", codec.String(), codec.String())
+			for _, name := range []string{"first", "second"} {
+				mephisto.NewAgent(app, name, in, func(ctx mephisto.Context, k, v string) error {
+					return out.Send(ctx, k, name+":"+v)
+				}, mephisto.OnError(policy))
+			}
+			d := mephistotest.New(t, app)
+			d.Fail(failing, 3, nil)
+			mephistotest.Pipe(d, in, "k", "v1")
+			mephistotest.Pipe(d, in, "k", "v2")
+			var got []string
+			for _, r := range mephistotest.Records(d, out) {
+				got = append(got, r.Value)
+			}
+			other := map[string]string{"first": "second", "second": "first"}[failing]
+			want := map[string]bool{other + ":v1": true, "first:v2": true, "second:v2": true}
+			for _, g := range got {
+				delete(want, g)
+			}
+			if len(want) > 0 {
+				t.Errorf("%v, %s gives up on v1: outputs %q lack %v", policy, failing, got, want)
+			}
+		}
+	}
+}

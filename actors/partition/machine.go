@@ -225,8 +225,14 @@ type Machine struct {
 	eager    bool      // the last delivery was caught up: commit when allowed
 	soon     bool      // a Wake is due
 	due      bool      // a commit is due once the one in flight is stored
-	hold     bool      // processing waits until the commit in flight is stored
-	draining bool      // a Drain waits for the commits to be stored
+	// atEnd: a commit is due once the record being processed has been
+	// through all its agents (with hold: its holdAtEnd). A commit in the
+	// middle of a record's tasks would mark the record done for the
+	// agents still to run (they would skip it), or, if not marked, replay
+	// the agents already run after a crash.
+	atEnd, holdAtEnd bool
+	hold             bool // processing waits until the commit in flight is stored
+	draining         bool // a Drain waits for the commits to be stored
 
 	rd Ready
 }
@@ -329,6 +335,7 @@ func (m *Machine) Restart(stored map[string]int64) Ready {
 		sh.Reset()
 	}
 	m.inflight, m.due, m.hold, m.soon = nil, false, false, false // acknowledgements of a dropped commit are ignored
+	m.atEnd, m.holdAtEnd = false, false
 	if err := m.loadWindows(); err != nil {
 		m.fail(err)
 		return m.rd
@@ -615,6 +622,11 @@ func (m *Machine) Direct(agent string, key, value []byte, headers []Header) (Dir
 // failed, stopped or holds for a commit.
 func (m *Machine) run() bool {
 	for m.next < len(m.log) && m.stopped == nil && m.failed == nil && !m.hold {
+		if m.atEnd && !m.midRecord() {
+			m.atEnd = false
+			m.startCommit(m.holdAtEnd)
+			continue
+		}
 		t := m.log[m.next]
 		k := keyOf(t)
 		tries := 0
@@ -649,11 +661,21 @@ func (m *Machine) run() bool {
 		m.current = -1
 		m.next++
 	}
+	if m.atEnd && m.next == len(m.log) && m.stopped == nil && m.failed == nil && !m.hold {
+		m.atEnd = false
+		m.startCommit(m.holdAtEnd)
+	}
 	if m.stopped != nil || m.failed != nil || m.hold {
 		return false
 	}
 	m.rd.Processed = true
 	return true
+}
+
+// midRecord reports whether the next task is of the same record as the
+// one before it: some of the record's agents have run, some not.
+func (m *Machine) midRecord() bool {
+	return m.next > 0 && m.next < len(m.log) && m.log[m.next].rec == m.log[m.next-1].rec
 }
 
 // process runs one task.
@@ -921,6 +943,11 @@ func (m *Machine) startCommit(hold bool) {
 		m.hold = m.hold || hold
 		return
 	}
+	if m.midRecord() {
+		m.atEnd, m.holdAtEnd = true, m.holdAtEnd || hold
+		return
+	}
+	m.holdAtEnd = false
 	pending, err := m.flushDue(false)
 	if err != nil {
 		m.fail(err)
@@ -1049,7 +1076,7 @@ func (m *Machine) trim(n int) {
 // the driver for a restart.
 func (m *Machine) fail(err error) {
 	m.failed = err
-	m.inflight, m.due, m.hold = nil, false, false
+	m.inflight, m.due, m.hold, m.atEnd = nil, false, false, false
 	m.rd.Fail = err
 	if m.draining {
 		m.draining = false
