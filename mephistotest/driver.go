@@ -883,10 +883,11 @@ func (d *Driver) StartChannelAgent(ca *node.ChannelAgent) error {
 func (d *Driver) runChannel(ca *node.ChannelAgent, k, v any) {
 	attempts := max(d.cfg.MaxAttempts, 1)
 	spec := &partition.Agent{Name: ca.Name, Topic: "channel:" + ca.Channel, Policy: partition.Skip}
+	run := d.faulty(ca.Name, func(ev *partition.Event) error { return ca.Run(ev, k, v) })
 	for i := 1; ; i++ {
 		ev := partition.NewEvent(d.ctx, d.route, nil)
 		ev.Reset(&partition.Record{Topic: spec.Topic, Offset: -1, Timestamp: d.clock.Now()}, spec)
-		err := protect(func() error { return ca.Run(ev, k, v) })
+		err := protect(func() error { return run(ev) })
 		if err == nil {
 			for _, o := range ev.Staged() {
 				d.produce(o)

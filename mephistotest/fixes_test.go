@@ -160,3 +160,23 @@ func TestGiveUpLeavesTheOtherAgents(t *testing.T) {
 		}
 	}
 }
+
+// Fail and Panic apply to channel agents too: retried up to the app's
+// attempts, then dropped and counted.
+func TestFailChannelAgent(t *testing.T) {
+	app := mephisto.New("chfail", mephisto.WithMaxAttempts(3))
+	ch := mephisto.NewChannel[string, string](app, "ch")
+	out := mephisto.NewTopic(app, "out", codec.String(), codec.String())
+	mephisto.NewChannelAgent(app, "a", ch, func(ctx mephisto.Context, k, v string) error { return out.Send(ctx, k, v) })
+	d := mephistotest.New(t, app)
+	d.Fail("a", 3, nil)
+	_ = ch.Send(d.Context(), "k", "dropped")
+	d.Panic("a", 2)
+	_ = ch.Send(d.Context(), "k", "third time")
+	if got := mephistotest.Records(d, out); len(got) != 1 || got[0].Value != "third time" {
+		t.Errorf("out = %+v, want the message that succeeded on its third attempt", got)
+	}
+	if n := d.Metric("mephisto_skipped_total", "agent", "a"); n != 1 {
+		t.Errorf("skipped = %v, want 1", n)
+	}
+}
