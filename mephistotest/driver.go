@@ -48,6 +48,7 @@ import (
 	"github.com/mephistohq/mephisto"
 	"github.com/mephistohq/mephisto/actors/envelopepb"
 	"github.com/mephistohq/mephisto/actors/partition"
+	"github.com/mephistohq/mephisto/codec"
 	"github.com/mephistohq/mephisto/internal/bridge"
 	"github.com/mephistohq/mephisto/internal/node"
 	"github.com/mephistohq/mephisto/kafka"
@@ -911,4 +912,40 @@ func protect(f func() error) (err error) {
 		}
 	}()
 	return f()
+}
+
+// TableRows returns every committed row of the table named table,
+// decoded with kc and vc — what a node restoring the table from its
+// changelog would load. It serves tests of a program whose constructor
+// hands out no table handle (with the handle, use the table's Get and
+// Range with d.Context()). It fails the test for an unknown or windowed
+// table, or a row that does not decode.
+func TableRows[K comparable, V any](d *Driver, table string, kc codec.Codec[K], vc codec.Codec[V]) map[K]V {
+	d.t.Helper()
+	idx := -1
+	for i, tb := range d.spec.Tables {
+		if tb.Name == table {
+			idx = i
+		}
+	}
+	switch {
+	case idx < 0:
+		d.t.Fatalf("mephistotest: the app has no table %q", table)
+	case d.spec.Tables[idx].Window != nil:
+		d.t.Fatalf("mephistotest: %s is a windowed table: read it with its Windows", table)
+	}
+	rows := map[K]V{}
+	_ = d.TableRange(d.ctx, idx, nil, false, func(kb, vb []byte) bool {
+		k, err := kc.Decode(kb)
+		if err != nil {
+			d.t.Fatalf("mephistotest: table %s: key %q: %v", table, kb, err)
+		}
+		v, err := vc.Decode(vb)
+		if err != nil {
+			d.t.Fatalf("mephistotest: table %s: value of %v: %v", table, k, err)
+		}
+		rows[k] = v
+		return true
+	})
+	return rows
 }

@@ -45,34 +45,13 @@ func drive(t *testing.T) *driven {
 	return g
 }
 
-// table returns a table as committed: the last changelog record of each
-// key, what a node's copy of the global table (or a node rebuilding
-// results_seen) loads. (newApp hands out no handle on its tables, so the
-// test reads them here; the timer reads the global table with Get.)
+// table returns a table as committed: what a node restoring it from its
+// changelog loads. (newApp hands out no handle on its tables, so the test
+// reads them with mephistotest.TableRows; the timer reads the global
+// table with Get.)
 func (g *driven) table(t *testing.T, name string) map[string]int64 {
 	t.Helper()
-	cl := ""
-	for _, info := range g.app.Topology().Tables {
-		if info.Name == name {
-			cl = info.Changelog
-		}
-	}
-	if cl == "" {
-		t.Fatalf("the app declares no table %s", name)
-	}
-	rows := map[string]int64{}
-	for _, r := range g.d.Raw(cl) {
-		if r.Value == nil {
-			delete(rows, string(r.Key))
-			continue
-		}
-		n, err := codec.Int64().Decode(r.Value)
-		if err != nil {
-			t.Fatalf("%s/%d@%d: %v", r.Topic, r.Partition, r.Offset, err)
-		}
-		rows[string(r.Key)] = n
-	}
-	return rows
+	return mephistotest.TableRows(g.d, name, codec.String(), codec.Int64())
 }
 
 var loggedRE = regexp.MustCompile(`msg="user count" user_count=(\d+)`)

@@ -20,31 +20,12 @@ import (
 	"github.com/mephistohq/mephisto/mephistotest"
 )
 
-// greeted returns the table greeted as committed: the last changelog
-// record of each name, what a node rebuilding the table loads. (newApp
-// hands out no handle on the table, so the test reads it here instead of
-// with Get.)
+// greeted returns the table greeted as committed: what a node restoring
+// it from its changelog loads. (newApp hands out no handle on the table,
+// so the test reads it with mephistotest.TableRows instead of Get.)
 func greeted(t *testing.T, d *mephistotest.Driver, app *mephisto.App) map[string]int64 {
 	t.Helper()
-	var cl string
-	for _, info := range app.Topology().Tables {
-		if info.Name == "greeted" {
-			cl = info.Changelog
-		}
-	}
-	rows := map[string]int64{}
-	for _, r := range d.Raw(cl) {
-		if r.Value == nil {
-			delete(rows, string(r.Key))
-			continue
-		}
-		n, err := codec.Int64().Decode(r.Value)
-		if err != nil {
-			t.Fatalf("%s/%d@%d: %v", r.Topic, r.Partition, r.Offset, err)
-		}
-		rows[string(r.Key)] = n
-	}
-	return rows
+	return mephistotest.TableRows(d, "greeted", codec.String(), codec.Int64())
 }
 
 // TestDriverGreet: every request is answered "hello, <name>"; only a

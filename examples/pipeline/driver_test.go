@@ -43,30 +43,12 @@ func drive(t *testing.T) driven {
 	return w
 }
 
-// counts returns word_counts as committed: the last changelog record of
-// each word, what a node rebuilding the table loads. (newApp hands out no
-// handle on the table, so the test reads it here instead of with Get.)
+// counts returns word_counts as committed: what a node restoring it
+// from its changelog loads. (newApp hands out no handle on the table, so
+// the test reads it with mephistotest.TableRows instead of Get.)
 func (w driven) counts(t *testing.T) map[string]int64 {
 	t.Helper()
-	var cl string
-	for _, info := range w.app.Topology().Tables {
-		if info.Name == "word_counts" {
-			cl = info.Changelog
-		}
-	}
-	rows := map[string]int64{}
-	for _, r := range w.d.Raw(cl) {
-		if r.Value == nil {
-			delete(rows, string(r.Key))
-			continue
-		}
-		n, err := codec.Int64().Decode(r.Value)
-		if err != nil {
-			t.Fatalf("%s/%d@%d: %v", r.Topic, r.Partition, r.Offset, err)
-		}
-		rows[string(r.Key)] = n
-	}
-	return rows
+	return mephistotest.TableRows(w.d, "word_counts", codec.String(), codec.Int64())
 }
 
 // firstLine is what corpus[0] counts.
