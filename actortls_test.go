@@ -119,29 +119,37 @@ func TestActorLinksTLS(t *testing.T) {
 		t.Fatalf("n1 does not say its actor links are TLS:\n%s", node.Tail(4<<10))
 	}
 	pid := actorAddr + "|partitions/partition/adder/" + fmt.Sprint(kafka.Partition([]byte("k"), 4))
+	// ask runs a client process; it runs on a goroutine of its own, so it
+	// returns what went wrong rather than failing the test.
+	logs := t.TempDir()
 	ask := func(name string, env ...string) string {
-		r := proctest.RunT(t, child(name, append(env, envTLSRole+"=client", envTLSPID+"="+pid)...), time.Minute)
+		spec := child(name, append(env, envTLSRole+"=client", envTLSPID+"="+pid)...)
+		spec.LogDir = logs
+		r, err := proctest.Run(spec, time.Minute)
 		m := regexp.MustCompile(`RESULT (.*)`).FindStringSubmatch(r.Stdout)
-		if m == nil {
-			t.Fatalf("%s printed no result: exit %d\n%s%s", name, r.Code, r.Stdout, r.Stderr)
+		if err != nil || m == nil {
+			return fmt.Sprintf("no result (%v): exit %d\n%s%s", err, r.Code, r.Stdout, r.Stderr)
 		}
 		return m[1]
 	}
 	// Run side by side: each waits for its request's timeout at most.
-	results := map[string]chan string{}
-	for name, env := range map[string][]string{
+	clients := map[string][]string{
 		"member":    {envTLSCert + "=" + n2.Cert, envTLSKey + "=" + n2.Key, envTLSCA + "=" + n2.CA},
 		"plaintext": nil,
 		"foreign":   {envTLSCert + "=" + evil.Cert, envTLSKey + "=" + evil.Key, envTLSCA + "=" + n1.CA}, // trusts the cluster, is not trusted
-	} {
+	}
+	results := map[string]chan string{}
+	for name := range clients {
 		results[name] = make(chan string, 1)
+	}
+	for name, env := range clients {
 		go func() { results[name] <- ask(name, env...) }()
 	}
 	if got := <-results["member"]; got != "ok 5" {
 		t.Errorf("a process with a certificate of the cluster's CA: %s, want ok 5", got)
 	}
 	for _, name := range []string{"plaintext", "foreign"} {
-		if got := <-results[name]; !strings.HasPrefix(got, "err ") {
+		if got := <-results[name]; !strings.HasPrefix(got, "err mephisto: ") {
 			t.Errorf("a %s process messaged the grain: %s", name, got)
 		} else {
 			t.Logf("%s: %s", name, got)
