@@ -84,9 +84,9 @@ func secureBroker(t *testing.T) (*kafka.Broker, string) {
 }
 
 // TestWorkerThroughTLSAndSCRAMByOptions: a worker configured by options
-// and the send command configured by flags connect through TLS and
-// SCRAM-SHA-512, and the table counts exactly what was sent; the help and
-// the logs never show the password.
+// and the send and ask commands configured by flags connect through TLS
+// and SCRAM-SHA-512: the table counts exactly what was sent, ask gets its
+// reply; the help and the logs never show the password.
 func TestWorkerThroughTLSAndSCRAMByOptions(t *testing.T) {
 	t.Parallel()
 	b, caFile := secureBroker(t)
@@ -100,6 +100,8 @@ func TestWorkerThroughTLSAndSCRAMByOptions(t *testing.T) {
 	mephisto.NewAgent(app, "count", in, func(ctx mephisto.Context, k, _ string) error {
 		return counts.Update(ctx, k, func(n int64) int64 { return n + 1 })
 	})
+	questions := mephisto.NewTopic(app, "questions", codec.String(), codec.JSON[addReq]())
+	mephisto.NewReplyAgent(app, "add", questions, func(_ mephisto.Context, _ string, r addReq) (int, error) { return r.A + r.B, nil })
 	var help bytes.Buffer
 	if code := app.Execute(context.Background(), []string{"worker", "--help"}, &help, &help); code != 0 || strings.Contains(help.String(), securePassword) ||
 		!strings.Contains(help.String(), "--kafka-sasl-password") {
@@ -120,6 +122,13 @@ func TestWorkerThroughTLSAndSCRAMByOptions(t *testing.T) {
 		n, err := counts.Get(context.Background(), "k")
 		return err == nil && n == 3, fmt.Sprintf("%d %v", n, err)
 	})
+	// ask: a request and its reply, both through TLS + SCRAM.
+	out.Reset()
+	if code := app.Execute(context.Background(), []string{"ask", "add", `{"A":40,"B":2}`, "--key", "q", "--brokers", b.Addr(),
+		"--kafka-tls", "--kafka-tls-ca", caFile, "--kafka-sasl-mechanism", "SCRAM-SHA-512", "--kafka-sasl-user", "alice",
+		"--kafka-sasl-password", securePassword, "--timeout", "20s"}, &out, &out); code != 0 || strings.TrimSpace(out.String()) != "42" {
+		t.Fatalf("ask through TLS + SCRAM: exit %d, %q", code, out.String())
+	}
 	// A wrong password: the command fails at once, naming the broker.
 	out.Reset()
 	code := app.Execute(context.Background(), []string{"send", "in", "x", "--brokers", b.Addr(), "--kafka-tls", "--kafka-tls-ca", caFile,

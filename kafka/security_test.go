@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -304,5 +307,46 @@ func TestParseSASLUser(t *testing.T) {
 		if _, err := ParseSASLUser(bad); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
+	}
+}
+
+// TestEveryProductConfigIsSecured: the product's code (not its tests,
+// tools or benchmarks) makes its sarama configs only through a Net, so
+// that every client of a worker or a command connects with its TLS and
+// SASL settings: no plaintext constructor, no sarama.NewConfig outside
+// config.go.
+func TestEveryProductConfigIsSecured(t *testing.T) {
+	t.Parallel()
+	plain := regexp.MustCompile(`\bkafka\.(ClientConfig|ConsumerConfig|ChangelogConfig|GroupConfig|TxnConfig)\(|sarama\.NewConfig\(`)
+	// Inside this package the plaintext constructors are called unqualified.
+	local := regexp.MustCompile(`(^|[^.\w])(ClientConfig|ConsumerConfig|ChangelogConfig|GroupConfig|TxnConfig)\(`)
+	var checked int
+	for _, dir := range []string{"..", "../actors", "../cluster", "../internal/node", "../kafka", "../state", "../web", "../cmd/mephisto"} {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") || filepath.Base(f) == "config.go" && filepath.Base(dir) == "kafka" {
+				continue
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checked++
+			for i, line := range strings.Split(string(b), "\n") {
+				code := strings.TrimSpace(line)
+				if strings.HasPrefix(code, "//") || strings.HasPrefix(code, "func ") {
+					continue
+				}
+				if plain.MatchString(line) || filepath.Base(dir) == "kafka" && local.MatchString(line) {
+					t.Errorf("%s:%d makes a sarama config without the node's Net: %s", f, i+1, strings.TrimSpace(line))
+				}
+			}
+		}
+	}
+	if checked < 20 {
+		t.Fatalf("checked %d files: the layout changed", checked)
 	}
 }
