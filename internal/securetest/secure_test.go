@@ -277,4 +277,3 @@ func TestMutualTLS(t *testing.T) {
 		t.Errorf("send without a client certificate: exit %d\n%s", r.Code, r.Stderr)
 	}
 }
-
