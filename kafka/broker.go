@@ -183,16 +183,28 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 			"log.retention.ms": "-1",
 		}),
 	}
-	if cfg.TLS != nil {
-		opts = append(opts, kfake.TLS(cfg.TLS))
-	}
 	if len(cfg.SASL) > 0 {
 		opts = append(opts, kfake.EnableSASL())
 		for _, u := range cfg.SASL {
 			opts = append(opts, kfake.Superuser(u.Mechanism, u.User, string(u.Password)))
 		}
 	}
-	if fn := listenFn(host); fn != nil {
+	fn := listenFn(host)
+	if cfg.TLS != nil || len(cfg.SASL) > 0 {
+		// TLS is done here rather than by kfake.TLS: see saslcompat.go.
+		inner := fn
+		if inner == nil {
+			inner = net.Listen
+		}
+		fn = func(network, address string) (net.Listener, error) {
+			ln, err := inner(network, address)
+			if err != nil {
+				return nil, err
+			}
+			return saslCompatListener{Listener: ln, tls: cfg.TLS}, nil
+		}
+	}
+	if fn != nil {
 		opts = append(opts, kfake.ListenFn(fn))
 	}
 	if cfg.DataDir != "" {

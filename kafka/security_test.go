@@ -350,3 +350,39 @@ func TestEveryProductConfigIsSecured(t *testing.T) {
 		t.Fatalf("checked %d files: the layout changed", checked)
 	}
 }
+
+// TestBrokerListsSASLHandshakeV0: with SASL on, the embedded broker's
+// ApiVersions lists SaslHandshake from version 0, as Apache Kafka does
+// (librdkafka clients refuse to authenticate otherwise), and still
+// authenticates with v1.
+func TestBrokerListsSASLHandshakeV0(t *testing.T) {
+	t.Parallel()
+	b := startSecureBroker(t, false, SASLUser{SASLSCRAMSHA512, "alice", password})
+	n := mustNet(t, Security{TLS: true, CAFile: b.files.CA})
+	cfg := n.ClientConfig("apiversions")
+	br := sarama.NewBroker(b.Addr())
+	if err := br.Open(cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	resp, err := br.ApiVersions(&sarama.ApiVersionsRequest{Version: 3, ClientSoftwareName: "test", ClientSoftwareVersion: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, k := range resp.ApiKeys {
+		if k.ApiKey == int16(kmsg.SASLHandshake) {
+			found = true
+			if k.MinVersion != 0 || k.MaxVersion != 1 {
+				t.Errorf("SaslHandshake listed as %d–%d, want 0–1", k.MinVersion, k.MaxVersion)
+			}
+		}
+	}
+	if !found {
+		t.Error("ApiVersions does not list SaslHandshake")
+	}
+	sc := mustNet(t, Security{TLS: true, CAFile: b.files.CA, SASLMechanism: SASLSCRAMSHA512, SASLUser: "alice", SASLPassword: password}).ClientConfig("ok")
+	if err := Probe([]string{b.Addr()}, sc); err != nil {
+		t.Fatalf("SCRAM after the rewrite: %v", err)
+	}
+}
