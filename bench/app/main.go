@@ -6,6 +6,8 @@
 //	pass   topic in (string key, bytes value) ──▶ agent pass  ──▶ topic out (same key, value upper-cased)
 //	ask    topic in (string key, bytes value) ──▶ reply agent ask ──▶ the value, as the reply, to whoever asked
 //	global topic in (string key, bytes value) ──▶ agent global ──▶ global table global, Merge("k", 1) per event
+//	count-tumbling, count-hopping
+//	       topic in (string key, bytes value) ──▶ agent count ──▶ windowed table counts (+1 per event in each of its windows)
 //
 // BENCH_APP sets the app name (default "bench"): the consumer group id and
 // the prefix of the changelog topic <app>-counts-changelog. The harness gives
@@ -24,6 +26,11 @@
 // and the node started with BENCH_GLOBAL_PROBE_EVERY writes the probe: the
 // wall clock, by Set, at that interval, between the files BENCH_GLOBAL_GO
 // and BENCH_GLOBAL_STOP appearing (see global.go).
+//
+// The windowed modes take their windows from BENCH_WINDOW_SIZE,
+// BENCH_WINDOW_STEP (hopping), BENCH_WINDOW_GRACE and BENCH_WINDOW_EXPIRES,
+// and serve GET /bench/windows: what their close callback tallied (see
+// window.go).
 //
 // Everything else is the ordinary app binary (app.Main): worker, send,
 // agents, tables, reset, with the usual flags and MEPHISTO_* variables.
@@ -49,6 +56,12 @@ func main() {
 		var g *mephisto.GlobalTable[string, int64]
 		app, g = benchapp.NewGlobal(name, in)
 		if err := setupGlobal(app, g); err != nil {
+			fmt.Fprintln(os.Stderr, "bench app:", err)
+			os.Exit(2)
+		}
+	} else if mode == "count-tumbling" || mode == "count-hopping" {
+		var err error
+		if app, err = newWindowed(mode, name, in); err != nil {
 			fmt.Fprintln(os.Stderr, "bench app:", err)
 			os.Exit(2)
 		}

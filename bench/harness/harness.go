@@ -5,7 +5,9 @@
 // count, pass, wordcount and the recover workloads next to the users'
 // alternatives, Kafka Streams and Faust (peers.go). Since issue 12
 // count-eos, pass-eos and latency-eos measure the same under exactly_once,
-// next to at_least_once in the same run (eos.go).
+// next to at_least_once in the same run (eos.go), and since issue 13
+// count-tumbling and count-hopping a windowed count next to count
+// (windowed.go).
 //
 // The unit under test is always a separate OS process: the broker
 // (cmd/mephisto), the Mephisto worker (bench/app, or examples/wordcount)
@@ -29,7 +31,7 @@ import (
 )
 
 // Workloads lists every workload, in the order they run.
-var Workloads = []string{"count", "count-eos", "count-1m-keys", "pass", "pass-eos", "wordcount", "recover-10k-keys", "recover-1m-keys", "failover", "ask", "latency", "latency-eos", "global", "global-3-nodes"}
+var Workloads = []string{"count", "count-eos", "count-tumbling", "count-hopping", "count-1m-keys", "pass", "pass-eos", "wordcount", "recover-10k-keys", "recover-1m-keys", "failover", "ask", "latency", "latency-eos", "global", "global-3-nodes"}
 
 // Options configures a benchmark run. Zero fields take the defaults of
 // issue #5.
@@ -71,6 +73,9 @@ type Options struct {
 	// means half of the count workload's median throughput (measured
 	// first if count is not among the workloads).
 	LatencyRate float64
+	// Windows is how many windows of the windowed workloads' size
+	// (windowed.go) the input's event times span. Default 20.
+	Windows int
 	// Workloads selects workloads by name; empty means all.
 	Workloads []string
 	// Brokers selects the brokers every workload runs on, in order
@@ -123,6 +128,9 @@ func (o *Options) defaults() {
 	}
 	if o.AskDuration <= 0 {
 		o.AskDuration = o.LatencyDuration / 2
+	}
+	if o.Windows <= 0 {
+		o.Windows = 20
 	}
 	if len(o.Workloads) == 0 {
 		o.Workloads = Workloads
@@ -252,6 +260,10 @@ func (h *harness) workload(ctx context.Context, name string) (*Row, error) {
 		return h.countEOS(ctx)
 	case "pass-eos":
 		return h.passEOS(ctx)
+	case "count-tumbling":
+		return h.countWindowed(ctx, name, false)
+	case "count-hopping":
+		return h.countWindowed(ctx, name, true)
 	case "wordcount":
 		return h.wordcount(ctx)
 	case "recover-10k-keys":

@@ -25,15 +25,15 @@ func TestHarnessSmoke(t *testing.T) {
 		N:           1000,
 		Runs:        1,
 		AskDuration: 300 * time.Millisecond,
-		Workloads:   []string{"count", "count-eos", "pass", "pass-eos", "wordcount", "recover-10k-keys", "ask", "global"},
+		Workloads:   []string{"count", "count-eos", "count-tumbling", "count-hopping", "pass", "pass-eos", "wordcount", "recover-10k-keys", "ask", "global"},
 		WorkDir:     t.TempDir(),
 		Log:         &log,
 	})
 	if err != nil {
 		t.Fatalf("%v\nprogress:\n%s", err, log.String())
 	}
-	if len(rep.Rows) != 8 {
-		t.Fatalf("%d rows, want 8", len(rep.Rows))
+	if len(rep.Rows) != 10 {
+		t.Fatalf("%d rows, want 10", len(rep.Rows))
 	}
 	for _, r := range rep.Rows {
 		// ask: Mephisto and Raw are the p50 round trips of Ask and of the
@@ -51,6 +51,12 @@ func TestHarnessSmoke(t *testing.T) {
 		if strings.HasSuffix(r.Workload, "-eos") && !strings.Contains(r.Cell, "eos ÷ alo") {
 			t.Errorf("%s row: cell %q: want the at_least_once rates and the ratio", r.Workload, r.Cell)
 		}
+		// count-tumbling, count-hopping: Raw is the paired count's rate;
+		// the cell adds the data dir's size.
+		if strings.HasPrefix(r.Workload, "count-") && strings.HasSuffix(r.Workload, "ing") &&
+			(!strings.Contains(r.Cell, "data dir peak") || !strings.Contains(r.RawCell, "count ") || len(r.RawPeakRSS) != 1) {
+			t.Errorf("%s row: cell %q, raw %q: want the data dir and count's rate and RSS", r.Workload, r.Cell, r.RawCell)
+		}
 		if r.Workload == "pass-eos" && !strings.Contains(r.RawCell, "transactional") {
 			t.Errorf("pass-eos row: raw %q: want the transactional pipe's rate", r.RawCell)
 		}
@@ -63,7 +69,7 @@ func TestHarnessSmoke(t *testing.T) {
 	}
 	var md bytes.Buffer
 	rep.Markdown(&md)
-	for _, want := range []string{"| count |", "| count-eos |", "| pass |", "| pass-eos |", "| wordcount |", "| recover-10k-keys |", "| ask |", "| global |"} {
+	for _, want := range []string{"| count |", "| count-eos |", "| count-tumbling |", "| count-hopping |", "| pass |", "| pass-eos |", "| wordcount |", "| recover-10k-keys |", "| ask |", "| global |"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, md.String())
 		}

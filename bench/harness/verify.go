@@ -157,6 +157,11 @@ func (o *passOutput) verify(n, keys, valueSize int) (extra int64, err error) {
 // high watermark now and calls fn with each record (one partition after
 // the other).
 func (k *kclient) readTopic(topic string, fn func(key, value []byte)) error {
+	return k.readTopicP(topic, func(_ int32, key, value []byte) { fn(key, value) })
+}
+
+// readTopicP is readTopic, fn also given each record's partition.
+func (k *kclient) readTopicP(topic string, fn func(p int32, key, value []byte)) error {
 	hwm, err := k.highWatermarks(topic)
 	if err != nil {
 		return err
@@ -183,7 +188,7 @@ func (k *kclient) readTopic(topic string, fn func(key, value []byte)) error {
 			for {
 				select {
 				case m := <-pc.Messages():
-					fn(m.Key, m.Value)
+					fn(m.Partition, m.Key, m.Value)
 					if m.Offset >= end-1 {
 						return nil
 					}

@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,6 +56,12 @@ func eventValue(int) []byte {
 // preload creates topic (if missing) and writes n records to it, keyed
 // among keys distinct keys, with values from value.
 func preload(b *testing.B, addr, topic string, n, keys int, value func(i int) []byte) []int64 {
+	return preloadStamped(b, addr, topic, n, keys, value, nil)
+}
+
+// preloadStamped is preload with record i's timestamp ts(i) (nil: the
+// producer's clock).
+func preloadStamped(b *testing.B, addr, topic string, n, keys int, value func(i int) []byte, ts func(i int) time.Time) []int64 {
 	cfg := kafka.ClientConfig("inproc-preload")
 	client, err := sarama.NewClient([]string{addr}, cfg)
 	if err != nil {
@@ -86,7 +94,11 @@ func preload(b *testing.B, addr, topic string, n, keys int, value func(i int) []
 	}()
 	for i := range n {
 		k := fmt.Appendf(nil, "k%015d", i%keys)
-		p.Input() <- &sarama.ProducerMessage{Topic: topic, Partition: kafka.Partition(k, partitions), Key: sarama.ByteEncoder(k), Value: sarama.ByteEncoder(value(i))}
+		m := &sarama.ProducerMessage{Topic: topic, Partition: kafka.Partition(k, partitions), Key: sarama.ByteEncoder(k), Value: sarama.ByteEncoder(value(i))}
+		if ts != nil {
+			m.Timestamp = ts(i)
+		}
+		p.Input() <- m
 	}
 	if err := p.Close(); err != nil {
 		b.Fatal(err)
@@ -116,7 +128,7 @@ func waitCommitted(b *testing.B, admin sarama.ClusterAdmin, group, topic string,
 			done := true
 			for q := range ps {
 				blk := resp.GetBlock(topic, int32(q))
-				if blk == nil || blk.Offset < hwm[q] {
+				if hwm[q] > 0 && (blk == nil || blk.Offset < hwm[q]) { // an empty partition has nothing to commit
 					done = false
 				}
 			}
@@ -140,6 +152,15 @@ func benchmarkMode(b *testing.B, mode string, opts ...mephisto.Option) {
 	addr := brokerAddr(b)
 	topic := fmt.Sprintf("in-%s-%d", mode, time.Now().UnixNano())
 	hwm := preload(b, addr, topic, n, keys, eventValue)
+	benchmarkApp(b, addr, topic, hwm, n, func(name string) (*mephisto.App, error) {
+		return benchapp.New(mode, name, topic, name+"-out", append(appOptions(b, addr), opts...)...)
+	})
+}
+
+// benchmarkApp runs the app mk declares (named name, its group) through
+// the n records preloaded to topic (high watermarks hwm) per iteration,
+// from App.Run to the group's commit of hwm, and reports events/s.
+func benchmarkApp(b *testing.B, addr, topic string, hwm []int64, n int, mk func(name string) (*mephisto.App, error)) {
 	client, err := sarama.NewClient([]string{addr}, kafka.ClientConfig("inproc-admin"))
 	if err != nil {
 		b.Fatal(err)
@@ -155,7 +176,7 @@ func benchmarkMode(b *testing.B, mode string, opts ...mephisto.Option) {
 	for i := range b.N {
 		b.StopTimer()
 		name := fmt.Sprintf("%s-%d", topic, i)
-		app, err := benchapp.New(mode, name, topic, name+"-out", append(appOptions(b, addr), opts...)...)
+		app, err := mk(name)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -234,6 +255,51 @@ func BenchmarkCountEOS(b *testing.B) {
 // BenchmarkPassEOS is pass under exactly_once (pass-eos).
 func BenchmarkPassEOS(b *testing.B) {
 	benchmarkMode(b, "pass", mephisto.ProcessingGuarantee(mephisto.ExactlyOnce))
+}
+
+// BenchmarkCountTumbling is count-tumbling (issue 13, see
+// bench/harness/windowed.go) in process: count into a windowed table of
+// 1-minute tumbling windows (grace 10 s, expires 2 min), the events
+// stamped across 20 windows of event time so that windows close and
+// expire all along, and a close callback that tallies each closed
+// window's count in memory.
+func BenchmarkCountTumbling(b *testing.B) { benchmarkWindowed(b, false) }
+
+// BenchmarkCountHopping is count-hopping: the same with hopping windows
+// of 1 minute every 15 s (4 windows per event).
+func BenchmarkCountHopping(b *testing.B) { benchmarkWindowed(b, true) }
+
+func benchmarkWindowed(b *testing.B, hopping bool) {
+	n, keys := envInt("MEPHISTO_BENCH_N", 200_000), envInt("MEPHISTO_BENCH_KEYS", 10_000)
+	w := benchapp.Window{Size: time.Minute, Grace: 10 * time.Second, Expires: 2 * time.Minute}
+	if hopping {
+		w.Hopping, w.Step = true, w.Size/4
+	}
+	const windows = 20
+	base := time.Now().Add(-24 * time.Hour).Truncate(time.Hour)
+	span := windows * w.Size
+	addr := brokerAddr(b)
+	topic := fmt.Sprintf("in-windowed-%d", time.Now().UnixNano())
+	hwm := preloadStamped(b, addr, topic, n, keys, eventValue, func(i int) time.Time {
+		return base.Add(time.Duration(int64(i) * int64(span) / int64(n)))
+	})
+	var closes atomic.Int64
+	benchmarkApp(b, addr, topic, hwm, n, func(name string) (*mephisto.App, error) {
+		app, counts := benchapp.NewWindowed(name, topic, w, appOptions(b, addr)...)
+		tally := map[string]int64{}
+		var mu sync.Mutex
+		counts.OnClose(func(_ mephisto.Context, key string, _ mephisto.Window, v int64) error {
+			mu.Lock()
+			tally[key] += v
+			mu.Unlock()
+			closes.Add(1)
+			return nil
+		})
+		return app, nil
+	})
+	if closes.Load() == 0 {
+		b.Fatal("no window closed")
+	}
 }
 
 // BenchmarkRecover rebuilds the count table from a changelog of

@@ -38,6 +38,7 @@ func main() {
 	flag.IntVar(&o.Runs, "runs", 3, "runs per workload (min / median / max are over the runs)")
 	flag.IntVar(&o.Keys, "keys", 10_000, "distinct keys of count, failover and latency")
 	flag.IntVar(&o.ValueSize, "value-size", 100, "input value size in bytes")
+	flag.IntVar(&o.Windows, "windows", 20, "count-tumbling, count-hopping: how many 1-minute windows the input's event times span")
 	flag.IntVar(&o.RecoverRecords, "recover-records", 0, "changelog records of the recover workloads (default -n)")
 	flag.IntVar(&o.FailoverRuns, "failover-runs", 0, "runs of the failover workload (default -runs)")
 	flag.IntVar(&o.LatencyRuns, "latency-runs", 0, "runs of the latency workload (default -runs)")
