@@ -127,7 +127,7 @@ func scrapeMetrics(t testing.TB, web string) scrape {
 		}
 		if line[end] == '{' {
 			close := strings.LastIndexByte(line, '}')
-			for _, kv := range splitLabelPairs(line[end+1 : close]) {
+			for _, kv := range proctest.SplitLabels(line[end+1 : close]) {
 				if k, _, ok := strings.Cut(kv, "="); ok {
 					s[name][k] = true
 				}
@@ -135,29 +135,6 @@ func scrapeMetrics(t testing.TB, web string) scrape {
 		}
 	}
 	return s
-}
-
-// splitLabelPairs splits `a="x",b="y,z"` at the commas outside quotes.
-func splitLabelPairs(s string) []string {
-	var out []string
-	quoted, esc, start := false, false, 0
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case esc:
-			esc = false
-		case c == '\\':
-			esc = true
-		case c == '"':
-			quoted = !quoted
-		case c == ',' && !quoted:
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	if start < len(s) {
-		out = append(out, s[start:])
-	}
-	return out
 }
 
 // value sums the samples of name whose labels include match.

@@ -99,7 +99,7 @@ func eachSample(body []byte, name string, fn func(labels map[string]string, v fl
 			if end < 0 {
 				continue
 			}
-			for _, kv := range splitLabels(rest[1:end]) {
+			for _, kv := range SplitLabels(rest[1:end]) {
 				k, v, ok := strings.Cut(kv, "=")
 				if ok {
 					labels[k], _ = strconv.Unquote(v)
@@ -122,8 +122,9 @@ func eachSample(body []byte, name string, fn func(labels map[string]string, v fl
 	}
 }
 
-// splitLabels splits `a="x",b="y,z"` at the commas outside quotes.
-func splitLabels(s string) []string {
+// SplitLabels splits a sample's label list, `a="x",b="y,z"`, at the commas
+// outside quotes.
+func SplitLabels(s string) []string {
 	var out []string
 	var quoted, esc bool
 	start := 0
