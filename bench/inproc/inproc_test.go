@@ -62,8 +62,21 @@ func preload(b *testing.B, addr, topic string, n, keys int, value func(i int) []
 // preloadStamped is preload with record i's timestamp ts(i) (nil: the
 // producer's clock).
 func preloadStamped(b *testing.B, addr, topic string, n, keys int, value func(i int) []byte, ts func(i int) time.Time) []int64 {
-	cfg := kafka.ClientConfig("inproc-preload")
-	client, err := sarama.NewClient([]string{addr}, cfg)
+	return preloadRecords(b, addr, topic, n, func(i int) ([]byte, []byte, time.Time) {
+		var t time.Time
+		if ts != nil {
+			t = ts(i)
+		}
+		return fmt.Appendf(nil, "k%015d", i%keys), value(i), t
+	})
+}
+
+// preloadRecords creates topic (if missing) and writes n records to it,
+// record i being rec(i) (a zero time: the producer's clock), each on the
+// partition kafka.Partition picks for its key. It returns the topic's
+// high watermarks.
+func preloadRecords(b *testing.B, addr, topic string, n int, rec func(i int) (key, value []byte, ts time.Time)) []int64 {
+	client, err := sarama.NewClient([]string{addr}, kafka.ClientConfig("inproc-preload"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -93,26 +106,14 @@ func preloadStamped(b *testing.B, addr, topic string, n, keys int, value func(i 
 		}
 	}()
 	for i := range n {
-		k := fmt.Appendf(nil, "k%015d", i%keys)
-		m := &sarama.ProducerMessage{Topic: topic, Partition: kafka.Partition(k, partitions), Key: sarama.ByteEncoder(k), Value: sarama.ByteEncoder(value(i))}
-		if ts != nil {
-			m.Timestamp = ts(i)
-		}
-		p.Input() <- m
+		k, v, ts := rec(i)
+		p.Input() <- &sarama.ProducerMessage{Topic: topic, Partition: kafka.Partition(k, partitions),
+			Key: sarama.ByteEncoder(k), Value: sarama.ByteEncoder(v), Timestamp: ts}
 	}
 	if err := p.Close(); err != nil {
 		b.Fatal(err)
 	}
-	if err := client.RefreshMetadata(topic); err != nil {
-		b.Fatal(err)
-	}
-	hwm := make([]int64, partitions)
-	for q := range int32(partitions) {
-		if hwm[q], err = client.GetOffset(topic, q, sarama.OffsetNewest); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return hwm
+	return highWatermarks(b, client, topic)
 }
 
 // waitCommitted waits until group has committed hwm on every partition.

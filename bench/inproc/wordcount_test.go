@@ -2,7 +2,6 @@ package inproc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -121,46 +120,12 @@ func BenchmarkWordCount(b *testing.B) {
 	}
 }
 
-// preloadLines creates topic (if missing) and writes the lines to it,
-// line i keyed key(i), each on the partition kafka.Partition picks.
+// preloadLines writes the lines to topic, line i keyed key(i), each on
+// the partition kafka.Partition picks.
 func preloadLines(b *testing.B, addr, topic string, lines []string, key func(i int) []byte) []int64 {
-	client, err := sarama.NewClient([]string{addr}, kafka.ClientConfig("inproc-preload"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer client.Close()
-	admin, err := sarama.NewClusterAdminFromClient(client)
-	if err != nil {
-		b.Fatal(err)
-	}
-	err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: 1}, false)
-	if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
-		b.Fatal(err)
-	}
-	pcfg := sarama.NewConfig()
-	pcfg.Version = kafka.Version
-	pcfg.Producer.RequiredAcks = sarama.WaitForLocal
-	pcfg.Producer.Partitioner = sarama.NewManualPartitioner
-	pcfg.Producer.Flush.Bytes = 512 << 10
-	pcfg.Producer.MaxMessageBytes = 512 << 10
-	pcfg.Producer.Flush.Frequency = 5 * time.Millisecond
-	p, err := sarama.NewAsyncProducer([]string{addr}, pcfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	go func() {
-		for e := range p.Errors() {
-			b.Error(e)
-		}
-	}()
-	for i, l := range lines {
-		k := key(i)
-		p.Input() <- &sarama.ProducerMessage{Topic: topic, Partition: kafka.Partition(k, partitions), Key: sarama.ByteEncoder(k), Value: sarama.StringEncoder(l)}
-	}
-	if err := p.Close(); err != nil {
-		b.Fatal(err)
-	}
-	return highWatermarks(b, client, topic)
+	return preloadRecords(b, addr, topic, len(lines), func(i int) ([]byte, []byte, time.Time) {
+		return key(i), []byte(lines[i]), time.Time{}
+	})
 }
 
 // highWatermarks returns the high watermark of every partition of topic.
