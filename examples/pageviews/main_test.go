@@ -86,7 +86,8 @@ func (m *pvModel) view(page string, t time.Time) extest.Record {
 	return extest.Record{Key: []byte(page), Value: v, Timestamp: t}
 }
 
-// round returns 1 to 4 views of every page in the first 10 s of minute r.
+// round returns 1 to 7 views of every page (at least one each) in the
+// first 10 s of minute r.
 func (m *pvModel) round(r int) []extest.Record {
 	var recs []extest.Record
 	for range 2 + m.rng.IntN(6) {
